@@ -1,0 +1,15 @@
+//! asdsweep's pure core: what every other crate agrees on.
+//!
+//! - [`spec`]: the versioned sweep spec (TOML) and its validation.
+//! - [`grid`]: expansion of a spec into the job grid (pure, deterministic).
+//! - [`proto`]: the generated wire contract (feature `proto`).
+
+pub mod grid;
+pub mod spec;
+
+#[cfg(feature = "proto")]
+pub mod proto {
+    //! Generated from `proto/asdsweep/v1/*.proto`.
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("asdsweep.v1");
+}
