@@ -1,1 +1,25 @@
+//! The asdsweep coordinator: the durable job queue and the gRPC services that
+//! hand its jobs to workers and its results to operators.
+//!
+//! - [`queue`]: job states and transition rules (pure).
+//! - [`store`]: the queue on SQLite or Postgres through sea-orm.
+//! - [`service`]: the gRPC services over the store.
+//! - [`artifact`]: the content-addressed artifact directory.
+//! - [`operator`]: the operator's calls and their rendering.
+//! - [`server`]: starting and stopping a coordinator.
+//! - [`bench`]: the queue benchmark.
 
+#![warn(missing_docs)]
+
+pub mod artifact;
+pub mod bench;
+pub mod entity;
+pub mod error;
+pub mod operator;
+pub mod queue;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use server::{Coordinator, CoordinatorConfig};

@@ -1,1 +1,18 @@
+//! asdsweep's database schema: sea-orm migrations that run unchanged on SQLite
+//! and Postgres. `asdsweep serve` applies them on start.
 
+#![warn(missing_docs)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_queue;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_queue::Migration)]
+    }
+}

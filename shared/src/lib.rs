@@ -4,6 +4,8 @@
 //! - [`grid`]: expansion of a spec into the job grid (pure, deterministic).
 //! - [`proto`]: the generated wire contract (feature `proto`).
 
+#![warn(missing_docs)]
+
 pub mod grid;
 pub mod spec;
 

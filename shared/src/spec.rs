@@ -1,0 +1,355 @@
+//! The sweep spec: a versioned TOML document that names the grid to run.
+//!
+//! Parsing is strict: an unknown key or a value outside the allowed set is an
+//! error that names the key and what is allowed, so a typo never silently
+//! changes a sweep. [`Spec::hash`] is computed over the parsed spec, not the
+//! text, so comments and formatting do not change a sweep's identity.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The only spec version this build understands.
+pub const SPEC_VERSION: u32 = 1;
+
+/// Why a spec was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The TOML did not parse or did not match the schema (unknown key, wrong type, bad value).
+    #[error("invalid sweep spec: {0}")]
+    Parse(String),
+    /// The spec parsed but a value breaks a rule of the schema.
+    #[error("invalid sweep spec: `{key}` {problem}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `family[0].configs[1].name`.
+        key: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+}
+
+/// Result alias for spec handling.
+pub type Result<T> = std::result::Result<T, SpecError>;
+
+/// A parsed and validated sweep spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Schema version; must be [`SPEC_VERSION`].
+    pub version: u32,
+    /// Human name of the sweep (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Free text shown in reports.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Machine types (the study's "devices"), e.g. `["fan", "pump"]`.
+    pub devices: Vec<String>,
+    /// Seeds: every config runs once per seed.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Retry, lease and priority settings.
+    #[serde(default)]
+    pub queue: QueueSpec,
+    /// The proxy-task families to train and evaluate.
+    #[serde(rename = "family")]
+    pub families: Vec<FamilySpec>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![1]
+}
+
+/// Queue settings that apply to every job of the sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSpec {
+    /// Attempts a job gets before it ends `dead` (1..=100).
+    pub max_attempts: u32,
+    /// Lease time-to-live in milliseconds: a worker that does not heartbeat
+    /// within it loses the job (1000..=3_600_000).
+    pub lease_ttl_ms: u64,
+    /// First retry waits this long; each further retry doubles it.
+    pub backoff_base_ms: u64,
+    /// Upper bound of the retry wait.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for QueueSpec {
+    fn default() -> Self {
+        Self { max_attempts: 3, lease_ttl_ms: 30_000, backoff_base_ms: 1_000, backoff_max_ms: 60_000 }
+    }
+}
+
+/// Where a family trains: once per machine type, once across all, or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainingScope {
+    /// No training job: one single-stage job per (config, device, seed).
+    #[default]
+    None,
+    /// One training job per machine type (the autoencoder's way).
+    PerDevice,
+    /// One training job across all machine types (classifier, contrastive, separation).
+    Global,
+}
+
+/// One proxy-task family with its grid of configs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FamilySpec {
+    /// Diagnostic family for tests and benchmarks: jobs sleep and may fail on
+    /// purpose; they train nothing and measure nothing.
+    Noop(NoopFamily),
+}
+
+impl FamilySpec {
+    /// The job kind that runs this family's jobs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FamilySpec::Noop(_) => "noop",
+        }
+    }
+
+    /// The family's name in results (defaults to its kind).
+    pub fn name(&self) -> &str {
+        match self {
+            FamilySpec::Noop(f) => f.name.as_deref().unwrap_or("noop"),
+        }
+    }
+
+    /// Scheduling priority of the family's jobs (higher first).
+    pub fn priority(&self) -> i32 {
+        match self {
+            FamilySpec::Noop(f) => f.priority,
+        }
+    }
+
+    /// Where the family trains.
+    pub fn training(&self) -> TrainingScope {
+        match self {
+            FamilySpec::Noop(f) => f.training,
+        }
+    }
+
+    /// The family's configs as (name, job parameters) pairs.
+    pub fn configs(&self) -> Vec<(String, serde_json::Value)> {
+        match self {
+            FamilySpec::Noop(f) => f
+                .configs
+                .iter()
+                .map(|c| (c.name.clone(), serde_json::to_value(c).unwrap_or_default()))
+                .collect(),
+        }
+    }
+}
+
+/// The diagnostic `noop` family (see [`FamilySpec::Noop`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopFamily {
+    /// Name in results; defaults to `noop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Scheduling priority (higher runs first).
+    #[serde(default)]
+    pub priority: i32,
+    /// Whether to model a train → evaluate dependency, and at which scope.
+    #[serde(default)]
+    pub training: TrainingScope,
+    /// The grid of configs ("checkpoints").
+    pub configs: Vec<NoopConfig>,
+}
+
+/// One config of the diagnostic `noop` family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopConfig {
+    /// Config name, unique within the family.
+    pub name: String,
+    /// How long each job sleeps, in milliseconds.
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// The job fails its first `fail_times` attempts with a retryable error.
+    #[serde(default)]
+    pub fail_times: u32,
+}
+
+impl Spec {
+    /// Parses and validates a spec from TOML text.
+    pub fn from_toml(text: &str) -> Result<Spec> {
+        let spec: Spec = toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Reads, parses and validates a spec file.
+    pub fn from_path(path: &std::path::Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SpecError::Parse(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            SpecError::Parse(m) => SpecError::Parse(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Content hash of the parsed spec (sha256 hex of its canonical JSON form).
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("a parsed spec always serialises to JSON");
+        hex::encode(Sha256::digest(canonical))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |key: &str, problem: String| Err(SpecError::Invalid { key: key.to_owned(), problem });
+        if self.version != SPEC_VERSION {
+            return invalid("version", format!("is {}; this build reads version {SPEC_VERSION}", self.version));
+        }
+        check_name("name", &self.name)?;
+        if self.devices.is_empty() {
+            return invalid("devices", "is empty; list at least one machine type, e.g. [\"fan\"]".into());
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            check_name(&format!("devices[{i}]"), d)?;
+            if self.devices[..i].contains(d) {
+                return invalid(&format!("devices[{i}]"), format!("repeats \"{d}\"; machine types must be unique"));
+            }
+        }
+        if self.seeds.is_empty() {
+            return invalid("seeds", "is empty; give at least one seed, e.g. [1]".into());
+        }
+        for (i, s) in self.seeds.iter().enumerate() {
+            if self.seeds[..i].contains(s) {
+                return invalid(&format!("seeds[{i}]"), format!("repeats {s}; seeds must be unique"));
+            }
+        }
+        let q = &self.queue;
+        if !(1..=100).contains(&q.max_attempts) {
+            return invalid("queue.max_attempts", format!("is {}; allowed 1..=100", q.max_attempts));
+        }
+        if !(1_000..=3_600_000).contains(&q.lease_ttl_ms) {
+            return invalid("queue.lease_ttl_ms", format!("is {}; allowed 1000..=3600000", q.lease_ttl_ms));
+        }
+        if q.backoff_max_ms < q.backoff_base_ms {
+            return invalid(
+                "queue.backoff_max_ms",
+                format!("is {}; must be at least queue.backoff_base_ms ({})", q.backoff_max_ms, q.backoff_base_ms),
+            );
+        }
+        if self.families.is_empty() {
+            return invalid("family", "is empty; add at least one [[family]] table".into());
+        }
+        for (i, f) in self.families.iter().enumerate() {
+            let key = format!("family[{i}]");
+            check_name(&format!("{key}.name"), f.name())?;
+            if self.families[..i].iter().any(|g| g.name() == f.name()) {
+                return invalid(&format!("{key}.name"), format!("repeats \"{}\"; family names must be unique", f.name()));
+            }
+            let configs = f.configs();
+            if configs.is_empty() {
+                return invalid(&format!("{key}.configs"), "is empty; give at least one config".into());
+            }
+            for (j, (name, _)) in configs.iter().enumerate() {
+                check_name(&format!("{key}.configs[{j}].name"), name)?;
+                if configs[..j].iter().any(|(n, _)| n == name) {
+                    return invalid(&format!("{key}.configs[{j}].name"), format!("repeats \"{name}\"; config names must be unique"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names end up in job keys, file names and report labels: keep them plain.
+fn check_name(key: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !value.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::Invalid {
+            key: key.to_owned(),
+            problem: format!("is \"{value}\"; allowed: 1-64 of A-Z a-z 0-9 - _ . (not starting with .)"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        version = 1
+        name = "demo"
+        devices = ["fan", "pump"]
+        [queue]
+        max_attempts = 2
+        [[family]]
+        kind = "noop"
+        training = "per_device"
+        configs = [{ name = "a", sleep_ms = 5 }, { name = "b", fail_times = 1 }]
+    "#;
+
+    #[test]
+    fn a_good_spec_parses_with_defaults_filled_in() {
+        let spec = Spec::from_toml(GOOD).unwrap();
+        assert_eq!(spec.seeds, vec![1]);
+        assert_eq!(spec.queue.max_attempts, 2);
+        assert_eq!(spec.queue.lease_ttl_ms, 30_000);
+        assert_eq!(spec.families[0].name(), "noop");
+        assert_eq!(spec.families[0].training(), TrainingScope::PerDevice);
+        assert_eq!(spec.families[0].configs().len(), 2);
+    }
+
+    #[test]
+    fn the_hash_ignores_comments_and_layout_but_not_content() {
+        let a = Spec::from_toml(GOOD).unwrap();
+        let b = Spec::from_toml(&format!("# a comment\n{GOOD}\n\n")).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        let c = Spec::from_toml(&GOOD.replace("sleep_ms = 5", "sleep_ms = 6")).unwrap();
+        assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_named_with_the_allowed_keys() {
+        let err = Spec::from_toml(&GOOD.replace("devices =", "devicez =")).unwrap_err().to_string();
+        assert!(err.contains("devicez"), "{err}");
+        assert!(err.contains("devices"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_config_key_is_named() {
+        let err = Spec::from_toml(&GOOD.replace("sleep_ms = 5", "sleepms = 5")).unwrap_err().to_string();
+        assert!(err.contains("sleepms"), "{err}");
+        assert!(err.contains("sleep_ms"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_family_kind_lists_the_known_ones() {
+        let err = Spec::from_toml(&GOOD.replace("kind = \"noop\"", "kind = \"nope\"")).unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("noop"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_training_scope_lists_the_allowed_values() {
+        let err = Spec::from_toml(&GOOD.replace("per_device", "sometimes")).unwrap_err().to_string();
+        assert!(err.contains("sometimes") && err.contains("per_device") && err.contains("global"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key_and_the_range() {
+        let err = Spec::from_toml(&GOOD.replace("max_attempts = 2", "max_attempts = 0")).unwrap_err().to_string();
+        assert!(err.contains("queue.max_attempts") && err.contains("1..=100"), "{err}");
+        let err = Spec::from_toml(&GOOD.replace("version = 1", "version = 2")).unwrap_err().to_string();
+        assert!(err.contains("`version`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_and_unsafe_names_are_rejected() {
+        let err = Spec::from_toml(&GOOD.replace("\"pump\"", "\"fan\"")).unwrap_err().to_string();
+        assert!(err.contains("devices[1]"), "{err}");
+        let err = Spec::from_toml(&GOOD.replace("name = \"b\"", "name = \"a\"")).unwrap_err().to_string();
+        assert!(err.contains("family[0].configs[1].name"), "{err}");
+        let err = Spec::from_toml(&GOOD.replace("\"pump\"", "\"../etc\"")).unwrap_err().to_string();
+        assert!(err.contains("devices[1]"), "{err}");
+    }
+}

@@ -1,1 +1,15 @@
+//! The asdsweep worker: pulls jobs from a coordinator over gRPC and runs them
+//! through the job-kind [`registry`].
+//!
+//! - [`registry`]: the job kinds this worker can run and how they are called.
+//! - [`noop`]: the diagnostic `noop` kind.
+//! - [`execution_loop`]: register, lease, heartbeat, complete or fail.
 
+#![warn(missing_docs)]
+
+pub mod execution_loop;
+pub mod noop;
+pub mod registry;
+
+pub use execution_loop::{WorkerConfig, WorkerSummary, run_worker};
+pub use registry::{JobContext, JobError, JobKind, JobOutput, Registry};

@@ -1,0 +1,8 @@
+//! sea-orm entities, one per table of `asdsweep-migrations`.
+
+pub mod artifact;
+pub mod job;
+pub mod job_dep;
+pub mod result;
+pub mod sweep;
+pub mod worker;

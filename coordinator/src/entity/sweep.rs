@@ -1,0 +1,31 @@
+//! A launched sweep: its spec and whether it is still active.
+use sea_orm::entity::prelude::*;
+
+/// Row of `sweeps`.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "sweeps")]
+pub struct Model {
+    /// Sweep id.
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// Identity for idempotent launch: the spec hash (plus a nonce with `--new`).
+    pub sweep_key: String,
+    /// Spec name.
+    pub name: String,
+    /// sha256 of the parsed spec.
+    pub spec_hash: String,
+    /// The spec as launched.
+    pub spec_toml: String,
+    /// `active` or `cancelled`.
+    pub state: String,
+    /// Number of jobs expanded from the spec.
+    pub job_count: i64,
+    /// Launch time (ms since epoch).
+    pub created_at_ms: i64,
+}
+
+/// No relations are navigated through the ORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

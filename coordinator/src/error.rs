@@ -1,0 +1,86 @@
+//! The coordinator's one error type and its mapping to gRPC status codes.
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A sweep, job, worker or artifact that does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. `sweep "demo"`.
+        what: String,
+    },
+    /// A call carried a fencing token that is no longer current: the lease
+    /// expired and the job was re-leased, or the job already finished.
+    #[error("stale lease for job {job_key} (id {job_id}): token {token} is not current (current token {current}, state {state})")]
+    StaleLease {
+        /// The job's id.
+        job_id: i64,
+        /// The job's key.
+        job_key: String,
+        /// The token the caller sent.
+        token: i64,
+        /// The job's current token.
+        current: i64,
+        /// The job's current state.
+        state: String,
+    },
+    /// The job's sweep was cancelled while it ran.
+    #[error("job {job_key} (id {job_id}) was cancelled with its sweep")]
+    Cancelled {
+        /// The job's id.
+        job_id: i64,
+        /// The job's key.
+        job_key: String,
+    },
+    /// The request itself is malformed.
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    /// A sweep spec was rejected.
+    #[error(transparent)]
+    Spec(#[from] asdsweep_shared::spec::SpecError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// The artifact store's disk failed.
+    #[error("artifact store I/O error on {path}: {source}")]
+    Io {
+        /// File involved.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for the coordinator.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = match &e {
+            Error::NotFound { .. } => Code::NotFound,
+            Error::StaleLease { .. } => Code::FailedPrecondition,
+            Error::Cancelled { .. } => Code::Aborted,
+            Error::InvalidArgument(_) | Error::Spec(_) => Code::InvalidArgument,
+            Error::Db(_) | Error::Io { .. } => Code::Unavailable,
+        };
+        if code == Code::Unavailable {
+            tracing::error!(error = %e, "internal failure answered as UNAVAILABLE");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_lease_is_a_failed_precondition_that_names_the_job() {
+        let e = Error::StaleLease { job_id: 7, job_key: "ae/c1/fan/s1/train".into(), token: 1, current: 2, state: "leased".into() };
+        let s = Status::from(e);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(s.message().contains("ae/c1/fan/s1/train") && s.message().contains("token 1"));
+    }
+}

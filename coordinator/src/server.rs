@@ -1,0 +1,163 @@
+//! Starting and stopping a coordinator: migrate, serve the three gRPC
+//! services, and reap expired leases in the background.
+
+use crate::artifact::ArtifactStore;
+use crate::error::Result;
+use crate::service::Services;
+use crate::store::Store;
+use asdsweep_shared::proto::{
+    artifact_service_server::ArtifactServiceServer, sweep_service_server::SweepServiceServer,
+    worker_service_server::WorkerServiceServer,
+};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Largest gRPC message accepted (artifact chunks are far smaller).
+const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// How a coordinator is run.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// sea-orm database URL.
+    pub db_url: String,
+    /// Postgres schema to use (created if missing).
+    pub db_schema: Option<String>,
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Artifact store directory.
+    pub artifact_dir: PathBuf,
+    /// How often expired leases are reaped.
+    pub reap_interval: Duration,
+    /// How often workers are told to heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+impl CoordinatorConfig {
+    /// Defaults for a database URL: loopback on a free port, artifacts in `./artifacts`.
+    pub fn new(db_url: impl Into<String>) -> CoordinatorConfig {
+        CoordinatorConfig {
+            db_url: db_url.into(),
+            db_schema: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            artifact_dir: PathBuf::from("artifacts"),
+            reap_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    addr: SocketAddr,
+    store: Store,
+    stop: CancellationToken,
+    server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    reaper: JoinHandle<()>,
+}
+
+impl Coordinator {
+    /// Migrates the database and starts serving.
+    pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
+        let store = Store::open(&cfg.db_url, cfg.db_schema.as_deref()).await?;
+        let artifacts = ArtifactStore::open(&cfg.artifact_dir)?;
+        let socket = if cfg.listen.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+        let io = |source| crate::error::Error::Io { path: format!("listen address {}", cfg.listen), source };
+        let socket = socket.map_err(io)?;
+        // A restarted coordinator can take its old port straight back.
+        socket.set_reuseaddr(true).map_err(io)?;
+        socket.bind(cfg.listen).map_err(io)?;
+        let listener = socket.listen(1024).map_err(io)?;
+        let addr = listener.local_addr().map_err(io)?;
+        let heartbeat_ms = cfg.heartbeat_interval.as_millis().clamp(100, u32::MAX as u128) as u32;
+        let services = Services::new(store.clone(), artifacts, heartbeat_ms);
+        let stop = CancellationToken::new();
+        let server = tokio::spawn({
+            let stop = stop.clone();
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(
+                    WorkerServiceServer::new(services.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                )
+                .add_service(SweepServiceServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+                .add_service(ArtifactServiceServer::new(services).max_decoding_message_size(MAX_MESSAGE_BYTES))
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop.cancelled_owned())
+        });
+        let reaper = tokio::spawn(reap_loop(store.clone(), cfg.reap_interval, stop.clone()));
+        tracing::info!(%addr, db = %redact(&cfg.db_url), "coordinator serving");
+        Ok(Coordinator { addr, store, stop, server, reaper })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The queue store it serves.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops serving (in-flight calls finish) and waits for the tasks to end.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.reaper.await;
+        match self.server.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+
+    /// Serves until `stop` is cancelled, then shuts down.
+    pub async fn run_until(self, stop: CancellationToken) {
+        stop.cancelled().await;
+        self.shutdown().await;
+    }
+}
+
+/// The reaper: returns expired leases to the queue, forever.
+async fn reap_loop(store: Store, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = store.reap_expired().await {
+            tracing::warn!(error = %e, "reaping expired leases failed; will retry");
+        }
+    }
+}
+
+/// Hides a password in a database URL for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden_in_logged_urls() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+    }
+}

@@ -1,0 +1,326 @@
+//! The gRPC services. Handlers only translate between the wire and
+//! [`crate::store`]; errors become statuses in `impl From<Error> for Status`.
+
+use crate::artifact::ArtifactStore;
+use crate::entity::{job, result};
+use crate::error::Error;
+use crate::store::{HeartbeatOutcome, NewResult, NewWorker, Store, SweepProgress, now_ms};
+use asdsweep_shared::proto::{
+    self as pb, artifact_service_server::ArtifactService, sweep_service_server::SweepService,
+    worker_service_server::WorkerService,
+};
+use asdsweep_shared::spec::Spec;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncReadExt;
+use tonic::{Request, Response, Status, Streaming};
+
+/// How long an idle worker waits before asking for work again.
+const IDLE_RETRY_MS: u32 = 200;
+/// A worker is "live" if it called within this window.
+const LIVE_WINDOW_MS: i64 = 60_000;
+/// Size of the chunks artifacts are streamed in.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Shared state of the services.
+#[derive(Clone)]
+pub struct Services {
+    store: Store,
+    artifacts: ArtifactStore,
+    heartbeat_interval_ms: u32,
+    /// Spec hashes never change once a sweep exists, so leases need not re-read them.
+    spec_hashes: Arc<Mutex<HashMap<i64, String>>>,
+}
+
+impl Services {
+    /// Services over a store and an artifact directory.
+    pub fn new(store: Store, artifacts: ArtifactStore, heartbeat_interval_ms: u32) -> Services {
+        Services { store, artifacts, heartbeat_interval_ms, spec_hashes: Arc::default() }
+    }
+
+    async fn spec_hash(&self, sweep_id: i64) -> Result<String, Error> {
+        if let Some(h) = self.spec_hashes.lock().expect("spec hash cache lock poisoned").get(&sweep_id) {
+            return Ok(h.clone());
+        }
+        let hash = self.store.resolve_sweep(&sweep_id.to_string()).await?.spec_hash;
+        self.spec_hashes.lock().expect("spec hash cache lock poisoned").insert(sweep_id, hash.clone());
+        Ok(hash)
+    }
+}
+
+fn json_or_empty(text: &str, what: &str) -> Result<serde_json::Value, Status> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_str(text).map_err(|e| Status::invalid_argument(format!("{what} is not valid JSON: {e}")))
+}
+
+fn metrics_to_result(m: pb::JobMetrics) -> Result<NewResult, Status> {
+    for sha in &m.artifacts {
+        crate::artifact::check_sha256(sha)?;
+    }
+    Ok(NewResult {
+        proxy_metric: m.proxy_metric,
+        proxy_value: m.proxy_value,
+        lp_in_auc: m.lp_in_auc,
+        lp_in_pauc: m.lp_in_pauc,
+        lp_out_auc: m.lp_out_auc,
+        lp_out_pauc: m.lp_out_pauc,
+        md_auc: m.md_auc,
+        md_pauc: m.md_pauc,
+        extra: json_or_empty(&m.extra_json, "extra_json")?,
+        provenance: json_or_empty(&m.provenance_json, "provenance_json")?,
+        artifacts: m.artifacts,
+    })
+}
+
+/// A stored result as wire metrics.
+pub fn result_to_metrics(r: &result::Model) -> pb::JobMetrics {
+    pb::JobMetrics {
+        proxy_metric: r.proxy_metric.clone(),
+        proxy_value: r.proxy_value,
+        lp_in_auc: r.lp_in_auc,
+        lp_in_pauc: r.lp_in_pauc,
+        lp_out_auc: r.lp_out_auc,
+        lp_out_pauc: r.lp_out_pauc,
+        md_auc: r.md_auc,
+        md_pauc: r.md_pauc,
+        extra_json: r.extra.to_string(),
+        provenance_json: r.provenance.to_string(),
+        artifacts: serde_json::from_value(r.artifacts.clone()).unwrap_or_default(),
+    }
+}
+
+fn job_to_wire(j: &job::Model, input_artifacts: Vec<String>, spec_hash: String) -> pb::Job {
+    pb::Job {
+        job_id: j.id,
+        job_key: j.job_key.clone(),
+        sweep_id: j.sweep_id,
+        kind: j.kind.clone(),
+        stage: j.stage.clone(),
+        family: j.family.clone(),
+        config: j.config.clone(),
+        device: j.device.clone(),
+        seed: j.seed,
+        params_json: j.params.to_string(),
+        attempt: j.attempts.max(0) as u32,
+        max_attempts: j.max_attempts.max(0) as u32,
+        input_artifacts,
+        spec_hash,
+    }
+}
+
+fn progress_to_wire(p: SweepProgress) -> pb::SweepStatus {
+    pb::SweepStatus {
+        sweep_id: p.sweep.id,
+        name: p.sweep.name.clone(),
+        state: if p.is_finished() && p.sweep.state == "active" { "finished".into() } else { p.sweep.state.clone() },
+        spec_hash: p.sweep.spec_hash.clone(),
+        counts: p.counts.iter().map(|(s, n)| pb::StateCount { state: s.as_str().into(), count: *n }).collect(),
+        total: p.total(),
+        throughput_per_s: p.throughput_per_s,
+        eta_s: p.eta_s,
+        dead: p
+            .dead
+            .iter()
+            .map(|(k, a, e)| pb::DeadJob { job_key: k.clone(), attempts: (*a).max(0) as u32, error: e.clone() })
+            .collect(),
+        created_at_ms: p.sweep.created_at_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Services {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = req.into_inner();
+        let caps = r.capabilities.unwrap_or_default();
+        let worker_id = self
+            .store
+            .register_worker(NewWorker {
+                name: r.name,
+                backend: caps.backend,
+                device: caps.device,
+                memory_bytes: caps.memory_bytes,
+                labels: caps.labels,
+                kinds: caps.kinds,
+                version: r.version,
+            })
+            .await?;
+        tracing::info!(%worker_id, "worker registered");
+        Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms: self.heartbeat_interval_ms }))
+    }
+
+    async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
+        let r = req.into_inner();
+        let Some(c) = self.store.claim(&r.worker_id).await? else {
+            return Ok(Response::new(pb::LeaseResponse { lease: None, retry_after_ms: IDLE_RETRY_MS }));
+        };
+        let spec_hash = self.spec_hash(c.job.sweep_id).await?;
+        let job = &c.job;
+        tracing::debug!(job = %job.job_key, token = job.lease_token, worker = %r.worker_id, "leased");
+        let lease = pb::Lease {
+            token: job.lease_token,
+            expires_at_ms: job.lease_expires_at_ms.unwrap_or_default(),
+            ttl_ms: job.lease_ttl_ms.clamp(0, u32::MAX as i64) as u32,
+            job: Some(job_to_wire(job, c.input_artifacts.clone(), spec_hash)),
+        };
+        Ok(Response::new(pb::LeaseResponse { lease: Some(lease), retry_after_ms: 0 }))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let progress = r.progress.map(|p| serde_json::json!({"epoch": p.epoch, "epochs": p.epochs, "loss": p.loss, "message": p.message}));
+        let out = self.store.heartbeat(&r.worker_id, r.job_id, r.token, progress).await?;
+        Ok(Response::new(match out {
+            HeartbeatOutcome::Extended(expires_at_ms) => pb::HeartbeatResponse { expires_at_ms, cancelled: false },
+            HeartbeatOutcome::Cancelled => pb::HeartbeatResponse { expires_at_ms: 0, cancelled: true },
+        }))
+    }
+
+    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::CompleteResponse>, Status> {
+        let r = req.into_inner();
+        let metrics = metrics_to_result(r.metrics.unwrap_or_default())?;
+        self.store.complete(&r.worker_id, r.job_id, r.token, metrics).await?;
+        Ok(Response::new(pb::CompleteResponse {}))
+    }
+
+    async fn fail(&self, req: Request<pb::FailRequest>) -> Result<Response<pb::FailResponse>, Status> {
+        let r = req.into_inner();
+        let state = self.store.fail(&r.worker_id, r.job_id, r.token, &r.error, r.retryable, r.release).await?;
+        tracing::info!(job_id = r.job_id, %state, release = r.release, error = %r.error, "attempt ended without result");
+        Ok(Response::new(pb::FailResponse { state: state.as_str().into() }))
+    }
+}
+
+#[tonic::async_trait]
+impl SweepService for Services {
+    async fn launch(&self, req: Request<pb::LaunchRequest>) -> Result<Response<pb::LaunchResponse>, Status> {
+        let r = req.into_inner();
+        let spec = Spec::from_toml(&r.spec_toml).map_err(Error::from)?;
+        let l = self.store.launch(&spec, &r.spec_toml, r.force_new).await?;
+        tracing::info!(sweep = l.sweep.id, name = %l.sweep.name, created = l.created, jobs = l.sweep.job_count, "launch");
+        Ok(Response::new(pb::LaunchResponse {
+            sweep_id: l.sweep.id,
+            name: l.sweep.name,
+            created: l.created,
+            jobs: l.sweep.job_count.max(0) as u32,
+        }))
+    }
+
+    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let r = req.into_inner();
+        let sweeps = if r.sweep.is_empty() { self.store.sweeps().await? } else { vec![self.store.resolve_sweep(&r.sweep).await?] };
+        let mut out = pb::StatusResponse::default();
+        for s in &sweeps {
+            out.sweeps.push(progress_to_wire(self.store.progress(s).await?));
+        }
+        for (w, current_job) in self.store.live_workers(now_ms() - LIVE_WINDOW_MS).await? {
+            out.live_workers.push(pb::WorkerInfo {
+                worker_id: w.id,
+                name: w.name,
+                backend: w.backend,
+                device: w.device,
+                last_seen_ms: w.last_seen_ms,
+                current_job,
+            });
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn results(&self, req: Request<pb::ResultsRequest>) -> Result<Response<pb::ResultsResponse>, Status> {
+        let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
+        let rows = self
+            .store
+            .results(sweep.id)
+            .await?
+            .into_iter()
+            .map(|(j, r)| pb::ResultRow {
+                job_key: j.job_key,
+                kind: j.kind,
+                stage: j.stage,
+                family: j.family,
+                config: j.config,
+                device: j.device,
+                seed: j.seed,
+                state: j.state,
+                attempts: j.attempts.max(0) as u32,
+                error: j.last_error.unwrap_or_default(),
+                metrics: r.as_ref().map(result_to_metrics),
+                worker: r.map(|r| r.worker_id).or(j.worker_id).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::ResultsResponse { rows }))
+    }
+
+    async fn cancel(&self, req: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
+        let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
+        let cancelled = self.store.cancel(sweep.id).await?;
+        tracing::info!(sweep = sweep.id, cancelled, "cancel");
+        Ok(Response::new(pb::CancelResponse { cancelled }))
+    }
+
+    async fn retry(&self, req: Request<pb::RetryRequest>) -> Result<Response<pb::RetryResponse>, Status> {
+        let r = req.into_inner();
+        let sweep = self.store.resolve_sweep(&r.sweep).await?;
+        let requeued = self.store.retry(sweep.id, r.dead).await?;
+        tracing::info!(sweep = sweep.id, requeued, "retry");
+        Ok(Response::new(pb::RetryResponse { requeued }))
+    }
+}
+
+type ChunkStream = Pin<Box<dyn futures::Stream<Item = Result<pb::GetChunk, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl ArtifactService for Services {
+    async fn put(&self, req: Request<Streaming<pb::PutChunk>>) -> Result<Response<pb::PutResponse>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("artifact upload sent no message"))??;
+        let header = first.header.ok_or_else(|| Status::invalid_argument("artifact upload must start with a header"))?;
+        crate::artifact::check_sha256(&header.sha256)?;
+        let mut blob = self.artifacts.begin().await?;
+        let mut data = first.data;
+        loop {
+            if let Err(e) = blob.write(&data).await {
+                blob.discard().await;
+                return Err(e.into());
+            }
+            match stream.next().await {
+                Some(Ok(chunk)) => data = chunk.data,
+                Some(Err(e)) => {
+                    blob.discard().await;
+                    return Err(e);
+                }
+                None => break,
+            }
+        }
+        let (size, new) = blob.finish(&self.artifacts, &header.sha256, header.size).await?;
+        self.store.record_artifact(&header.sha256, size, &header.kind).await?;
+        Ok(Response::new(pb::PutResponse { sha256: header.sha256, size, stored: new }))
+    }
+
+    type GetStream = ChunkStream;
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<ChunkStream>, Status> {
+        let sha = req.into_inner().sha256;
+        let (mut file, size) = self.artifacts.open_blob(&sha).await?;
+        let stream = async_stream::try_stream! {
+            let mut first = true;
+            loop {
+                let mut buf = vec![0u8; CHUNK_BYTES];
+                let n = file.read(&mut buf).await.map_err(|e| Status::unavailable(format!("reading artifact {sha}: {e}")))?;
+                if n == 0 && !first {
+                    break;
+                }
+                buf.truncate(n);
+                yield pb::GetChunk { data: buf, size: if first { size } else { 0 } };
+                first = false;
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

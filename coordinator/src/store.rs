@@ -1,0 +1,783 @@
+//! The durable queue: every state change of sweeps, jobs, leases and results
+//! is one SQL statement or transaction here. The database is the truth; the
+//! coordinator keeps nothing a restart would lose.
+//!
+//! The same SQL runs on SQLite and Postgres (parameters are written `$N`,
+//! which both accept). Claiming is one atomic `UPDATE … RETURNING`; on
+//! Postgres its subquery takes the row `FOR UPDATE SKIP LOCKED`, so several
+//! coordinators can share one database. Every call after a claim is guarded
+//! by the job's fencing token, so a late call from an expired lease changes
+//! nothing.
+
+use crate::entity::{job, job_dep, result, sweep, worker};
+use crate::error::{Error, Result};
+use crate::queue::{AfterFailure, JobState, after_failure};
+use asdsweep_migrations::{Migrator, MigratorTrait};
+use asdsweep_shared::grid::{self, JobSpec};
+use asdsweep_shared::spec::{QueueSpec, Spec};
+use sea_orm::{
+    ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, Statement, TransactionTrait, Value, ColumnTrait,
+};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch on this host's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Rows inserted per statement at launch (well under SQLite's 32766 bound parameters).
+const INSERT_CHUNK: usize = 500;
+
+/// A handle on the queue database.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// When each worker's `last_seen_ms` was last written: the hot path writes
+    /// it at most once per [`TOUCH_EVERY_MS`] per worker.
+    touched: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+/// Least interval between two `last_seen_ms` writes for one worker.
+const TOUCH_EVERY_MS: i64 = 1_000;
+
+/// The outcome of a launch.
+#[derive(Debug, Clone)]
+pub struct Launched {
+    /// The sweep.
+    pub sweep: sweep::Model,
+    /// False when the same spec had been launched before and that sweep is returned.
+    pub created: bool,
+}
+
+/// A job just leased by a worker.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The job row after the claim (state `leased`, new token, attempt counted).
+    pub job: job::Model,
+    /// Artifacts produced by the jobs it depends on.
+    pub input_artifacts: Vec<String>,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatOutcome {
+    /// The lease was extended to this time.
+    Extended(i64),
+    /// The job was cancelled: the worker must stop it.
+    Cancelled,
+}
+
+/// A registering worker's description.
+#[derive(Debug, Clone, Default)]
+pub struct NewWorker {
+    /// Name it gave.
+    pub name: String,
+    /// Training backend.
+    pub backend: String,
+    /// Device.
+    pub device: String,
+    /// Memory for jobs, bytes.
+    pub memory_bytes: u64,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Kinds it runs.
+    pub kinds: Vec<String>,
+    /// Build version.
+    pub version: String,
+}
+
+/// Metrics of a finished job, as recorded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewResult {
+    /// Name of the proxy metric.
+    pub proxy_metric: String,
+    /// Proxy value.
+    pub proxy_value: Option<f64>,
+    /// LP in-domain AUC.
+    pub lp_in_auc: Option<f64>,
+    /// LP in-domain pAUC.
+    pub lp_in_pauc: Option<f64>,
+    /// LP out-of-domain AUC.
+    pub lp_out_auc: Option<f64>,
+    /// LP out-of-domain pAUC.
+    pub lp_out_pauc: Option<f64>,
+    /// MD AUC.
+    pub md_auc: Option<f64>,
+    /// MD pAUC.
+    pub md_pauc: Option<f64>,
+    /// Extra metrics (JSON object).
+    pub extra: Json,
+    /// Provenance (JSON object).
+    pub provenance: Json,
+    /// Artifacts produced.
+    pub artifacts: Vec<String>,
+}
+
+/// A sweep's progress.
+#[derive(Debug, Clone)]
+pub struct SweepProgress {
+    /// The sweep.
+    pub sweep: sweep::Model,
+    /// Jobs per state.
+    pub counts: Vec<(JobState, u64)>,
+    /// Succeeded jobs per second over the last minute.
+    pub throughput_per_s: f64,
+    /// Seconds to finish at that rate.
+    pub eta_s: Option<f64>,
+    /// Dead jobs: key, attempts, last error.
+    pub dead: Vec<(String, i32, String)>,
+}
+
+impl SweepProgress {
+    /// Jobs in a state.
+    pub fn count(&self, state: JobState) -> u64 {
+        self.counts.iter().find(|(s, _)| *s == state).map(|(_, n)| *n).unwrap_or(0)
+    }
+    /// All jobs.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| n).sum()
+    }
+    /// True when no job can run any more.
+    pub fn is_finished(&self) -> bool {
+        self.counts.iter().all(|(s, n)| *n == 0 || s.is_final())
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct StateCount {
+    state: String,
+    n: i64,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct IdRow {
+    id: i64,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct CountRow {
+    n: i64,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct ArtifactsRow {
+    artifacts: Json,
+}
+
+impl Store {
+    /// Connects to a sea-orm URL (`sqlite://PATH?mode=rwc`, `postgres://…`) and
+    /// applies the migrations. `schema` selects a Postgres schema (created if
+    /// missing); it is ignored for SQLite.
+    pub async fn open(url: &str, schema: Option<&str>) -> Result<Store> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(30));
+        if url.starts_with("sqlite:") {
+            // One connection serialises all statements in-process: no SQLITE_BUSY
+            // round trips between our own connections; WAL lets other processes
+            // (the CLI) read while we write, and the busy timeout covers them.
+            opts.max_connections(1).min_connections(1);
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        } else {
+            opts.max_connections(16).min_connections(1);
+            if let Some(schema) = schema {
+                check_schema_name(schema)?;
+                opts.set_schema_search_path(schema.to_owned());
+            }
+        }
+        let db = Database::connect(opts).await?;
+        if let (Some(schema), DbBackend::Postgres) = (schema, db.get_database_backend()) {
+            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+        }
+        Migrator::up(&db, None).await?;
+        Ok(Store { db, touched: Arc::default() })
+    }
+
+    /// The underlying connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        stmt(&self.db, sql, values)
+    }
+
+    // ----- sweeps --------------------------------------------------------
+
+    /// Launches a spec: expands it and stores its jobs. Launching the same spec
+    /// again returns the existing sweep unless `force_new` is set.
+    pub async fn launch(&self, spec: &Spec, spec_toml: &str, force_new: bool) -> Result<Launched> {
+        let hash = spec.hash();
+        let key = if force_new { format!("{hash}-{:016x}", rand::random::<u64>()) } else { hash.clone() };
+        self.launch_jobs(&spec.name, &hash, &key, spec_toml, &spec.queue, &grid::expand(spec)).await
+    }
+
+    /// Stores a sweep with an explicit job list (used by [`Store::launch`] and by tools
+    /// that build jobs themselves, such as the queue benchmark).
+    pub async fn launch_jobs(
+        &self,
+        name: &str,
+        spec_hash: &str,
+        sweep_key: &str,
+        spec_toml: &str,
+        queue: &QueueSpec,
+        jobs: &[JobSpec],
+    ) -> Result<Launched> {
+        if let Some(existing) = self.sweep_by_key(sweep_key).await? {
+            return Ok(Launched { sweep: existing, created: false });
+        }
+        match self.insert_sweep(name, spec_hash, sweep_key, spec_toml, queue, jobs).await {
+            Ok(sweep) => Ok(Launched { sweep, created: true }),
+            // Another coordinator launched the same spec at the same moment.
+            Err(e) => match self.sweep_by_key(sweep_key).await? {
+                Some(existing) => Ok(Launched { sweep: existing, created: false }),
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn sweep_by_key(&self, key: &str) -> Result<Option<sweep::Model>> {
+        Ok(sweep::Entity::find().filter(sweep::Column::SweepKey.eq(key)).one(&self.db).await?)
+    }
+
+    async fn insert_sweep(
+        &self,
+        name: &str,
+        spec_hash: &str,
+        sweep_key: &str,
+        spec_toml: &str,
+        queue: &QueueSpec,
+        jobs: &[JobSpec],
+    ) -> Result<sweep::Model> {
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        let inserted = sweep::Entity::insert(sweep::ActiveModel {
+            sweep_key: Set(sweep_key.to_owned()),
+            name: Set(name.to_owned()),
+            spec_hash: Set(spec_hash.to_owned()),
+            spec_toml: Set(spec_toml.to_owned()),
+            state: Set("active".to_owned()),
+            job_count: Set(jobs.len() as i64),
+            created_at_ms: Set(now),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        let sweep_id = inserted.last_insert_id;
+        let mut dependents: HashMap<&str, i32> = HashMap::new();
+        for dep in jobs.iter().flat_map(|j| &j.depends_on) {
+            *dependents.entry(dep.as_str()).or_default() += 1;
+        }
+        for chunk in jobs.chunks(INSERT_CHUNK) {
+            let rows = chunk.iter().map(|j| job::ActiveModel {
+                sweep_id: Set(sweep_id),
+                job_key: Set(j.key.clone()),
+                kind: Set(j.kind.clone()),
+                stage: Set(j.stage.as_str().to_owned()),
+                family: Set(j.family.clone()),
+                config: Set(j.config.clone()),
+                device: Set(j.device.clone()),
+                seed: Set(j.seed as i64),
+                params: Set(j.params.clone()),
+                state: Set(if j.depends_on.is_empty() { JobState::Pending } else { JobState::Blocked }.as_str().to_owned()),
+                priority: Set(j.priority),
+                attempts: Set(0),
+                max_attempts: Set(queue.max_attempts as i32),
+                lease_ttl_ms: Set(queue.lease_ttl_ms as i64),
+                backoff_base_ms: Set(queue.backoff_base_ms as i64),
+                backoff_max_ms: Set(queue.backoff_max_ms as i64),
+                lease_token: Set(0),
+                lease_expires_at_ms: Set(None),
+                worker_id: Set(None),
+                not_before_ms: Set(0),
+                last_error: Set(None),
+                dependents: Set(dependents.get(j.key.as_str()).copied().unwrap_or(0)),
+                progress: Set(None),
+                created_at_ms: Set(now),
+                started_at_ms: Set(None),
+                finished_at_ms: Set(None),
+                ..Default::default()
+            });
+            job::Entity::insert_many(rows).exec(&txn).await?;
+        }
+        if jobs.iter().any(|j| !j.depends_on.is_empty()) {
+            let ids: HashMap<String, i64> = job::Entity::find()
+                .filter(job::Column::SweepId.eq(sweep_id))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|j| (j.job_key, j.id))
+                .collect();
+            let mut edges = Vec::new();
+            for j in jobs {
+                for dep in &j.depends_on {
+                    let dep_id = *ids
+                        .get(dep)
+                        .ok_or_else(|| Error::InvalidArgument(format!("job {} depends on unknown job {dep}", j.key)))?;
+                    edges.push(job_dep::ActiveModel { job_id: Set(ids[&j.key]), dep_id: Set(dep_id) });
+                }
+            }
+            for chunk in edges.chunks(INSERT_CHUNK) {
+                job_dep::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+            }
+        }
+        txn.commit().await?;
+        sweep::Entity::find_by_id(sweep_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: format!("sweep {sweep_id} just inserted") })
+    }
+
+    /// Finds a sweep by id (`"12"`) or name (the newest sweep of that name).
+    pub async fn resolve_sweep(&self, sweep: &str) -> Result<sweep::Model> {
+        let found = match sweep.parse::<i64>() {
+            Ok(id) => sweep::Entity::find_by_id(id).one(&self.db).await?,
+            Err(_) => {
+                sweep::Entity::find()
+                    .filter(sweep::Column::Name.eq(sweep))
+                    .order_by_desc(sweep::Column::Id)
+                    .one(&self.db)
+                    .await?
+            }
+        };
+        found.ok_or_else(|| Error::NotFound { what: format!("sweep \"{sweep}\"") })
+    }
+
+    /// Every sweep, oldest first.
+    pub async fn sweeps(&self) -> Result<Vec<sweep::Model>> {
+        Ok(sweep::Entity::find().order_by_asc(sweep::Column::Id).all(&self.db).await?)
+    }
+
+    /// Cancels a sweep: no job of it is leased again; running jobs learn it at
+    /// their next heartbeat. Returns the number of jobs cancelled.
+    pub async fn cancel(&self, sweep_id: i64) -> Result<u64> {
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        txn.execute_raw(self.stmt("UPDATE sweeps SET state = 'cancelled' WHERE id = $1", vec![sweep_id.into()])).await?;
+        let res = txn
+            .execute_raw(self.stmt(
+                "UPDATE jobs SET state = 'cancelled', last_error = 'cancelled by operator', finished_at_ms = $2, \
+                 lease_expires_at_ms = NULL WHERE sweep_id = $1 AND state IN ('blocked', 'pending', 'leased')",
+                vec![sweep_id.into(), now.into()],
+            ))
+            .await?;
+        txn.commit().await?;
+        Ok(res.rows_affected())
+    }
+
+    /// Re-queues a sweep's cancelled jobs (and with `dead`, its dead jobs) with a
+    /// fresh attempt budget. Returns the number of jobs re-queued.
+    pub async fn retry(&self, sweep_id: i64, dead: bool) -> Result<u64> {
+        let states = if dead { "('cancelled', 'dead')" } else { "('cancelled')" };
+        let txn = self.db.begin().await?;
+        txn.execute_raw(self.stmt("UPDATE sweeps SET state = 'active' WHERE id = $1", vec![sweep_id.into()])).await?;
+        let res = txn
+            .execute_raw(self.stmt(
+                &format!(
+                    "UPDATE jobs SET state = 'blocked', attempts = 0, not_before_ms = 0, finished_at_ms = NULL, \
+                     worker_id = NULL WHERE sweep_id = $1 AND state IN {states}"
+                ),
+                vec![sweep_id.into()],
+            ))
+            .await?;
+        txn.execute_raw(self.stmt(
+            &format!("UPDATE jobs SET state = 'pending' WHERE sweep_id = $1 AND state = 'blocked' AND {DEPS_DONE}"),
+            vec![sweep_id.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(res.rows_affected())
+    }
+
+    /// Counts, throughput, ETA and dead jobs of a sweep.
+    pub async fn progress(&self, sweep: &sweep::Model) -> Result<SweepProgress> {
+        let now = now_ms();
+        let counts = StateCount::find_by_statement(self.stmt(
+            "SELECT state, COUNT(*) AS n FROM jobs WHERE sweep_id = $1 GROUP BY state",
+            vec![sweep.id.into()],
+        ))
+        .all(&self.db)
+        .await?;
+        let counts: Vec<(JobState, u64)> = JobState::ALL
+            .into_iter()
+            .map(|st| (st, counts.iter().find(|c| c.state == st.as_str()).map(|c| c.n as u64).unwrap_or(0)))
+            .collect();
+        let window_ms = (now - sweep.created_at_ms).clamp(1_000, 60_000);
+        let recent = CountRow::find_by_statement(self.stmt(
+            "SELECT COUNT(*) AS n FROM jobs WHERE sweep_id = $1 AND state = 'succeeded' AND finished_at_ms >= $2",
+            vec![sweep.id.into(), (now - window_ms).into()],
+        ))
+        .one(&self.db)
+        .await?
+        .map(|r| r.n)
+        .unwrap_or(0);
+        let throughput_per_s = recent as f64 / (window_ms as f64 / 1000.0);
+        let dead: Vec<(String, i32, String)> = job::Entity::find()
+            .filter(job::Column::SweepId.eq(sweep.id))
+            .filter(job::Column::State.eq(JobState::Dead.as_str()))
+            .order_by_asc(job::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|j| (j.job_key, j.attempts, j.last_error.unwrap_or_default()))
+            .collect();
+        let mut p = SweepProgress { sweep: sweep.clone(), counts, throughput_per_s, eta_s: None, dead };
+        let open = p.count(JobState::Blocked) + p.count(JobState::Pending) + p.count(JobState::Leased);
+        p.eta_s = if open == 0 { Some(0.0) } else if throughput_per_s > 0.0 { Some(open as f64 / throughput_per_s) } else { None };
+        Ok(p)
+    }
+
+    /// Every job of a sweep with its result, in job order.
+    pub async fn results(&self, sweep_id: i64) -> Result<Vec<(job::Model, Option<result::Model>)>> {
+        let jobs = job::Entity::find().filter(job::Column::SweepId.eq(sweep_id)).order_by_asc(job::Column::Id).all(&self.db).await?;
+        let mut results: HashMap<i64, result::Model> = result::Entity::find()
+            .filter(result::Column::SweepId.eq(sweep_id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| (r.job_id, r))
+            .collect();
+        Ok(jobs.into_iter().map(|j| { let r = results.remove(&j.id); (j, r) }).collect())
+    }
+
+    /// Workers seen since `since_ms`, each with the key of a job it holds a lease on.
+    pub async fn live_workers(&self, since_ms: i64) -> Result<Vec<(worker::Model, Option<String>)>> {
+        let workers = worker::Entity::find()
+            .filter(worker::Column::LastSeenMs.gte(since_ms))
+            .order_by_asc(worker::Column::Name)
+            .all(&self.db)
+            .await?;
+        let mut running: HashMap<String, String> = job::Entity::find()
+            .filter(job::Column::State.eq(JobState::Leased.as_str()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|j| j.worker_id.map(|w| (w, j.job_key)))
+            .collect();
+        Ok(workers.into_iter().map(|w| { let job = running.remove(&w.id); (w, job) }).collect())
+    }
+
+    // ----- workers and leases -------------------------------------------
+
+    /// Registers a worker and returns its new id.
+    pub async fn register_worker(&self, w: NewWorker) -> Result<String> {
+        let now = now_ms();
+        let id = format!("w-{:016x}", rand::random::<u64>());
+        worker::Entity::insert(worker::ActiveModel {
+            id: Set(id.clone()),
+            name: Set(w.name),
+            backend: Set(w.backend),
+            device: Set(w.device),
+            memory_bytes: Set(w.memory_bytes.min(i64::MAX as u64) as i64),
+            labels: Set(serde_json::json!(w.labels)),
+            kinds: Set(serde_json::json!(w.kinds)),
+            version: Set(w.version),
+            registered_at_ms: Set(now),
+            last_seen_ms: Set(now),
+        })
+        .exec(&self.db)
+        .await?;
+        self.touched.lock().expect("touch cache lock poisoned").insert(id.clone(), now);
+        Ok(id)
+    }
+
+    /// Marks a worker as seen (at most once a second); fails if it is not registered.
+    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<()> {
+        {
+            let mut touched = self.touched.lock().expect("touch cache lock poisoned");
+            match touched.get(worker_id) {
+                Some(&t) if now - t < TOUCH_EVERY_MS => return Ok(()),
+                _ => touched.insert(worker_id.to_owned(), now),
+            };
+        }
+        let res = self
+            .db
+            .execute_raw(self.stmt("UPDATE workers SET last_seen_ms = $2 WHERE id = $1", vec![worker_id.into(), now.into()]))
+            .await?;
+        if res.rows_affected() == 0 {
+            self.touched.lock().expect("touch cache lock poisoned").remove(worker_id);
+            return Err(Error::NotFound { what: format!("worker {worker_id} (register again)") });
+        }
+        Ok(())
+    }
+
+    /// Atomically leases the most urgent ready job to a worker.
+    pub async fn claim(&self, worker_id: &str) -> Result<Option<Claimed>> {
+        let now = now_ms();
+        self.touch_worker(worker_id, now).await?;
+        let lock = if self.db.get_database_backend() == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = lease_token + 1, \
+             lease_expires_at_ms = $1 + lease_ttl_ms, worker_id = $2, started_at_ms = $1, progress = NULL \
+             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before_ms <= $1 \
+                         ORDER BY priority DESC, id LIMIT 1 {lock}) \
+             RETURNING *"
+        );
+        let claimed = job::Entity::find().from_raw_sql(self.stmt(&sql, vec![now.into(), worker_id.into()])).one(&self.db).await?;
+        let Some(job) = claimed else { return Ok(None) };
+        let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
+            ArtifactsRow::find_by_statement(self.stmt(
+                "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
+                vec![job.id.into()],
+            ))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
+            .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Claimed { job, input_artifacts }))
+    }
+
+    /// Extends a lease; tells the worker if the job was cancelled.
+    pub async fn heartbeat(&self, worker_id: &str, job_id: i64, token: i64, progress: Option<Json>) -> Result<HeartbeatOutcome> {
+        let now = now_ms();
+        let extended = job::Entity::find()
+            .from_raw_sql(self.stmt(
+                "UPDATE jobs SET lease_expires_at_ms = $3 + lease_ttl_ms, progress = $4 \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING *",
+                vec![job_id.into(), token.into(), now.into(), progress.into()],
+            ))
+            .one(&self.db)
+            .await?;
+        match extended {
+            Some(job) => {
+                self.touch_worker(worker_id, now).await?;
+                Ok(HeartbeatOutcome::Extended(job.lease_expires_at_ms.unwrap_or(now)))
+            }
+            None => match lease_problem(&self.db, job_id, token).await? {
+                Error::Cancelled { .. } => Ok(HeartbeatOutcome::Cancelled),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Records a job's result, once. A call with a stale token is rejected and
+    /// recorded nowhere; repeating an accepted call is harmless.
+    pub async fn complete(&self, worker_id: &str, job_id: i64, token: i64, r: NewResult) -> Result<()> {
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        let done = job::Entity::find()
+            .from_raw_sql(self.stmt(
+                "UPDATE jobs SET state = 'succeeded', finished_at_ms = $3, lease_expires_at_ms = NULL, last_error = NULL \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING *",
+                vec![job_id.into(), token.into(), now.into()],
+            ))
+            .one(&txn)
+            .await?;
+        let Some(job) = done else {
+            txn.rollback().await?;
+            return match lease_problem(&self.db, job_id, token).await? {
+                // The same lease completing again (a retried call whose answer was lost).
+                Error::StaleLease { state, current, .. } if state == "succeeded" && current == token => Ok(()),
+                other => Err(other),
+            };
+        };
+        result::Entity::insert(result::ActiveModel {
+            job_id: Set(job_id),
+            sweep_id: Set(job.sweep_id),
+            proxy_metric: Set(r.proxy_metric),
+            proxy_value: Set(r.proxy_value),
+            lp_in_auc: Set(r.lp_in_auc),
+            lp_in_pauc: Set(r.lp_in_pauc),
+            lp_out_auc: Set(r.lp_out_auc),
+            lp_out_pauc: Set(r.lp_out_pauc),
+            md_auc: Set(r.md_auc),
+            md_pauc: Set(r.md_pauc),
+            extra: Set(r.extra),
+            provenance: Set(r.provenance),
+            artifacts: Set(serde_json::json!(r.artifacts)),
+            worker_id: Set(worker_id.to_owned()),
+            lease_token: Set(token),
+            created_at_ms: Set(now),
+            ..Default::default()
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        if job.dependents > 0 {
+            txn.execute_raw(self.stmt(
+                &format!(
+                    "UPDATE jobs SET state = 'pending' WHERE state = 'blocked' \
+                     AND id IN (SELECT job_id FROM job_deps WHERE dep_id = $1) AND {DEPS_DONE}"
+                ),
+                vec![job_id.into()],
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        self.touch_worker(worker_id, now).await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: back to pending with backoff, or dead; with
+    /// `release`, hands the lease back without counting the attempt.
+    pub async fn fail(&self, worker_id: &str, job_id: i64, token: i64, error: &str, retryable: bool, release: bool) -> Result<JobState> {
+        let now = now_ms();
+        let job = job::Entity::find_by_id(job_id).one(&self.db).await?.ok_or_else(|| Error::NotFound { what: format!("job {job_id}") })?;
+        if job.lease_token != token || job.state != JobState::Leased.as_str() {
+            return Err(lease_problem(&self.db, job_id, token).await?);
+        }
+        let txn = self.db.begin().await?;
+        let state = if release {
+            guarded_update(&txn, job_id, token, "state = 'pending', attempts = attempts - 1, worker_id = NULL", vec![]).await?;
+            JobState::Pending
+        } else {
+            let error = format!("attempt {}/{}: {error}", job.attempts, job.max_attempts);
+            self.fail_attempt(&txn, &job, &error, retryable, now).await?
+        };
+        txn.commit().await?;
+        self.touch_worker(worker_id, now).await?;
+        Ok(state)
+    }
+
+    async fn fail_attempt(&self, txn: &impl ConnectionTrait, job: &job::Model, error: &str, retryable: bool, now: i64) -> Result<JobState> {
+        match after_failure(job.attempts, job.max_attempts, retryable, job.backoff_base_ms, job.backoff_max_ms) {
+            AfterFailure::Retry { delay_ms } => {
+                guarded_update(
+                    txn,
+                    job.id,
+                    job.lease_token,
+                    "state = 'pending', not_before_ms = $3, last_error = $4",
+                    vec![(now + delay_ms).into(), error.into()],
+                )
+                .await?;
+                Ok(JobState::Pending)
+            }
+            AfterFailure::Dead => {
+                guarded_update(
+                    txn,
+                    job.id,
+                    job.lease_token,
+                    "state = 'dead', finished_at_ms = $3, last_error = $4",
+                    vec![now.into(), error.into()],
+                )
+                .await?;
+                self.kill_dependents(txn, job, error, now).await?;
+                Ok(JobState::Dead)
+            }
+        }
+    }
+
+    /// Ends every job waiting (transitively) on a dead job, naming the cause.
+    async fn kill_dependents(&self, txn: &impl ConnectionTrait, dead: &job::Model, error: &str, now: i64) -> Result<()> {
+        let reason = format!("dependency {} ended dead: {error}", dead.job_key);
+        let mut frontier = vec![dead.id];
+        while let Some(id) = frontier.pop() {
+            let killed = IdRow::find_by_statement(self.stmt(
+                "UPDATE jobs SET state = 'dead', finished_at_ms = $2, last_error = $3 \
+                 WHERE state = 'blocked' AND id IN (SELECT job_id FROM job_deps WHERE dep_id = $1) RETURNING id",
+                vec![id.into(), now.into(), reason.clone().into()],
+            ))
+            .all(txn)
+            .await?;
+            frontier.extend(killed.into_iter().map(|r| r.id));
+        }
+        Ok(())
+    }
+
+    /// Returns expired leases to the queue (or to `dead` when their attempts
+    /// are spent). Safe to run from several coordinators at once.
+    pub async fn reap_expired(&self) -> Result<u64> {
+        let now = now_ms();
+        let expired = job::Entity::find()
+            .filter(job::Column::State.eq(JobState::Leased.as_str()))
+            .filter(job::Column::LeaseExpiresAtMs.lt(now))
+            .all(&self.db)
+            .await?;
+        let mut reaped = 0;
+        for job in expired {
+            let error = format!(
+                "attempt {}/{}: lease expired: worker {} stopped heartbeating",
+                job.attempts,
+                job.max_attempts,
+                job.worker_id.as_deref().unwrap_or("?")
+            );
+            let txn = self.db.begin().await?;
+            match self.fail_attempt(&txn, &job, &error, true, now).await {
+                Ok(_) => {
+                    txn.commit().await?;
+                    reaped += 1;
+                    tracing::info!(job = %job.job_key, "{error}");
+                }
+                // Completed or reaped by someone else in the meantime.
+                Err(Error::StaleLease { .. }) => txn.rollback().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// Records an artifact's metadata; returns false if it was known.
+    pub async fn record_artifact(&self, sha256: &str, size: u64, kind: &str) -> Result<bool> {
+        let res = self
+            .db
+            .execute_raw(self.stmt(
+                "INSERT INTO artifacts (sha256, size, kind, created_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+                vec![sha256.into(), (size as i64).into(), kind.into(), now_ms().into()],
+            ))
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+}
+
+/// Builds a statement for the connection's backend (`$N` parameters work on both).
+fn stmt(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(db.get_database_backend(), sql, values)
+}
+
+/// Explains why a token-guarded call matched no row.
+async fn lease_problem(db: &impl ConnectionTrait, job_id: i64, token: i64) -> Result<Error> {
+    let job = job::Entity::find_by_id(job_id).one(db).await?;
+    Ok(match job {
+        None => Error::NotFound { what: format!("job {job_id}") },
+        Some(j) if j.state == JobState::Cancelled.as_str() => Error::Cancelled { job_id, job_key: j.job_key },
+        Some(j) => Error::StaleLease { job_id, job_key: j.job_key, token, current: j.lease_token, state: j.state },
+    })
+}
+
+/// SQL condition: every dependency of the row `jobs` has succeeded.
+const DEPS_DONE: &str = "NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.dep_id \
+                         WHERE d.job_id = jobs.id AND p.state <> 'succeeded')";
+
+/// Updates a leased job only if its fencing token is still current.
+/// `set` may use `$3`, `$4`, … for `extra` values.
+async fn guarded_update(
+    db: &impl ConnectionTrait,
+    job_id: i64,
+    token: i64,
+    set: &str,
+    extra: Vec<Value>,
+) -> Result<()> {
+    let mut values: Vec<Value> = vec![job_id.into(), token.into()];
+    values.extend(extra);
+    let res = db
+        .execute_raw(stmt(
+            db,
+            &format!("UPDATE jobs SET {set}, lease_expires_at_ms = NULL WHERE id = $1 AND lease_token = $2 AND state = 'leased'"),
+            values,
+        ))
+        .await?;
+    if res.rows_affected() == 0 {
+        return Err(lease_problem(db, job_id, token).await?);
+    }
+    Ok(())
+}
+
+/// Postgres schema names go into SQL text: allow only plain identifiers.
+fn check_schema_name(schema: &str) -> Result<()> {
+    if !schema.is_empty() && schema.len() <= 63 && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("schema \"{schema}\": allowed are 1-63 of A-Z a-z 0-9 _")))
+    }
+}

@@ -1,0 +1,394 @@
+//! The worker loop: register, then per slot lease → run → heartbeat while
+//! running → complete or fail. Calls that fail because the coordinator is
+//! unreachable (restarting, network drop) are retried with backoff, and a
+//! finished result is held until the coordinator has answered for it, so a
+//! coordinator restart loses no result.
+
+use crate::registry::{JobContext, JobError, Registry};
+use asdsweep_shared::proto::{
+    self as pb, worker_service_client::WorkerServiceClient,
+};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Coordinator URL, e.g. `http://127.0.0.1:7070`.
+    pub coordinator: String,
+    /// Name reported to the coordinator.
+    pub name: String,
+    /// Training backend compiled in.
+    pub backend: String,
+    /// Device jobs run on.
+    pub device: String,
+    /// Memory for jobs, bytes (0 = unknown).
+    pub memory_bytes: u64,
+    /// Free-form labels.
+    pub labels: Vec<String>,
+    /// Jobs run at once.
+    pub slots: usize,
+    /// Stop after this many jobs (all outcomes counted).
+    pub max_jobs: Option<u64>,
+    /// Exit once no job was available for this long.
+    pub exit_when_idle: Option<Duration>,
+    /// Give up a call after the coordinator was unreachable this long.
+    pub patience: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for a coordinator URL: one slot, CPU, no backend.
+    pub fn new(coordinator: impl Into<String>) -> WorkerConfig {
+        WorkerConfig {
+            coordinator: coordinator.into(),
+            name: std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+            backend: "none".into(),
+            device: "cpu".into(),
+            memory_bytes: 0,
+            labels: Vec::new(),
+            slots: 1,
+            max_jobs: None,
+            exit_when_idle: None,
+            patience: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Results the coordinator accepted.
+    pub succeeded: u64,
+    /// Attempts reported as failed.
+    pub failed: u64,
+    /// Leases handed back on shutdown.
+    pub released: u64,
+    /// Jobs whose lease was lost or whose sweep was cancelled while running.
+    pub abandoned: u64,
+}
+
+/// Why a worker stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The coordinator URL is malformed.
+    #[error("bad coordinator address \"{0}\": {1}")]
+    Address(String, String),
+    /// The coordinator could not be reached within the patience window.
+    #[error("coordinator {coordinator} unreachable for {waited_s:.0} s while calling {call}: {last}")]
+    Unreachable {
+        /// The coordinator URL.
+        coordinator: String,
+        /// The call that failed.
+        call: &'static str,
+        /// How long it was tried.
+        waited_s: f64,
+        /// The last error.
+        last: String,
+    },
+    /// The coordinator rejected a call in a way a retry cannot fix.
+    #[error("coordinator rejected {call}: {status}")]
+    Rejected {
+        /// The call.
+        call: &'static str,
+        /// Its status.
+        status: Status,
+    },
+}
+
+/// Result alias for the worker.
+pub type Result<T> = std::result::Result<T, Error>;
+
+struct Counters {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    released: AtomicU64,
+    abandoned: AtomicU64,
+    started: AtomicU64,
+}
+
+struct Shared {
+    cfg: WorkerConfig,
+    registry: Registry,
+    client: WorkerServiceClient<Channel>,
+    /// Worker id and heartbeat interval; replaced if the coordinator forgets us.
+    identity: Mutex<(String, Duration)>,
+    shutdown: CancellationToken,
+    counters: Counters,
+}
+
+/// True for failures that mean "try again later" rather than "no".
+fn transient(s: &Status) -> bool {
+    matches!(s.code(), Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted)
+}
+
+impl Shared {
+    /// Calls `f` until it answers something other than a transient failure,
+    /// for at most `cfg.patience`.
+    async fn retry<T, F, Fut>(&self, call: &'static str, mut f: F) -> Result<std::result::Result<T, Status>>
+    where
+        F: FnMut(WorkerServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match f(self.client.clone()).await {
+                Ok(r) => return Ok(Ok(r.into_inner())),
+                Err(s) if transient(&s) => {
+                    if start.elapsed() >= self.cfg.patience {
+                        return Err(Error::Unreachable {
+                            coordinator: self.cfg.coordinator.clone(),
+                            call,
+                            waited_s: start.elapsed().as_secs_f64(),
+                            last: s.message().to_owned(),
+                        });
+                    }
+                    tracing::debug!(call, error = %s.message(), "coordinator unreachable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(s) => return Ok(Err(s)),
+            }
+        }
+    }
+
+    async fn register(&self) -> Result<()> {
+        let req = pb::RegisterRequest {
+            name: self.cfg.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: Some(pb::Capabilities {
+                backend: self.cfg.backend.clone(),
+                device: self.cfg.device.clone(),
+                memory_bytes: self.cfg.memory_bytes,
+                labels: self.cfg.labels.clone(),
+                kinds: self.registry.names(),
+            }),
+        };
+        let resp = self
+            .retry("Register", |mut c| {
+                let req = req.clone();
+                async move { c.register(req).await }
+            })
+            .await?
+            .map_err(|status| Error::Rejected { call: "Register", status })?;
+        tracing::info!(worker_id = %resp.worker_id, kinds = ?self.registry.names(), "registered with {}", self.cfg.coordinator);
+        *self.identity.lock().await = (resp.worker_id, Duration::from_millis(resp.heartbeat_interval_ms.max(100) as u64));
+        Ok(())
+    }
+
+    async fn worker_id(&self) -> String {
+        self.identity.lock().await.0.clone()
+    }
+
+    fn reached_max_jobs(&self) -> bool {
+        self.cfg.max_jobs.is_some_and(|m| self.counters.started.load(Ordering::SeqCst) >= m)
+    }
+
+    async fn slot_loop(self: Arc<Self>) -> Result<()> {
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if self.shutdown.is_cancelled() || self.reached_max_jobs() {
+                return Ok(());
+            }
+            let worker_id = self.worker_id().await;
+            let answer = self
+                .retry("Lease", |mut c| {
+                    let req = pb::LeaseRequest { worker_id: worker_id.clone() };
+                    async move { c.lease(req).await }
+                })
+                .await?;
+            let resp = match answer {
+                Ok(r) => r,
+                Err(s) if s.code() == Code::NotFound => {
+                    tracing::warn!("coordinator does not know worker {worker_id}: {}; registering again", s.message());
+                    self.register().await?;
+                    continue;
+                }
+                Err(status) => return Err(Error::Rejected { call: "Lease", status }),
+            };
+            let Some(lease) = resp.lease else {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if self.cfg.exit_when_idle.is_some_and(|limit| since.elapsed() >= limit) {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(resp.retry_after_ms.max(10) as u64)) => {}
+                }
+                continue;
+            };
+            idle_since = None;
+            self.counters.started.fetch_add(1, Ordering::SeqCst);
+            self.run_lease(lease).await?;
+        }
+    }
+
+    async fn run_lease(&self, lease: pb::Lease) -> Result<()> {
+        let token = lease.token;
+        let Some(job) = lease.job else {
+            tracing::warn!("coordinator sent a lease without a job; ignoring it");
+            return Ok(());
+        };
+        let (worker_id, hb_interval) = self.identity.lock().await.clone();
+        // Heartbeat well inside the lease's lifetime.
+        let hb_interval = hb_interval.min(Duration::from_millis((lease.ttl_ms / 3).max(50) as u64));
+        tracing::info!(job = %job.job_key, attempt = job.attempt, max = job.max_attempts, "running");
+        let params = match serde_json::from_str(&job.params_json) {
+            Ok(p) => p,
+            Err(e) => serde_json::Value::String(format!("unparseable parameters: {e}")),
+        };
+        let cancel = CancellationToken::new();
+        let (progress_tx, progress_rx) = watch::channel(pb::Progress::default());
+        let ctx = JobContext { job: job.clone(), params, cancel: cancel.clone(), progress: progress_tx };
+        let mut running = tokio::spawn(self.registry.dispatch(ctx));
+        let mut beat = tokio::time::interval(hb_interval);
+        beat.tick().await; // the first tick is immediate; the claim itself started the lease
+        #[derive(PartialEq)]
+        enum Stop {
+            None,
+            Shutdown,
+            Lost,
+        }
+        let mut stop = Stop::None;
+        let outcome = loop {
+            tokio::select! {
+                joined = &mut running => break match joined {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => Err(JobError::retryable(format!("job {} panicked: {}", job.job_key, panic_message(e)))),
+                    Err(e) => Err(JobError::retryable(format!("job {} task failed: {e}", job.job_key))),
+                },
+                _ = beat.tick(), if stop == Stop::None => {
+                    let req = pb::HeartbeatRequest { worker_id: worker_id.clone(), job_id: job.job_id, token, progress: Some(progress_rx.borrow().clone()) };
+                    match self.client.clone().heartbeat(req).await {
+                        Ok(r) if r.get_ref().cancelled => {
+                            tracing::info!(job = %job.job_key, "sweep cancelled; stopping the job");
+                            stop = Stop::Lost;
+                            cancel.cancel();
+                        }
+                        Ok(_) => {}
+                        Err(s) if transient(&s) => tracing::warn!(job = %job.job_key, error = %s.message(), "heartbeat not delivered; will retry"),
+                        Err(s) => {
+                            tracing::warn!(job = %job.job_key, error = %s.message(), "lease lost; stopping the job");
+                            stop = Stop::Lost;
+                            cancel.cancel();
+                        }
+                    }
+                }
+                _ = self.shutdown.cancelled(), if stop == Stop::None => {
+                    tracing::info!(job = %job.job_key, "shutting down: stopping the job and handing its lease back");
+                    stop = Stop::Shutdown;
+                    cancel.cancel();
+                }
+            }
+        };
+        if stop == Stop::Lost {
+            self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
+            return Ok(());
+        }
+        let (call, answer) = match (outcome, stop == Stop::Shutdown) {
+            (Ok(metrics), _) => {
+                let req = pb::CompleteRequest { worker_id: worker_id.clone(), job_id: job.job_id, token, metrics: Some(metrics) };
+                let answer = self
+                    .retry("Complete", |mut c| {
+                        let req = req.clone();
+                        async move { c.complete(req).await.map(|r| r.map(|_| "succeeded".to_owned())) }
+                    })
+                    .await?;
+                ("Complete", answer)
+            }
+            (Err(err), shutting_down) => {
+                let req = pb::FailRequest {
+                    worker_id: worker_id.clone(),
+                    job_id: job.job_id,
+                    token,
+                    error: err.message.clone(),
+                    retryable: err.retryable,
+                    release: shutting_down,
+                };
+                let answer = self
+                    .retry("Fail", |mut c| {
+                        let req = req.clone();
+                        async move { c.fail(req).await.map(|r| r.map(|f| f.state)) }
+                    })
+                    .await?;
+                if !shutting_down {
+                    tracing::warn!(job = %job.job_key, error = %err.message, "job failed");
+                }
+                ("Fail", answer)
+            }
+        };
+        match answer {
+            Ok(state) => {
+                let c = match (call, stop == Stop::Shutdown) {
+                    ("Complete", _) => &self.counters.succeeded,
+                    (_, true) => &self.counters.released,
+                    _ => &self.counters.failed,
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(job = %job.job_key, %state, "reported");
+            }
+            Err(s) => {
+                // Stale token or cancelled sweep: someone else owns the job now.
+                self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(job = %job.job_key, error = %s.message(), "{call} rejected; result dropped");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    let p = e.into_panic();
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs a worker until `shutdown` fires (running jobs are stopped and their
+/// leases handed back), `max_jobs` are done, or it has been idle for
+/// `exit_when_idle`.
+pub async fn run_worker(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<WorkerSummary> {
+    let channel = Channel::from_shared(cfg.coordinator.clone())
+        .map_err(|e| Error::Address(cfg.coordinator.clone(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    let shared = Arc::new(Shared {
+        client: WorkerServiceClient::new(channel),
+        registry,
+        identity: Mutex::new((String::new(), Duration::from_secs(5))),
+        shutdown,
+        counters: Counters {
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            released: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+        },
+        cfg,
+    });
+    shared.register().await?;
+    let slots: Vec<_> = (0..shared.cfg.slots.max(1)).map(|_| tokio::spawn(shared.clone().slot_loop())).collect();
+    let mut first_error = None;
+    for s in slots {
+        match s.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => first_error = first_error.or(Some(e)),
+            Err(e) => tracing::error!(error = %e, "worker slot task failed"),
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let c = &shared.counters;
+    Ok(WorkerSummary {
+        succeeded: c.succeeded.load(Ordering::SeqCst),
+        failed: c.failed.load(Ordering::SeqCst),
+        released: c.released.load(Ordering::SeqCst),
+        abandoned: c.abandoned.load(Ordering::SeqCst),
+    })
+}
