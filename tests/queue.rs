@@ -21,7 +21,24 @@ on_sqlite_and_postgres!(
     after_cancel_no_job_of_the_sweep_is_leased_again,
     bad_specs_and_unknown_kinds_fail_clearly,
     a_failed_training_job_ends_its_evaluation_jobs_with_a_reason,
+    higher_priority_jobs_are_leased_first,
 );
+
+async fn higher_priority_jobs_are_leased_first(h: &Harness) {
+    let coord = h.coordinator().await;
+    let spec = "version = 1\nname = \"prio\"\ndevices = [\"fan\", \"pump\"]\n\
+                [[family]]\nkind = \"noop\"\nname = \"low\"\nconfigs = [{ name = \"a\" }]\n\
+                [[family]]\nkind = \"noop\"\nname = \"high\"\npriority = 5\nconfigs = [{ name = \"a\" }]\n";
+    launch(&coord.url(), spec).await;
+    let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
+    let w = client.register(pb::RegisterRequest::default()).await.unwrap().into_inner().worker_id;
+    let mut order = Vec::new();
+    while let Some(l) = client.lease(pb::LeaseRequest { worker_id: w.clone() }).await.unwrap().into_inner().lease {
+        order.push(l.job.unwrap().family);
+    }
+    assert_eq!(order, ["high", "high", "low", "low"]);
+    coord.shutdown().await;
+}
 
 async fn launch(url: &str, spec_toml: &str) -> pb::LaunchResponse {
     let mut c = SweepServiceClient::connect(url.to_owned()).await.unwrap();
