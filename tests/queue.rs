@@ -4,6 +4,7 @@
 mod common;
 
 use asdsweep_coordinator::queue::JobState;
+use asdsweep_coordinator::store::NewSweep;
 use asdsweep_shared::grid::{JobSpec, Stage};
 use asdsweep_shared::proto::{self as pb, sweep_service_client::SweepServiceClient, worker_service_client::WorkerServiceClient};
 use asdsweep_shared::spec::{QueueSpec, Spec};
@@ -257,7 +258,9 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
         depends_on: vec![],
         priority: 0,
     };
-    let sweep = coord.store().launch_jobs("mystery", "h", "mystery-key", "", &QueueSpec::default(), &[job]).await.unwrap().sweep;
+    let queue = QueueSpec::default();
+    let new = NewSweep { name: "mystery", spec_hash: "h", sweep_key: "mystery-key", spec_toml: "", queue: &queue, jobs: &[job] };
+    let sweep = coord.store().launch_jobs(new).await.unwrap().sweep;
     let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
     assert_eq!(w.await.unwrap().failed, 1);
     let status = sweep_status(&coord.url(), sweep.id).await;

@@ -3,7 +3,7 @@
 //! and an audit of the database afterwards (duplicates, lost jobs).
 
 use crate::server::{Coordinator, CoordinatorConfig};
-use crate::store::Store;
+use crate::store::{NewSweep, Store};
 use asdsweep_shared::grid::{JobSpec, Stage};
 use asdsweep_shared::proto::{self as pb, worker_service_client::WorkerServiceClient};
 use asdsweep_shared::spec::QueueSpec;
@@ -78,7 +78,9 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
         })
         .collect();
     let key = format!("bench-{:016x}", rand::random::<u64>());
-    let sweep = store.launch_jobs("bench", "bench", &key, "", &QueueSpec::default(), &jobs).await?.sweep;
+    let queue = QueueSpec::default();
+    let new = NewSweep { name: "bench", spec_hash: "bench", sweep_key: &key, spec_toml: "", queue: &queue, jobs: &jobs };
+    let sweep = store.launch_jobs(new).await?.sweep;
     let first_id = crate::entity::job::Entity::find_first_id(&store, sweep.id).await?;
 
     let counts: Arc<Vec<AtomicU32>> = Arc::new((0..cfg.jobs).map(|_| AtomicU32::new(0)).collect());

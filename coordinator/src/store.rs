@@ -44,6 +44,23 @@ pub struct Store {
 /// Least interval between two `last_seen_ms` writes for one worker.
 const TOUCH_EVERY_MS: i64 = 1_000;
 
+/// A sweep to store: its identity, its spec and its expanded jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSweep<'a> {
+    /// Human name.
+    pub name: &'a str,
+    /// Hash of the parsed spec.
+    pub spec_hash: &'a str,
+    /// Identity for idempotent launch.
+    pub sweep_key: &'a str,
+    /// The spec as launched.
+    pub spec_toml: &'a str,
+    /// Queue settings for every job.
+    pub queue: &'a QueueSpec,
+    /// The jobs.
+    pub jobs: &'a [JobSpec],
+}
+
 /// The outcome of a launch.
 #[derive(Debug, Clone)]
 pub struct Launched {
@@ -217,27 +234,21 @@ impl Store {
     pub async fn launch(&self, spec: &Spec, spec_toml: &str, force_new: bool) -> Result<Launched> {
         let hash = spec.hash();
         let key = if force_new { format!("{hash}-{:016x}", rand::random::<u64>()) } else { hash.clone() };
-        self.launch_jobs(&spec.name, &hash, &key, spec_toml, &spec.queue, &grid::expand(spec)).await
+        let jobs = grid::expand(spec);
+        self.launch_jobs(NewSweep { name: &spec.name, spec_hash: &hash, sweep_key: &key, spec_toml, queue: &spec.queue, jobs: &jobs })
+            .await
     }
 
     /// Stores a sweep with an explicit job list (used by [`Store::launch`] and by tools
     /// that build jobs themselves, such as the queue benchmark).
-    pub async fn launch_jobs(
-        &self,
-        name: &str,
-        spec_hash: &str,
-        sweep_key: &str,
-        spec_toml: &str,
-        queue: &QueueSpec,
-        jobs: &[JobSpec],
-    ) -> Result<Launched> {
-        if let Some(existing) = self.sweep_by_key(sweep_key).await? {
+    pub async fn launch_jobs(&self, new: NewSweep<'_>) -> Result<Launched> {
+        if let Some(existing) = self.sweep_by_key(new.sweep_key).await? {
             return Ok(Launched { sweep: existing, created: false });
         }
-        match self.insert_sweep(name, spec_hash, sweep_key, spec_toml, queue, jobs).await {
+        match self.insert_sweep(&new).await {
             Ok(sweep) => Ok(Launched { sweep, created: true }),
             // Another coordinator launched the same spec at the same moment.
-            Err(e) => match self.sweep_by_key(sweep_key).await? {
+            Err(e) => match self.sweep_by_key(new.sweep_key).await? {
                 Some(existing) => Ok(Launched { sweep: existing, created: false }),
                 None => Err(e),
             },
@@ -248,15 +259,8 @@ impl Store {
         Ok(sweep::Entity::find().filter(sweep::Column::SweepKey.eq(key)).one(&self.db).await?)
     }
 
-    async fn insert_sweep(
-        &self,
-        name: &str,
-        spec_hash: &str,
-        sweep_key: &str,
-        spec_toml: &str,
-        queue: &QueueSpec,
-        jobs: &[JobSpec],
-    ) -> Result<sweep::Model> {
+    async fn insert_sweep(&self, new: &NewSweep<'_>) -> Result<sweep::Model> {
+        let NewSweep { name, spec_hash, sweep_key, spec_toml, queue, jobs } = *new;
         let now = now_ms();
         let txn = self.db.begin().await?;
         let inserted = sweep::Entity::insert(sweep::ActiveModel {
@@ -632,7 +636,7 @@ impl Store {
             guarded_update(&txn, job_id, token, "state = 'pending', attempts = attempts - 1, worker_id = NULL", vec![]).await?;
             JobState::Pending
         } else {
-            let error = format!("attempt {}/{}: {error}", job.attempts, job.max_attempts);
+            let error = format!("attempt {}/{}: {}", job.attempts, job.max_attempts, clip(error, MAX_ERROR_BYTES));
             self.fail_attempt(&txn, &job, &error, retryable, now).await?
         };
         txn.commit().await?;
@@ -773,11 +777,46 @@ async fn guarded_update(
     Ok(())
 }
 
+/// Longest error text kept per job (a worker may send a whole log).
+const MAX_ERROR_BYTES: usize = 16 * 1024;
+
+/// Cuts text to at most `max` bytes on a character boundary, marking the cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes cut]", &text[..end], text.len() - end)
+}
+
 /// Postgres schema names go into SQL text: allow only plain identifiers.
 fn check_schema_name(schema: &str) -> Result<()> {
     if !schema.is_empty() && schema.len() <= 63 && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!("schema \"{schema}\": allowed are 1-63 of A-Z a-z 0-9 _")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        let clipped = clip("ééééé", 3);
+        assert!(clipped.starts_with("é…"), "{clipped}");
+        assert!(clipped.ends_with("[8 bytes cut]"), "{clipped}");
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(check_schema_name("bench_01").is_ok());
+        assert!(check_schema_name("x\"; DROP TABLE jobs; --").is_err());
+        assert!(check_schema_name("").is_err());
     }
 }
