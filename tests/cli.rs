@@ -156,3 +156,24 @@ fn sigterm_makes_a_worker_hand_its_lease_back_and_exit() {
     assert_eq!(rows[0]["state"], "pending", "the lease was handed back");
     assert_eq!(rows[0]["attempts"], 0, "a handed-back attempt does not count");
 }
+
+#[test]
+fn a_worker_waiting_for_an_unreachable_coordinator_stops_at_once_on_sigterm() {
+    let mut worker = Command::new(BIN)
+        .args(["worker", "--coordinator", &format!("127.0.0.1:{}", free_port())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap().success());
+    let end = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        if let Some(code) = worker.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < end, "worker kept retrying after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code}");
+}

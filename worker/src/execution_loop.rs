@@ -129,7 +129,8 @@ fn transient(s: &Status) -> bool {
 
 impl Shared {
     /// Calls `f` until it answers something other than a transient failure,
-    /// for at most `cfg.patience`.
+    /// for at most `cfg.patience`. Calls that carry no result (`Register`,
+    /// `Lease`) give up at shutdown with a `CANCELLED` status.
     async fn retry<T, F, Fut>(&self, call: &'static str, mut f: F) -> Result<std::result::Result<T, Status>>
     where
         F: FnMut(WorkerServiceClient<Channel>) -> Fut,
@@ -150,7 +151,11 @@ impl Shared {
                         });
                     }
                     tracing::debug!(call, error = %s.message(), "coordinator unreachable; retrying");
-                    tokio::time::sleep(delay).await;
+                    let abortable = matches!(call, "Register" | "Lease");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled(), if abortable => return Ok(Err(Status::cancelled("worker shutting down"))),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
                 Err(s) => return Ok(Err(s)),
@@ -205,6 +210,7 @@ impl Shared {
                 .await?;
             let resp = match answer {
                 Ok(r) => r,
+                Err(_) if self.shutdown.is_cancelled() => return Ok(()),
                 Err(s) if s.code() == Code::NotFound => {
                     tracing::warn!("coordinator does not know worker {worker_id}: {}; registering again", s.message());
                     self.register().await?;
@@ -371,7 +377,12 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry, shutdown: Cancell
         },
         cfg,
     });
-    shared.register().await?;
+    if let Err(e) = shared.register().await {
+        if shared.shutdown.is_cancelled() {
+            return Ok(WorkerSummary::default());
+        }
+        return Err(e);
+    }
     let slots: Vec<_> = (0..shared.cfg.slots.max(1)).map(|_| tokio::spawn(shared.clone().slot_loop())).collect();
     let mut first_error = None;
     for s in slots {
