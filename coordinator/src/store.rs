@@ -17,8 +17,9 @@ use asdsweep_shared::grid::{self, JobSpec};
 use asdsweep_shared::spec::{QueueSpec, Spec};
 use sea_orm::{
     ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, Statement, TransactionTrait, Value, ColumnTrait,
+    FromQueryResult, QueryFilter, QueryOrder, Statement, TransactionTrait, Value, ColumnTrait, DatabaseTransaction, DbErr,
 };
+use futures::future::BoxFuture;
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,43 @@ pub struct Store {
     /// When each worker's `last_seen_ms` was last written: the hot path writes
     /// it at most once per [`TOUCH_EVERY_MS`] per worker.
     touched: Arc<Mutex<HashMap<String, i64>>>,
+    /// The group-commit writer (SQLite only; Postgres gets a transaction per operation).
+    writer: Option<tokio::sync::mpsc::UnboundedSender<BatchOp>>,
+}
+
+/// Called with the batch's commit outcome; sends the operation's answer.
+type BatchReply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// One operation of a group-commit batch.
+type BatchOp = Box<dyn for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, BatchReply> + Send>;
+
+/// Most operations committed together.
+const MAX_BATCH: usize = 256;
+
+/// The single SQLite writer: takes every operation that is waiting, runs them
+/// in one transaction (each in its own savepoint) and commits once, so the
+/// write-ahead log is appended once per batch instead of once per call.
+async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::UnboundedReceiver<BatchOp>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while ops.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut replies = Vec::with_capacity(batch.len());
+        let committed = match db.begin().await {
+            Ok(txn) => {
+                for op in batch.drain(..) {
+                    replies.push(op(&txn).await);
+                }
+                txn.commit().await.map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                // Dropping the operations answers their callers with an error; workers retry.
+                tracing::error!(error = %e, dropped = batch.len(), "cannot open a write transaction");
+                batch.clear();
+                continue;
+            }
+        };
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
 }
 
 /// Least interval between two `last_seen_ms` writes for one worker.
@@ -181,6 +219,12 @@ struct CountRow {
 }
 
 #[derive(Debug, FromQueryResult)]
+struct Finished {
+    sweep_id: i64,
+    dependents: i32,
+}
+
+#[derive(Debug, FromQueryResult)]
 struct ArtifactsRow {
     artifacts: Json,
 }
@@ -215,7 +259,12 @@ impl Store {
             db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
         }
         Migrator::up(&db, None).await?;
-        Ok(Store { db, touched: Arc::default() })
+        let writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(group_commit(db.clone(), rx));
+            tx
+        });
+        Ok(Store { db, touched: Arc::default(), writer })
     }
 
     /// The underlying connection.
@@ -513,83 +562,159 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `work` in a transaction. On SQLite it joins the group-commit batch
+    /// of the single writer task, inside a savepoint of its own so that a failing
+    /// operation undoes only itself; elsewhere it gets a transaction of its own.
+    /// `work` must do all its reads and writes through the transaction it is given.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        self.write_in(true, work).await
+    }
+
+    /// [`Store::write`] for work that makes at most one change, in one
+    /// statement (atomic by itself), so it needs no savepoint.
+    async fn write_one<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        self.write_in(false, work).await
+    }
+
+    async fn write_in<T, F>(&self, savepoint: bool, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        let Some(writer) = &self.writer else {
+            let txn = self.db.begin().await?;
+            let out = work(&txn).await;
+            match out {
+                Ok(v) => {
+                    txn.commit().await?;
+                    return Ok(v);
+                }
+                Err(e) => {
+                    txn.rollback().await?;
+                    return Err(e);
+                }
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let op: BatchOp = Box::new(move |outer: &DatabaseTransaction| {
+            Box::pin(async move {
+                let out = if !savepoint {
+                    work(outer).await
+                } else {
+                    match outer.begin().await {
+                        Ok(sp) => match work(&sp).await {
+                            Ok(v) => sp.commit().await.map(|_| v).map_err(Error::from),
+                            Err(e) => {
+                                let _ = sp.rollback().await;
+                                Err(e)
+                            }
+                        },
+                        Err(e) => Err(Error::from(e)),
+                    }
+                };
+                let reply: BatchReply = Box::new(move |committed: std::result::Result<(), String>| {
+                    let _ = tx.send(match (out, committed) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Ok(_), Err(why)) => Err(Error::Db(DbErr::Custom(format!("batch commit failed: {why}")))),
+                        (Err(e), _) => Err(e),
+                    });
+                });
+                reply
+            })
+        });
+        writer.send(op).map_err(|_| Error::Db(DbErr::Custom("the database writer has stopped".into())))?;
+        rx.await.map_err(|_| Error::Db(DbErr::Custom("the database writer dropped an operation".into())))?
+    }
+
     /// Atomically leases the most urgent ready job to a worker.
     pub async fn claim(&self, worker_id: &str) -> Result<Option<Claimed>> {
         let now = now_ms();
         self.touch_worker(worker_id, now).await?;
         let lock = if self.db.get_database_backend() == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = lease_token + 1, \
-             lease_expires_at_ms = $1 + lease_ttl_ms, worker_id = $2, started_at_ms = $1, progress = NULL \
-             WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before_ms <= $1 \
-                         ORDER BY priority DESC, id LIMIT 1 {lock}) \
-             RETURNING *"
+        let claim = self.stmt(
+            &format!(
+                "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = lease_token + 1, \
+                 lease_expires_at_ms = $1 + lease_ttl_ms, worker_id = $2, started_at_ms = $1, progress = NULL \
+                 WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before_ms <= $1 \
+                             ORDER BY priority DESC, id LIMIT 1 {lock}) \
+                 RETURNING *"
+            ),
+            vec![now.into(), worker_id.into()],
         );
-        let claimed = job::Entity::find().from_raw_sql(self.stmt(&sql, vec![now.into(), worker_id.into()])).one(&self.db).await?;
-        let Some(job) = claimed else { return Ok(None) };
-        let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
-            ArtifactsRow::find_by_statement(self.stmt(
-                "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
-                vec![job.id.into()],
-            ))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
-            .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Some(Claimed { job, input_artifacts }))
+        let this = self.clone();
+        self.write_one(move |txn| {
+            Box::pin(async move {
+                let Some(job) = job::Entity::find().from_raw_sql(claim).one(txn).await? else { return Ok(None) };
+                let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
+                    ArtifactsRow::find_by_statement(this.stmt(
+                        "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
+                        vec![job.id.into()],
+                    ))
+                    .all(txn)
+                    .await?
+                    .into_iter()
+                    .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
+                    .collect()
+                } else {
+                    Vec::new()
+                };
+                Ok(Some(Claimed { job, input_artifacts }))
+            })
+        })
+        .await
     }
 
     /// Extends a lease; tells the worker if the job was cancelled.
     pub async fn heartbeat(&self, worker_id: &str, job_id: i64, token: i64, progress: Option<Json>) -> Result<HeartbeatOutcome> {
         let now = now_ms();
-        let extended = job::Entity::find()
-            .from_raw_sql(self.stmt(
-                "UPDATE jobs SET lease_expires_at_ms = $3 + lease_ttl_ms, progress = $4 \
-                 WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING *",
-                vec![job_id.into(), token.into(), now.into(), progress.into()],
-            ))
-            .one(&self.db)
+        let extend = self.stmt(
+            "UPDATE jobs SET lease_expires_at_ms = $3 + lease_ttl_ms, progress = $4 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING lease_expires_at_ms AS n",
+            vec![job_id.into(), token.into(), now.into(), progress.into()],
+        );
+        let out = self
+            .write_one(move |txn| {
+                Box::pin(async move {
+                    match CountRow::find_by_statement(extend).one(txn).await? {
+                        Some(row) => Ok(HeartbeatOutcome::Extended(row.n)),
+                        None => match lease_problem(txn, job_id, token).await? {
+                            Error::Cancelled { .. } => Ok(HeartbeatOutcome::Cancelled),
+                            other => Err(other),
+                        },
+                    }
+                })
+            })
             .await?;
-        match extended {
-            Some(job) => {
-                self.touch_worker(worker_id, now).await?;
-                Ok(HeartbeatOutcome::Extended(job.lease_expires_at_ms.unwrap_or(now)))
-            }
-            None => match lease_problem(&self.db, job_id, token).await? {
-                Error::Cancelled { .. } => Ok(HeartbeatOutcome::Cancelled),
-                other => Err(other),
-            },
-        }
+        self.touch_worker(worker_id, now).await?;
+        Ok(out)
     }
 
     /// Records a job's result, once. A call with a stale token is rejected and
     /// recorded nowhere; repeating an accepted call is harmless.
     pub async fn complete(&self, worker_id: &str, job_id: i64, token: i64, r: NewResult) -> Result<()> {
         let now = now_ms();
-        let txn = self.db.begin().await?;
-        let done = job::Entity::find()
-            .from_raw_sql(self.stmt(
-                "UPDATE jobs SET state = 'succeeded', finished_at_ms = $3, lease_expires_at_ms = NULL, last_error = NULL \
-                 WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING *",
-                vec![job_id.into(), token.into(), now.into()],
-            ))
-            .one(&txn)
-            .await?;
-        let Some(job) = done else {
-            txn.rollback().await?;
-            return match lease_problem(&self.db, job_id, token).await? {
-                // The same lease completing again (a retried call whose answer was lost).
-                Error::StaleLease { state, current, .. } if state == "succeeded" && current == token => Ok(()),
-                other => Err(other),
-            };
-        };
-        result::Entity::insert(result::ActiveModel {
+        let finish = self.stmt(
+            "UPDATE jobs SET state = 'succeeded', finished_at_ms = $3, lease_expires_at_ms = NULL, last_error = NULL \
+             WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING sweep_id, dependents",
+            vec![job_id.into(), token.into(), now.into()],
+        );
+        let unblock = self.stmt(
+            &format!(
+                "UPDATE jobs SET state = 'pending' WHERE state = 'blocked' \
+                 AND id IN (SELECT job_id FROM job_deps WHERE dep_id = $1) AND {DEPS_DONE}"
+            ),
+            vec![job_id.into()],
+        );
+        let result = result::ActiveModel {
             job_id: Set(job_id),
-            sweep_id: Set(job.sweep_id),
             proxy_metric: Set(r.proxy_metric),
             proxy_value: Set(r.proxy_value),
             lp_in_auc: Set(r.lp_in_auc),
@@ -605,20 +730,26 @@ impl Store {
             lease_token: Set(token),
             created_at_ms: Set(now),
             ..Default::default()
+        };
+        self.write(move |txn| {
+            Box::pin(async move {
+                let Some(job) = Finished::find_by_statement(finish).one(txn).await? else {
+                    return match lease_problem(txn, job_id, token).await? {
+                        // The same lease completing again (a retried call whose answer was lost).
+                        Error::StaleLease { state, current, .. } if state == "succeeded" && current == token => Ok(()),
+                        other => Err(other),
+                    };
+                };
+                let mut result = result;
+                result.sweep_id = Set(job.sweep_id);
+                result::Entity::insert(result).exec_without_returning(txn).await?;
+                if job.dependents > 0 {
+                    txn.execute_raw(unblock).await?;
+                }
+                Ok(())
+            })
         })
-        .exec_without_returning(&txn)
         .await?;
-        if job.dependents > 0 {
-            txn.execute_raw(self.stmt(
-                &format!(
-                    "UPDATE jobs SET state = 'pending' WHERE state = 'blocked' \
-                     AND id IN (SELECT job_id FROM job_deps WHERE dep_id = $1) AND {DEPS_DONE}"
-                ),
-                vec![job_id.into()],
-            ))
-            .await?;
-        }
-        txn.commit().await?;
         self.touch_worker(worker_id, now).await?;
         Ok(())
     }
@@ -627,19 +758,26 @@ impl Store {
     /// `release`, hands the lease back without counting the attempt.
     pub async fn fail(&self, worker_id: &str, job_id: i64, token: i64, error: &str, retryable: bool, release: bool) -> Result<JobState> {
         let now = now_ms();
-        let job = job::Entity::find_by_id(job_id).one(&self.db).await?.ok_or_else(|| Error::NotFound { what: format!("job {job_id}") })?;
-        if job.lease_token != token || job.state != JobState::Leased.as_str() {
-            return Err(lease_problem(&self.db, job_id, token).await?);
-        }
-        let txn = self.db.begin().await?;
-        let state = if release {
-            guarded_update(&txn, job_id, token, "state = 'pending', attempts = attempts - 1, worker_id = NULL", vec![]).await?;
-            JobState::Pending
-        } else {
-            let error = format!("attempt {}/{}: {}", job.attempts, job.max_attempts, clip(error, MAX_ERROR_BYTES));
-            self.fail_attempt(&txn, &job, &error, retryable, now).await?
-        };
-        txn.commit().await?;
+        let error = clip(error, MAX_ERROR_BYTES);
+        let this = self.clone();
+        let state = self
+            .write(move |txn| {
+                Box::pin(async move {
+                    let job = job::Entity::find_by_id(job_id).one(txn).await?;
+                    let job = match job {
+                        Some(j) if j.lease_token == token && j.state == JobState::Leased.as_str() => j,
+                        _ => return Err(lease_problem(txn, job_id, token).await?),
+                    };
+                    if release {
+                        guarded_update(txn, job_id, token, "state = 'pending', attempts = attempts - 1, worker_id = NULL", vec![])
+                            .await?;
+                        return Ok(JobState::Pending);
+                    }
+                    let error = format!("attempt {}/{}: {error}", job.attempts, job.max_attempts);
+                    this.fail_attempt(txn, &job, &error, retryable, now).await
+                })
+            })
+            .await?;
         self.touch_worker(worker_id, now).await?;
         Ok(state)
     }
@@ -706,15 +844,16 @@ impl Store {
                 job.max_attempts,
                 job.worker_id.as_deref().unwrap_or("?")
             );
-            let txn = self.db.begin().await?;
-            match self.fail_attempt(&txn, &job, &error, true, now).await {
+            let this = self.clone();
+            let key = job.job_key.clone();
+            let msg = error.clone();
+            match self.write(move |txn| Box::pin(async move { this.fail_attempt(txn, &job, &msg, true, now).await })).await {
                 Ok(_) => {
-                    txn.commit().await?;
                     reaped += 1;
-                    tracing::info!(job = %job.job_key, "{error}");
+                    tracing::info!(job = %key, "{error}");
                 }
                 // Completed or reaped by someone else in the meantime.
-                Err(Error::StaleLease { .. }) => txn.rollback().await?,
+                Err(Error::StaleLease { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
