@@ -35,6 +35,9 @@ struct CoordinatorAddr {
     /// Coordinator address (host:port or http://host:port).
     #[arg(long, env = "ASDSWEEP_COORDINATOR", default_value = "127.0.0.1:7070")]
     coordinator: String,
+    /// Bearer token the coordinator expects (if it was started with one).
+    #[arg(long, env = "ASDSWEEP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +62,9 @@ enum Command {
         /// How often expired leases are returned to the queue, in milliseconds.
         #[arg(long, default_value_t = 1_000)]
         reap_ms: u64,
+        /// Require this bearer token on every call (workers and operators pass it with --token).
+        #[arg(long, env = "ASDSWEEP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Run a worker: lease jobs from a coordinator and run them until stopped (SIGTERM/Ctrl-C hands the running lease back).
     Worker {
@@ -208,7 +214,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve { db, db_schema, listen, artifacts, heartbeat_ms, reap_ms } => {
+        Command::Serve { db, db_schema, listen, artifacts, heartbeat_ms, reap_ms, token } => {
             let cfg = CoordinatorConfig {
                 db_url: db,
                 db_schema,
@@ -216,6 +222,7 @@ async fn run(command: Command) -> Result<()> {
                 artifact_dir: artifacts,
                 reap_interval: Duration::from_millis(reap_ms.max(10)),
                 heartbeat_interval: Duration::from_millis(heartbeat_ms.max(100)),
+                token,
             };
             Coordinator::start(cfg).await.context("starting the coordinator")?.run_until(shutdown_signal()).await;
         }
@@ -230,6 +237,7 @@ async fn run(command: Command) -> Result<()> {
             cfg.max_jobs = max_jobs;
             cfg.exit_when_idle = exit_when_idle_s.map(Duration::from_secs_f64);
             cfg.patience = Duration::from_secs_f64(patience_s);
+            cfg.token = addr.token;
             let summary = run_worker(cfg, Registry::builtin(), shutdown_signal()).await?;
             tracing::info!(?summary, "worker stopped");
         }
@@ -239,7 +247,7 @@ async fn run(command: Command) -> Result<()> {
                 print!("{}", operator::dry_run(&parsed));
                 return Ok(());
             }
-            let r = operator::connect(&addr.coordinator)
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .launch(pb::LaunchRequest { spec_toml: text, force_new: new })
                 .await
@@ -250,11 +258,11 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Status { addr, sweep } => {
             let req = pb::StatusRequest { sweep: sweep.unwrap_or_default() };
-            let r = operator::connect(&addr.coordinator).await?.status(req).await.map_err(operator::Error::from)?.into_inner();
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref()).await?.status(req).await.map_err(operator::Error::from)?.into_inner();
             print!("{}", operator::render_status(&r));
         }
         Command::Results { addr, sweep, format } => {
-            let r = operator::connect(&addr.coordinator)
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .results(pb::ResultsRequest { sweep })
                 .await
@@ -263,7 +271,7 @@ async fn run(command: Command) -> Result<()> {
             print!("{}", operator::render_results(&r.rows, format)?);
         }
         Command::Cancel { addr, sweep } => {
-            let r = operator::connect(&addr.coordinator)
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .cancel(pb::CancelRequest { sweep: sweep.clone() })
                 .await
@@ -272,7 +280,7 @@ async fn run(command: Command) -> Result<()> {
             println!("sweep {sweep}: {} jobs cancelled", r.cancelled);
         }
         Command::Retry { addr, sweep, dead } => {
-            let r = operator::connect(&addr.coordinator)
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .retry(pb::RetryRequest { sweep: sweep.clone(), dead })
                 .await

@@ -177,3 +177,30 @@ fn a_worker_waiting_for_an_unreachable_coordinator_stops_at_once_on_sigterm() {
     };
     assert!(code.success(), "{code}");
 }
+
+#[test]
+fn a_coordinator_with_a_token_refuses_calls_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display());
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--db", &db, "--token", "s3cret"])
+        .arg("--artifacts")
+        .arg(dir.path().join("artifacts"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !asdsweep(&["status", "--coordinator", &addr, "--token", "s3cret"]).status.success() {
+        assert!(Instant::now() < end, "serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let denied = asdsweep(&["status", "--coordinator", &addr, "--token", "guess"]);
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("bearer token"), "{}", stderr(&denied));
+    assert!(!asdsweep(&["status", "--coordinator", &addr]).status.success());
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
+

@@ -2,7 +2,8 @@
 //! launch/status/results/cancel/retry` and how their answers are printed.
 
 use asdsweep_shared::grid;
-use asdsweep_shared::proto::{self as pb, sweep_service_client::SweepServiceClient};
+use asdsweep_shared::auth::Bearer;
+use asdsweep_shared::proto::{self as pb, AuthChannel, sweep_service_client::SweepServiceClient};
 use asdsweep_shared::spec::Spec;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -44,14 +45,15 @@ pub enum Format {
     Json,
 }
 
-/// Connects to a coordinator's sweep service.
-pub async fn connect(addr: &str) -> Result<SweepServiceClient<Channel>> {
+/// Connects to a coordinator's sweep service, with a bearer token if given.
+pub async fn connect(addr: &str, token: Option<&str>) -> Result<SweepServiceClient<AuthChannel>> {
     let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
     let endpoint = Channel::from_shared(url.clone())
         .map_err(|e| Error::Render(format!("bad coordinator address \"{addr}\": {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5));
+    let bearer = Bearer::new(token).map_err(Error::Render)?;
     let channel = endpoint.connect().await.map_err(|source| Error::Connect { addr: url, source })?;
-    Ok(SweepServiceClient::new(channel))
+    Ok(SweepServiceClient::with_interceptor(channel, bearer))
 }
 
 /// Renders what a spec would launch, without launching it.

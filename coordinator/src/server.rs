@@ -9,7 +9,9 @@ use asdsweep_shared::proto::{
     artifact_service_server::ArtifactServiceServer, sweep_service_server::SweepServiceServer,
     worker_service_server::WorkerServiceServer,
 };
+use asdsweep_shared::auth::RequireBearer;
 use std::net::SocketAddr;
+use tonic::service::interceptor::InterceptedService;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -33,6 +35,8 @@ pub struct CoordinatorConfig {
     pub reap_interval: Duration,
     /// How often workers are told to heartbeat.
     pub heartbeat_interval: Duration,
+    /// Bearer token every call must carry (`None`: no authentication).
+    pub token: Option<String>,
 }
 
 impl CoordinatorConfig {
@@ -45,6 +49,7 @@ impl CoordinatorConfig {
             artifact_dir: PathBuf::from("artifacts"),
             reap_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(5),
+            token: None,
         }
     }
 }
@@ -74,16 +79,23 @@ impl Coordinator {
         let heartbeat_ms = cfg.heartbeat_interval.as_millis().clamp(100, u32::MAX as u128) as u32;
         let services = Services::new(store.clone(), artifacts, heartbeat_ms);
         let stop = CancellationToken::new();
+        let auth = RequireBearer::new(cfg.token.clone());
         let server = tokio::spawn({
             let stop = stop.clone();
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
-                .add_service(
-                    WorkerServiceServer::new(services.clone())
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES),
-                )
-                .add_service(SweepServiceServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-                .add_service(ArtifactServiceServer::new(services).max_decoding_message_size(MAX_MESSAGE_BYTES))
+                .add_service(InterceptedService::new(
+                    WorkerServiceServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    auth.clone(),
+                ))
+                .add_service(InterceptedService::new(
+                    SweepServiceServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    auth.clone(),
+                ))
+                .add_service(InterceptedService::new(
+                    ArtifactServiceServer::new(services).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    auth,
+                ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop.cancelled_owned())
         });
         let reaper = tokio::spawn(reap_loop(store.clone(), cfg.reap_interval, stop.clone()));

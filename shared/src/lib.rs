@@ -3,6 +3,7 @@
 //! - [`spec`]: the versioned sweep spec (TOML) and its validation.
 //! - [`grid`]: expansion of a spec into the job grid (pure, deterministic).
 //! - [`proto`]: the generated wire contract (feature `proto`).
+//! - [`auth`]: bearer tokens on that wire (feature `proto`).
 
 #![warn(missing_docs)]
 
@@ -10,8 +11,15 @@ pub mod grid;
 pub mod spec;
 
 #[cfg(feature = "proto")]
+pub mod auth;
+
+#[cfg(feature = "proto")]
 pub mod proto {
     //! Generated from `proto/asdsweep/v1/*.proto`.
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("asdsweep.v1");
+
+    /// A gRPC channel that carries the bearer token, if one is configured.
+    pub type AuthChannel =
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, crate::auth::Bearer>;
 }

@@ -5,9 +5,8 @@
 //! coordinator restart loses no result.
 
 use crate::registry::{JobContext, JobError, Registry};
-use asdsweep_shared::proto::{
-    self as pb, worker_service_client::WorkerServiceClient,
-};
+use asdsweep_shared::auth::Bearer;
+use asdsweep_shared::proto::{self as pb, AuthChannel, worker_service_client::WorkerServiceClient};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +39,8 @@ pub struct WorkerConfig {
     pub exit_when_idle: Option<Duration>,
     /// Give up a call after the coordinator was unreachable this long.
     pub patience: Duration,
+    /// Bearer token for the coordinator (`None`: send none).
+    pub token: Option<String>,
 }
 
 impl WorkerConfig {
@@ -56,6 +57,7 @@ impl WorkerConfig {
             max_jobs: None,
             exit_when_idle: None,
             patience: Duration::from_secs(300),
+            token: None,
         }
     }
 }
@@ -76,8 +78,8 @@ pub struct WorkerSummary {
 /// Why a worker stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The coordinator URL is malformed.
-    #[error("bad coordinator address \"{0}\": {1}")]
+    /// The coordinator URL or token is malformed.
+    #[error("bad coordinator address or token for \"{0}\": {1}")]
     Address(String, String),
     /// The coordinator could not be reached within the patience window.
     #[error("coordinator {coordinator} unreachable for {waited_s:.0} s while calling {call}: {last}")]
@@ -115,7 +117,7 @@ struct Counters {
 struct Shared {
     cfg: WorkerConfig,
     registry: Registry,
-    client: WorkerServiceClient<Channel>,
+    client: WorkerServiceClient<AuthChannel>,
     /// Worker id and heartbeat interval; replaced if the coordinator forgets us.
     identity: Mutex<(String, Duration)>,
     shutdown: CancellationToken,
@@ -133,7 +135,7 @@ impl Shared {
     /// `Lease`) give up at shutdown with a `CANCELLED` status.
     async fn retry<T, F, Fut>(&self, call: &'static str, mut f: F) -> Result<std::result::Result<T, Status>>
     where
-        F: FnMut(WorkerServiceClient<Channel>) -> Fut,
+        F: FnMut(WorkerServiceClient<AuthChannel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let start = Instant::now();
@@ -363,8 +365,9 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry, shutdown: Cancell
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect_lazy();
+    let bearer = Bearer::new(cfg.token.as_deref()).map_err(|e| Error::Address(cfg.coordinator.clone(), e))?;
     let shared = Arc::new(Shared {
-        client: WorkerServiceClient::new(channel),
+        client: WorkerServiceClient::with_interceptor(channel, bearer),
         registry,
         identity: Mutex::new((String::new(), Duration::from_secs(5))),
         shutdown,
