@@ -251,7 +251,7 @@ pub fn spearman(x: &[f64], y: &[f64], resamples: u64, seed: u64) -> Result<Corre
     Ok(Correlation { n, estimate: observed, p_value, method, note: None })
 }
 
-/// Tie-group statistics of one sample for Kendall's variance: Σt(t−1), Σt(t−1)(t−2), Σt(t−1)(2t+5).
+/// Tie-group statistics of one sample for Kendall's variance (scipy's `count_rank_tie`): Σt(t−1)/2, Σt(t−1)(t−2), Σt(t−1)(2t+5).
 fn tie_sums(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -263,7 +263,7 @@ fn tie_sums(v: &[f64]) -> (f64, f64, f64) {
             j += 1;
         }
         let t = (j - i + 1) as f64;
-        a += t * (t - 1.0);
+        a += t * (t - 1.0) / 2.0;
         b += t * (t - 1.0) * (t - 2.0);
         c += t * (t - 1.0) * (2.0 * t + 5.0);
         i = j + 1;

@@ -1,0 +1,1 @@
+//! Alignment verdicts (in progress).
