@@ -4,6 +4,7 @@
 
 pub mod linear;
 pub mod mahalanobis;
+pub mod report;
 pub mod split;
 
 /// Why a probe could not be fitted or applied.
@@ -56,6 +57,16 @@ pub enum ProbeError {
         n_normal: usize,
         /// Anomalous rows.
         n_anomaly: usize,
+    },
+    /// The probe manifest is malformed.
+    #[error("{path}:{line}: {problem}")]
+    Manifest {
+        /// The manifest file.
+        path: String,
+        /// 1-based line number (0 for the whole file).
+        line: u64,
+        /// What is wrong.
+        problem: String,
     },
     /// A split could not be formed.
     #[error("split: {0}")]
