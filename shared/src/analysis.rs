@@ -66,10 +66,19 @@ pub enum Direction {
 /// lower-is-better, everything else higher-is-better.
 pub fn default_direction(family: &str) -> Direction {
     let f = family.to_lowercase();
-    let is_ae = f == "ae" || f.starts_with("ae_") || f.starts_with("ae-") || f.contains("auto-encoder")
+    let is_ae = f == "ae"
+        || f.starts_with("ae_")
+        || f.starts_with("ae-")
+        || f.contains("auto-encoder")
         || f.contains("autoencoder");
-    let is_contrastive = ["contrastive", "simclr", "simsiam", "uniformity"].iter().any(|k| f.contains(k));
-    if is_ae || is_contrastive { Direction::LowerIsBetter } else { Direction::HigherIsBetter }
+    let is_contrastive = ["contrastive", "simclr", "simsiam", "uniformity"]
+        .iter()
+        .any(|k| f.contains(k));
+    if is_ae || is_contrastive {
+        Direction::LowerIsBetter
+    } else {
+        Direction::HigherIsBetter
+    }
 }
 
 /// One row of the long-format table: a config's proxy and ASD metrics on one machine type.
@@ -107,9 +116,21 @@ fn parse_optional(text: &str) -> Option<f64> {
 /// Reads a long-format CSV; malformed rows are reported with their line number.
 pub fn read_long_csv(path: &Path) -> Result<LongTable, AnalysisError> {
     let shown = path.display().to_string();
-    let io = |source| AnalysisError::Io { path: shown.clone(), source };
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_path(path).map_err(io)?;
-    let header: Vec<String> = reader.headers().map_err(io)?.iter().map(str::to_string).collect();
+    let io = |source| AnalysisError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_path(path)
+        .map_err(io)?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(io)?
+        .iter()
+        .map(str::to_string)
+        .collect();
     if header.len() < 5 || header[..4] != ["family", "config", "device", "proxy"] {
         return Err(AnalysisError::Header {
             path: shown,
@@ -124,9 +145,17 @@ pub fn read_long_csv(path: &Path) -> Result<LongTable, AnalysisError> {
     for record in reader.records() {
         let record = record.map_err(io)?;
         let line = record.position().map_or(0, |p| p.line());
-        let row_err = |problem: String| AnalysisError::Row { path: shown.clone(), line, problem };
+        let row_err = |problem: String| AnalysisError::Row {
+            path: shown.clone(),
+            line,
+            problem,
+        };
         if record.len() != header.len() {
-            return Err(row_err(format!("expected {} fields, found {}", header.len(), record.len())));
+            return Err(row_err(format!(
+                "expected {} fields, found {}",
+                header.len(),
+                record.len()
+            )));
         }
         for (k, name) in ["family", "config", "device"].iter().enumerate() {
             if record[k].is_empty() {
@@ -179,13 +208,18 @@ pub struct ConfigPoint {
 }
 
 fn nan_mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.filter(|v| v.is_finite()).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    let (sum, n) = values
+        .filter(|v| v.is_finite())
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
 /// Averages every (family, config) over its machine types, keeping first-appearance order,
 /// and negates the proxy of lower-is-better families (`direction`).
-pub fn aggregate_devices(table: &LongTable, direction: impl Fn(&str) -> Direction) -> Vec<ConfigPoint> {
+pub fn aggregate_devices(
+    table: &LongTable,
+    direction: impl Fn(&str) -> Direction,
+) -> Vec<ConfigPoint> {
     let mut order: Vec<(String, String)> = Vec::new();
     let mut groups: BTreeMap<(String, String), Vec<&LongRow>> = BTreeMap::new();
     for row in &table.rows {
@@ -205,13 +239,20 @@ pub fn aggregate_devices(table: &LongTable, direction: impl Fn(&str) -> Directio
             let proxy_device_sd = if n < 2 {
                 f64::NAN
             } else {
-                (rows.iter().map(|r| (r.proxy - proxy_raw).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt()
+                (rows
+                    .iter()
+                    .map(|r| (r.proxy - proxy_raw).powi(2))
+                    .sum::<f64>()
+                    / (n as f64 - 1.0))
+                    .sqrt()
             };
             let sign = match direction(&key.0) {
                 Direction::HigherIsBetter => 1.0,
                 Direction::LowerIsBetter => -1.0,
             };
-            let asd = (0..table.asd_metrics.len()).map(|k| nan_mean(rows.iter().map(|r| r.asd[k]))).collect();
+            let asd = (0..table.asd_metrics.len())
+                .map(|k| nan_mean(rows.iter().map(|r| r.asd[k])))
+                .collect();
             ConfigPoint {
                 family: key.0,
                 config: key.1,
@@ -238,7 +279,11 @@ pub struct TestSettings {
 
 impl Default for TestSettings {
     fn default() -> Self {
-        Self { resamples: 99_999, seed: 0, level: 0.95 }
+        Self {
+            resamples: 99_999,
+            seed: 0,
+            level: 0.95,
+        }
     }
 }
 
@@ -292,7 +337,9 @@ pub fn correlate(
         for family in &families {
             let (x, y): (Vec<f64>, Vec<f64>) = points
                 .iter()
-                .filter(|p| p.family == *family && p.proxy_quality.is_finite() && p.asd[k].is_finite())
+                .filter(|p| {
+                    p.family == *family && p.proxy_quality.is_finite() && p.asd[k].is_finite()
+                })
                 .map(|p| (p.proxy_quality, p.asd[k]))
                 .unzip();
             rows.push(test_pair(family, metric, &x, &y, settings)?);
@@ -366,16 +413,24 @@ mod tests {
     #[test]
     fn study_family_names_get_the_study_directions() {
         assert_eq!(default_direction("Auto-Encoder"), Direction::LowerIsBetter);
-        assert_eq!(default_direction("Contrastive learning(SimCLR)"), Direction::LowerIsBetter);
+        assert_eq!(
+            default_direction("Contrastive learning(SimCLR)"),
+            Direction::LowerIsBetter
+        );
         assert_eq!(default_direction("ae"), Direction::LowerIsBetter);
         assert_eq!(default_direction("Separation"), Direction::HigherIsBetter);
-        assert_eq!(default_direction("Classification (ArcFace)"), Direction::HigherIsBetter);
+        assert_eq!(
+            default_direction("Classification (ArcFace)"),
+            Direction::HigherIsBetter
+        );
         assert_eq!(default_direction("Pre-trained"), Direction::HigherIsBetter);
     }
 
     #[test]
     fn a_malformed_long_row_names_its_line() {
-        let err = table("family,config,device,proxy,lp_auc\nae,a,fan,x,0.6\n").unwrap_err().to_string();
+        let err = table("family,config,device,proxy,lp_auc\nae,a,fan,x,0.6\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(":2:") && err.contains("proxy"), "{err}");
         assert!(table("family,config,proxy\n").is_err());
     }
@@ -389,6 +444,9 @@ mod tests {
         assert!(rows[0].pearson_r.is_nan() && rows[0].q.is_nan());
         assert!(rows[0].note.as_deref().unwrap().contains("< 3"));
         assert!((rows[1].spearman_rho - 1.0).abs() < 1e-15);
-        assert!((rows[1].q - rows[1].spearman_p).abs() < 1e-15, "a family of one test has q = p");
+        assert!(
+            (rows[1].q - rows[1].spearman_p).abs() < 1e-15,
+            "a family of one test has q = p"
+        );
     }
 }

@@ -8,12 +8,15 @@ use anyhow::{Context, Result, bail};
 use asdsweep_shared::analysis::alignment::{FamilyAlignment, alignment_report};
 use asdsweep_shared::analysis::authors::{AuthorsOptions, AuthorsRow, analyze_authors_summary};
 use asdsweep_shared::analysis::{
-    CorrelationRow, Direction, TestSettings, aggregate_devices, correlate, default_direction, read_long_csv,
+    CorrelationRow, Direction, TestSettings, aggregate_devices, correlate, default_direction,
+    read_long_csv,
 };
 use asdsweep_shared::metrics::sections::{SectionEvaluation, evaluate_sections, read_scores_csv};
 use asdsweep_shared::probe::linear::LinearProbeConfig;
 use asdsweep_shared::probe::mahalanobis::CovarianceEstimator;
-use asdsweep_shared::probe::report::{ClipEmbedding, ProbeOptions, ProbeReport, read_probe_manifest, run_probes};
+use asdsweep_shared::probe::report::{
+    ClipEmbedding, ProbeOptions, ProbeReport, read_probe_manifest, run_probes,
+};
 use asdsweep_shared::probe::split::HalfSplitRule;
 use ndarray::{Array1, Array2, Ix1, Ix2};
 use serde::Serialize;
@@ -99,7 +102,10 @@ pub struct ProbeArgs {
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
     /// Long-format CSV `family,config,device,proxy,<asd metric columns…>` (one row per config and machine type).
-    #[arg(required_unless_present = "authors_summary", conflicts_with = "authors_summary")]
+    #[arg(
+        required_unless_present = "authors_summary",
+        conflicts_with = "authors_summary"
+    )]
     pub csv: Option<PathBuf>,
     /// Analyse the reference pipeline's `results_summary.csv` as its `analyze_proxy_correlations.py` does.
     #[arg(long)]
@@ -138,7 +144,11 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 fn fmt(v: f64) -> String {
-    if v.is_nan() { "NaN".into() } else { format!("{v:.4}") }
+    if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -148,7 +158,11 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
 
 fn sections_table(ev: &SectionEvaluation) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<12} {:>8} {:>8} {:>9} {:>8} {:>9}  note", "section", "AUC", "pAUC", "pAUC_raw", "normal", "anomaly");
+    let _ = writeln!(
+        out,
+        "{:<12} {:>8} {:>8} {:>9} {:>8} {:>9}  note",
+        "section", "AUC", "pAUC", "pAUC_raw", "normal", "anomaly"
+    );
     for s in &ev.sections {
         let _ = writeln!(
             out,
@@ -162,9 +176,25 @@ fn sections_table(ev: &SectionEvaluation) -> String {
             s.note.as_deref().unwrap_or("")
         );
     }
-    let _ = writeln!(out, "{:<12} {:>8} {:>8}", "mean", fmt_opt(ev.mean.auc), fmt_opt(ev.mean.pauc));
-    let _ = writeln!(out, "{:<12} {:>8} {:>8}", "hmean", fmt_opt(ev.hmean.auc), fmt_opt(ev.hmean.pauc));
-    let _ = writeln!(out, "pAUC: McClish-standardised at max FPR {}; pAUC_raw: partial area / {}", ev.max_fpr, ev.max_fpr);
+    let _ = writeln!(
+        out,
+        "{:<12} {:>8} {:>8}",
+        "mean",
+        fmt_opt(ev.mean.auc),
+        fmt_opt(ev.mean.pauc)
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>8} {:>8}",
+        "hmean",
+        fmt_opt(ev.hmean.auc),
+        fmt_opt(ev.hmean.pauc)
+    );
+    let _ = writeln!(
+        out,
+        "pAUC: McClish-standardised at max FPR {}; pAUC_raw: partial area / {}",
+        ev.max_fpr, ev.max_fpr
+    );
     out
 }
 
@@ -172,14 +202,19 @@ fn sections_table(ev: &SectionEvaluation) -> String {
 pub fn run_evaluate_scores(args: &EvaluateScoresArgs) -> Result<()> {
     let clips = read_scores_csv(&args.csv)?;
     let ev = evaluate_sections(&clips, args.max_fpr)?;
-    if args.json { print_json(&ev) } else {
+    if args.json {
+        print_json(&ev)
+    } else {
         print!("{}", sections_table(&ev));
         Ok(())
     }
 }
 
 fn load_embedding(path: &Path) -> Result<Array2<f64>> {
-    fn as_2d<T: Copy + Into<f64>>(one: Option<Array1<T>>, two: Option<Array2<T>>) -> Option<Array2<f64>> {
+    fn as_2d<T: Copy + Into<f64>>(
+        one: Option<Array1<T>>,
+        two: Option<Array2<T>>,
+    ) -> Option<Array2<f64>> {
         if let Some(v) = one {
             let n = v.len();
             return Array2::from_shape_vec((1, n), v.iter().map(|&x| x.into()).collect()).ok();
@@ -187,10 +222,22 @@ fn load_embedding(path: &Path) -> Result<Array2<f64>> {
         two.map(|m| m.mapv(Into::into))
     }
     let attempts = [
-        as_2d::<f64>(ndarray_npy::read_npy::<_, ndarray::Array<f64, Ix1>>(path).ok(), None),
-        as_2d::<f64>(None, ndarray_npy::read_npy::<_, ndarray::Array<f64, Ix2>>(path).ok()),
-        as_2d::<f32>(ndarray_npy::read_npy::<_, ndarray::Array<f32, Ix1>>(path).ok(), None),
-        as_2d::<f32>(None, ndarray_npy::read_npy::<_, ndarray::Array<f32, Ix2>>(path).ok()),
+        as_2d::<f64>(
+            ndarray_npy::read_npy::<_, ndarray::Array<f64, Ix1>>(path).ok(),
+            None,
+        ),
+        as_2d::<f64>(
+            None,
+            ndarray_npy::read_npy::<_, ndarray::Array<f64, Ix2>>(path).ok(),
+        ),
+        as_2d::<f32>(
+            ndarray_npy::read_npy::<_, ndarray::Array<f32, Ix1>>(path).ok(),
+            None,
+        ),
+        as_2d::<f32>(
+            None,
+            ndarray_npy::read_npy::<_, ndarray::Array<f32, Ix2>>(path).ok(),
+        ),
     ];
     if let Some(m) = attempts.into_iter().flatten().next() {
         return Ok(m);
@@ -198,16 +245,32 @@ fn load_embedding(path: &Path) -> Result<Array2<f64>> {
     if !path.exists() {
         bail!("embedding {} does not exist", path.display());
     }
-    bail!("embedding {} is not a 1-D or 2-D float32/float64 .npy array", path.display())
+    bail!(
+        "embedding {} is not a 1-D or 2-D float32/float64 .npy array",
+        path.display()
+    )
 }
 
 fn probe_table(report: &ProbeReport) -> String {
     let mut out = String::new();
     if let Some(md) = &report.mahalanobis {
-        let _ = writeln!(out, "Mahalanobis ({:?} covariance, shrinkage {:.4}, {} training rows)", md.covariance, md.shrinkage, md.train_rows);
+        let _ = writeln!(
+            out,
+            "Mahalanobis ({:?} covariance, shrinkage {:.4}, {} training rows)",
+            md.covariance, md.shrinkage, md.train_rows
+        );
         out.push_str(&sections_table(&md.evaluation));
     }
-    for (label, outcome) in [("Linear probe, in-domain (half split)", &report.linear_in_domain), ("Linear probe, out-of-domain (leave one section out)", &report.linear_out_of_domain)] {
+    for (label, outcome) in [
+        (
+            "Linear probe, in-domain (half split)",
+            &report.linear_in_domain,
+        ),
+        (
+            "Linear probe, out-of-domain (leave one section out)",
+            &report.linear_out_of_domain,
+        ),
+    ] {
         if let Some(o) = outcome {
             let _ = writeln!(out, "{label}: AUC {} pAUC {}", fmt(o.auc), fmt(o.pauc));
             for (section, auc) in &o.folds {
@@ -224,7 +287,8 @@ pub fn run_probe(args: &ProbeArgs) -> Result<()> {
     let mut clips = Vec::with_capacity(entries.len());
     for entry in entries {
         let path = args.embeddings.join(format!("{}.npy", entry.stem()));
-        let rows = load_embedding(&path).with_context(|| format!("{}:{}", args.manifest.display(), entry.line))?;
+        let rows = load_embedding(&path)
+            .with_context(|| format!("{}:{}", args.manifest.display(), entry.line))?;
         clips.push(ClipEmbedding { entry, rows });
     }
     let all = args.probes.contains(&ProbeChoice::All);
@@ -236,20 +300,36 @@ pub fn run_probe(args: &ProbeArgs) -> Result<()> {
             CovarianceChoice::Sample => CovarianceEstimator::Sample,
             CovarianceChoice::LedoitWolf => CovarianceEstimator::LedoitWolf,
         },
-        linear: LinearProbeConfig { lr: args.lr, batch_size: args.batch_size, epochs: args.epochs, seed: args.seed },
-        half_rule: if args.legacy_half_split { HalfSplitRule::Legacy } else { HalfSplitRule::PerSection },
+        linear: LinearProbeConfig {
+            lr: args.lr,
+            batch_size: args.batch_size,
+            epochs: args.epochs,
+            seed: args.seed,
+        },
+        half_rule: if args.legacy_half_split {
+            HalfSplitRule::Legacy
+        } else {
+            HalfSplitRule::PerSection
+        },
         max_fpr: args.max_fpr,
     };
     let report = run_probes(&clips, &options)?;
     if let (Some(path), Some(md)) = (&args.scores_out, &report.mahalanobis) {
-        let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut w = csv::Writer::from_path(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         w.write_record(["section", "label", "score"])?;
         for s in &md.scores {
-            w.write_record([s.section.clone(), u8::from(s.is_anomaly).to_string(), format!("{:?}", s.score)])?;
+            w.write_record([
+                s.section.clone(),
+                u8::from(s.is_anomaly).to_string(),
+                format!("{:?}", s.score),
+            ])?;
         }
         w.flush()?;
     }
-    if args.json { print_json(&report) } else {
+    if args.json {
+        print_json(&report)
+    } else {
         print!("{}", probe_table(&report));
         Ok(())
     }
@@ -257,31 +337,92 @@ pub fn run_probe(args: &ProbeArgs) -> Result<()> {
 
 fn authors_table(rows: &[AuthorsRow]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<30} {:<18} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9}", "family", "asd_metric", "n", "pearson_r", "pearson_p", "spearman", "perm_p", "q_bh");
+    let _ = writeln!(
+        out,
+        "{:<30} {:<18} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "family", "asd_metric", "n", "pearson_r", "pearson_p", "spearman", "perm_p", "q_bh"
+    );
     for r in rows {
-        let _ = writeln!(out, "{:<30} {:<18} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9}", r.family, r.asd_metric, r.n, fmt(r.pearson_r), fmt(r.pearson_p), fmt(r.spearman_rho), fmt(r.spearman_p), fmt(r.q));
+        let _ = writeln!(
+            out,
+            "{:<30} {:<18} {:>3} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            r.family,
+            r.asd_metric,
+            r.n,
+            fmt(r.pearson_r),
+            fmt(r.pearson_p),
+            fmt(r.spearman_rho),
+            fmt(r.spearman_p),
+            fmt(r.q)
+        );
     }
     out
 }
 
 fn long_table(rows: &[CorrelationRow], alignment: &[FamilyAlignment]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<16} {:<16} {:>3} {:>8} {:>8} {:>8} {:>8} {:>17} {:>8} {:>8}", "family", "asd_metric", "n", "pearson", "p", "spearman", "perm_p", "rho 95% CI", "kendall", "q_bh");
+    let _ = writeln!(
+        out,
+        "{:<16} {:<16} {:>3} {:>8} {:>8} {:>8} {:>8} {:>17} {:>8} {:>8}",
+        "family",
+        "asd_metric",
+        "n",
+        "pearson",
+        "p",
+        "spearman",
+        "perm_p",
+        "rho 95% CI",
+        "kendall",
+        "q_bh"
+    );
     for r in rows {
         let ci = format!("[{}, {}]", fmt(r.spearman_ci.low), fmt(r.spearman_ci.high));
-        let _ = writeln!(out, "{:<16} {:<16} {:>3} {:>8} {:>8} {:>8} {:>8} {:>17} {:>8} {:>8}{}", r.family, r.asd_metric, r.n, fmt(r.pearson_r), fmt(r.pearson_p), fmt(r.spearman_rho), fmt(r.spearman_p), ci, fmt(r.kendall_tau), fmt(r.q), r.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{:<16} {:<16} {:>3} {:>8} {:>8} {:>8} {:>8} {:>17} {:>8} {:>8}{}",
+            r.family,
+            r.asd_metric,
+            r.n,
+            fmt(r.pearson_r),
+            fmt(r.pearson_p),
+            fmt(r.spearman_rho),
+            fmt(r.spearman_p),
+            ci,
+            fmt(r.kendall_tau),
+            fmt(r.q),
+            r.note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default()
+        );
     }
     let _ = writeln!(out, "\nAlignment report");
     for f in alignment {
-        let _ = writeln!(out, "{}: difficulty {} — {}", f.family, f.difficulty.verdict, f.difficulty.detail);
+        let _ = writeln!(
+            out,
+            "{}: difficulty {} — {}",
+            f.family, f.difficulty.verdict, f.difficulty.detail
+        );
         for m in &f.metrics {
-            let _ = writeln!(out, "  {}: direction {} — {}; {} — {}", m.asd_metric, m.direction.verdict, m.direction.detail, m.significance.verdict, m.significance.detail);
+            let _ = writeln!(
+                out,
+                "  {}: direction {} — {}; {} — {}",
+                m.asd_metric,
+                m.direction.verdict,
+                m.direction.detail,
+                m.significance.verdict,
+                m.significance.detail
+            );
         }
     }
     if let Some(f) = alignment.first() {
         let _ = writeln!(out, "\nRules:\n  difficulty: {}", f.difficulty.rule);
         if let Some(m) = f.metrics.first() {
-            let _ = writeln!(out, "  direction: {}\n  significance: {}", m.direction.rule, m.significance.rule);
+            let _ = writeln!(
+                out,
+                "  direction: {}\n  significance: {}",
+                m.direction.rule, m.significance.rule
+            );
         }
     }
     out
@@ -296,7 +437,11 @@ struct LongOutput<'a> {
 
 /// `asdsweep analyze`: proxy-vs-ASD correlations of a long table or of the reference summary.
 pub fn run_analyze(args: &AnalyzeArgs) -> Result<()> {
-    let settings = TestSettings { resamples: args.resamples, seed: args.seed, level: args.level };
+    let settings = TestSettings {
+        resamples: args.resamples,
+        seed: args.seed,
+        level: args.level,
+    };
     if let Some(path) = &args.authors_summary {
         let options = AuthorsOptions {
             asd_metrics: args.asd_metrics.clone(),
@@ -305,12 +450,16 @@ pub fn run_analyze(args: &AnalyzeArgs) -> Result<()> {
             ..AuthorsOptions::default()
         };
         let rows = analyze_authors_summary(path, &options, &settings)?;
-        return if args.json { print_json(&rows) } else {
+        return if args.json {
+            print_json(&rows)
+        } else {
             print!("{}", authors_table(&rows));
             Ok(())
         };
     }
-    let Some(path) = &args.csv else { bail!("give a long-format CSV or --authors-summary") };
+    let Some(path) = &args.csv else {
+        bail!("give a long-format CSV or --authors-summary")
+    };
     let table = read_long_csv(path)?;
     let direction = |family: &str| {
         if args.lower_is_better.iter().any(|f| f == family) {
@@ -324,7 +473,12 @@ pub fn run_analyze(args: &AnalyzeArgs) -> Result<()> {
     let points = aggregate_devices(&table, direction);
     let rows = correlate(&points, &table.asd_metrics, &settings)?;
     let alignment = alignment_report(&points, &rows);
-    if args.json { print_json(&LongOutput { tests: &rows, alignment: &alignment }) } else {
+    if args.json {
+        print_json(&LongOutput {
+            tests: &rows,
+            alignment: &alignment,
+        })
+    } else {
         print!("{}", long_table(&rows, &alignment));
         Ok(())
     }

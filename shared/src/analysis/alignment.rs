@@ -65,16 +65,28 @@ pub fn difficulty(points: &[&ConfigPoint]) -> StageVerdict {
     if means.len() < 2 || replicated.is_empty() {
         return StageVerdict {
             verdict: "unknown".into(),
-            detail: format!("{} configs, {} with replicates", means.len(), replicated.len()),
+            detail: format!(
+                "{} configs, {} with replicates",
+                means.len(),
+                replicated.len()
+            ),
             rule: DIFFICULTY_RULE,
         };
     }
-    let range = means.iter().copied().fold(f64::NEG_INFINITY, f64::max) - means.iter().copied().fold(f64::INFINITY, f64::min);
+    let range = means.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        - means.iter().copied().fold(f64::INFINITY, f64::min);
     let se = (replicated.iter().sum::<f64>() / replicated.len() as f64).sqrt();
-    let verdict = if range < 2.0 * se { "saturated" } else { "discriminative" };
+    let verdict = if range < 2.0 * se {
+        "saturated"
+    } else {
+        "discriminative"
+    };
     StageVerdict {
         verdict: verdict.into(),
-        detail: format!("range of config means {range:.4} vs pooled SE {se:.4} (ratio {:.2})", range / se),
+        detail: format!(
+            "range of config means {range:.4} vs pooled SE {se:.4} (ratio {:.2})",
+            range / se
+        ),
         rule: DIFFICULTY_RULE,
     }
 }
@@ -86,7 +98,10 @@ pub fn direction(row: &CorrelationRow) -> StageVerdict {
     if !rho.is_finite() {
         return StageVerdict {
             verdict: "undefined".into(),
-            detail: row.note.clone().unwrap_or_else(|| "rho is undefined".into()),
+            detail: row
+                .note
+                .clone()
+                .unwrap_or_else(|| "rho is undefined".into()),
             rule: DIRECTION_RULE,
         };
     }
@@ -106,7 +121,11 @@ pub fn direction(row: &CorrelationRow) -> StageVerdict {
     };
     StageVerdict {
         verdict: format!("{sign} ({size})"),
-        detail: format!("rho {rho:.3}, {:.0}% CI [{lo:.3}, {hi:.3}], n {}", row.spearman_ci.level * 100.0, row.n),
+        detail: format!(
+            "rho {rho:.3}, {:.0}% CI [{lo:.3}, {hi:.3}], n {}",
+            row.spearman_ci.level * 100.0,
+            row.n
+        ),
         rule: DIRECTION_RULE,
     }
 }
@@ -172,10 +191,18 @@ mod tests {
 
     #[test]
     fn a_proxy_that_moves_less_than_its_noise_is_saturated() {
-        let pts = [point("a", 0.90, 0.1), point("b", 0.91, 0.1), point("c", 0.92, 0.1)];
+        let pts = [
+            point("a", 0.90, 0.1),
+            point("b", 0.91, 0.1),
+            point("c", 0.92, 0.1),
+        ];
         let refs: Vec<&ConfigPoint> = pts.iter().collect();
         assert_eq!(difficulty(&refs).verdict, "saturated");
-        let pts = [point("a", 0.5, 0.01), point("b", 0.7, 0.01), point("c", 0.9, 0.01)];
+        let pts = [
+            point("a", 0.5, 0.01),
+            point("b", 0.7, 0.01),
+            point("c", 0.9, 0.01),
+        ];
         let refs: Vec<&ConfigPoint> = pts.iter().collect();
         assert_eq!(difficulty(&refs).verdict, "discriminative");
     }

@@ -43,7 +43,9 @@ pub struct AuthorsOptions {
 impl Default for AuthorsOptions {
     fn default() -> Self {
         Self {
-            asd_metrics: ["linear_half_auc", "linear_loso_auc", "mah_train_auc"].map(String::from).to_vec(),
+            asd_metrics: ["linear_half_auc", "linear_loso_auc", "mah_train_auc"]
+                .map(String::from)
+                .to_vec(),
             devices: None,
             ae_proxy: "test_normal_l1".into(),
             classification_proxy: "global_macro_f1".into(),
@@ -87,19 +89,47 @@ pub const METRIC_TYPES: [(&str, Direction); 7] = [
 ];
 
 const CHECKPOINT_SELECTION_KEYS: [&str; 18] = [
-    "Task_Group", "target_device", "config_id", "task", "phase", "trained_target", "backbone_name", "margin",
-    "feature_index", "segment_frames_from_name", "frame_stack", "batch_size_from_name", "arch", "comp_feat",
-    "lin_feat", "channel_size", "cb", "unsup_mode",
+    "Task_Group",
+    "target_device",
+    "config_id",
+    "task",
+    "phase",
+    "trained_target",
+    "backbone_name",
+    "margin",
+    "feature_index",
+    "segment_frames_from_name",
+    "frame_stack",
+    "batch_size_from_name",
+    "arch",
+    "comp_feat",
+    "lin_feat",
+    "channel_size",
+    "cb",
+    "unsup_mode",
 ];
 
 const AGG_KEYS: [&str; 15] = [
-    "Task_Group", "config_id", "proxy_metric_name", "asd_metric_name", "task", "phase", "model_type", "unsup_mode",
-    "arch", "comp_feat", "lin_feat", "channel_size", "cb", "backbone_name", "margin",
+    "Task_Group",
+    "config_id",
+    "proxy_metric_name",
+    "asd_metric_name",
+    "task",
+    "phase",
+    "model_type",
+    "unsup_mode",
+    "arch",
+    "comp_feat",
+    "lin_feat",
+    "channel_size",
+    "cb",
+    "backbone_name",
+    "margin",
 ];
 
 const PANDAS_NA: [&str; 18] = [
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
-    "NULL", "NaN", "None", "n/a", "nan",
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan",
 ];
 
 fn re(pattern: &str) -> Regex {
@@ -115,7 +145,10 @@ struct Row {
 impl Row {
     /// The cell, `None` when the column is absent or the value is NA.
     fn value(&self, col: &str) -> Option<&str> {
-        self.cells.get(col).map(String::as_str).filter(|v| !PANDAS_NA.contains(v))
+        self.cells
+            .get(col)
+            .map(String::as_str)
+            .filter(|v| !PANDAS_NA.contains(v))
     }
 
     fn has(&self, col: &str) -> bool {
@@ -142,18 +175,31 @@ impl Row {
 
 fn parse_float(text: &str) -> Option<f64> {
     let t = text.trim();
-    t.parse::<f64>().ok().or_else(|| match t.to_lowercase().as_str() {
-        "inf" | "+inf" => Some(f64::INFINITY),
-        "-inf" => Some(f64::NEG_INFINITY),
-        _ => None,
-    })
+    t.parse::<f64>()
+        .ok()
+        .or_else(|| match t.to_lowercase().as_str() {
+            "inf" | "+inf" => Some(f64::INFINITY),
+            "-inf" => Some(f64::NEG_INFINITY),
+            _ => None,
+        })
 }
 
 fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<Row>), AnalysisError> {
     let shown = path.display().to_string();
-    let io = |source| AnalysisError::Io { path: shown.clone(), source };
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(io)?;
-    let header: Vec<String> = reader.headers().map_err(io)?.iter().map(str::to_string).collect();
+    let io = |source| AnalysisError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(io)?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(io)?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(io)?;
@@ -165,8 +211,11 @@ fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<Row>), AnalysisError> {
                 problem: format!("expected {} fields, found {}", header.len(), record.len()),
             });
         }
-        let mut cells: HashMap<String, String> =
-            header.iter().cloned().zip(record.iter().map(str::to_string)).collect();
+        let mut cells: HashMap<String, String> = header
+            .iter()
+            .cloned()
+            .zip(record.iter().map(str::to_string))
+            .collect();
         cells.insert("source_csv".into(), shown.clone());
         rows.push(Row { cells });
     }
@@ -177,9 +226,15 @@ fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<Row>), AnalysisError> {
 
 fn safe_name(text: &str) -> String {
     static NON_SAFE: LazyLock<Regex> = LazyLock::new(|| re(r"[^A-Za-z0-9_.-]+"));
-    let replaced = NON_SAFE.replace_all(&text.replace('+', "plus"), "_").to_string();
+    let replaced = NON_SAFE
+        .replace_all(&text.replace('+', "plus"), "_")
+        .to_string();
     let trimmed = replaced.trim_matches('_');
-    if trimmed.is_empty() { "model".into() } else { trimmed.to_string() }
+    if trimmed.is_empty() {
+        "model".into()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// `_format_key_value`: NA → "na", integral numbers without a decimal point, else a safe name.
@@ -187,7 +242,9 @@ fn format_key_value(value: Option<&str>) -> String {
     match value {
         None => "na".into(),
         Some(v) => match parse_float(v) {
-            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                format!("{}", f as i64)
+            }
             _ => safe_name(v),
         },
     }
@@ -198,7 +255,11 @@ fn first_value(row: &Row, names: &[&str]) -> Option<String> {
 }
 
 fn row_name_text(row: &Row) -> String {
-    ["model_name", "model_id", "model", "source_csv"].iter().map(|n| row.text(n)).collect::<Vec<_>>().join(" ")
+    ["model_name", "model_id", "model", "source_csv"]
+        .iter()
+        .map(|n| row.text(n))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn value_or_parsed(row: &Row, column: &str, patterns: &[&str]) -> Option<String> {
@@ -206,7 +267,9 @@ fn value_or_parsed(row: &Row, column: &str, patterns: &[&str]) -> Option<String>
         return Some(v.to_string());
     }
     let text = row_name_text(row).to_lowercase();
-    patterns.iter().find_map(|p| re(p).captures(&text).map(|c| c[1].to_string()))
+    patterns
+        .iter()
+        .find_map(|p| re(p).captures(&text).map(|c| c[1].to_string()))
 }
 
 fn arch_from_row(row: &Row) -> Option<String> {
@@ -246,7 +309,9 @@ fn infer_task_group(row: &Row) -> Option<&'static str> {
     let phase = row.text("phase").to_lowercase();
     let model_type = row.text("model_type").to_lowercase();
     let either = |set: &[&str]| set.contains(&task.as_str()) || set.contains(&phase.as_str());
-    if ["pretrained", "pretrain"].contains(&task.as_str()) || ["pretrained", "pretrain"].contains(&model_type.as_str()) {
+    if ["pretrained", "pretrain"].contains(&task.as_str())
+        || ["pretrained", "pretrain"].contains(&model_type.as_str())
+    {
         return Some("Pre-trained");
     }
     if either(&["ae"]) {
@@ -319,22 +384,41 @@ fn infer_config_id(row: &Row, group: &str) -> String {
             if cb.is_some() || channel.is_some() {
                 format!("sep_cb{}_ch{}", key(cb), key(channel))
             } else {
-                format!("sep_shared_{}", key(first_value(row, &["backbone_name", "arch", "model_type"])))
+                format!(
+                    "sep_shared_{}",
+                    key(first_value(row, &["backbone_name", "arch", "model_type"]))
+                )
             }
         }
         "Classification (CE)" => format!("ce_{}", key(arch_from_row(row))),
         "Classification (ArcFace)" => {
-            let margin = value_or_parsed(row, "margin", &[r"margin[_-]?([+\-]?\d+(?:\.\d+)?)", r"_m([+\-]?\d+(?:\.\d+)?)"]);
+            let margin = value_or_parsed(
+                row,
+                "margin",
+                &[
+                    r"margin[_-]?([+\-]?\d+(?:\.\d+)?)",
+                    r"_m([+\-]?\d+(?:\.\d+)?)",
+                ],
+            );
             format!("arcface_{}_m{}", key(arch_from_row(row)), key(margin))
         }
         "Contrastive learning(SimCLR)" | "Contrastive learning(SimSiam)" => {
-            format!("{}_{}", key(unsup_mode_from_row(row)), key(arch_from_row(row)))
+            format!(
+                "{}_{}",
+                key(unsup_mode_from_row(row)),
+                key(arch_from_row(row))
+            )
         }
         "Pre-trained" => format!(
             "pretrained_{}",
-            safe_name(&first_value(row, &["model_name", "model_id", "model"]).unwrap_or_else(|| "na".into()))
+            safe_name(
+                &first_value(row, &["model_name", "model_id", "model"])
+                    .unwrap_or_else(|| "na".into())
+            )
         ),
-        _ => key(Some(first_value(row, &["model_id", "model_name"]).unwrap_or_else(|| "unknown".into()))),
+        _ => key(Some(
+            first_value(row, &["model_id", "model_name"]).unwrap_or_else(|| "unknown".into()),
+        )),
     }
 }
 
@@ -352,13 +436,18 @@ const PRETRAIN_AS2M_MAP: [(&str, f64); 9] = [
 
 fn lookup_pretrain_map(name: &str) -> f64 {
     static NON_ALNUM: LazyLock<Regex> = LazyLock::new(|| re(r"[^a-z0-9]+"));
-    let key = NON_ALNUM.replace_all(&name.replace('+', "plus").to_lowercase(), "").to_string();
+    let key = NON_ALNUM
+        .replace_all(&name.replace('+', "plus").to_lowercase(), "")
+        .to_string();
     if let Some((_, v)) = PRETRAIN_AS2M_MAP.iter().find(|(k, _)| *k == key) {
         return *v;
     }
     let mut aliases = PRETRAIN_AS2M_MAP.to_vec();
-    aliases.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-    aliases.iter().find(|(k, _)| key.contains(k)).map_or(f64::NAN, |(_, v)| *v)
+    aliases.sort_by_key(|a| std::cmp::Reverse(a.0.len()));
+    aliases
+        .iter()
+        .find(|(k, _)| key.contains(k))
+        .map_or(f64::NAN, |(_, v)| *v)
 }
 
 /// `normalize_pretrain_summary`: turns the pretrained evaluator's `model,device,auc,pauc` table
@@ -370,7 +459,11 @@ fn normalize_pretrain(columns: &[String], rows: Vec<Row>) -> Vec<Row> {
     }
     let scoped = has("scope") && has("group");
     rows.into_iter()
-        .filter(|r| !scoped || (r.text("scope").to_lowercase() == "overall" && r.text("group").to_lowercase() == "all"))
+        .filter(|r| {
+            !scoped
+                || (r.text("scope").to_lowercase() == "overall"
+                    && r.text("group").to_lowercase() == "all")
+        })
         .map(|mut r| {
             let model = r.text("model");
             r.set("model_id", safe_name(&model));
@@ -427,7 +520,10 @@ fn mean_existing(row: &Row, columns: &[String]) -> (f64, String) {
     if values.is_empty() {
         return (f64::NAN, String::new());
     }
-    (values.iter().sum::<f64>() / values.len() as f64, used.join("+"))
+    (
+        values.iter().sum::<f64>() / values.len() as f64,
+        used.join("+"),
+    )
 }
 
 fn first_existing(row: &Row, columns: &[&str]) -> (f64, String) {
@@ -452,46 +548,89 @@ fn proxy_from_row(row: &Row, group: &str, o: &AuthorsOptions) -> (f64, String) {
     match group {
         "Auto-Encoder" => {
             let columns = match o.ae_proxy.as_str() {
-                "test_normal_l2" => strings(&["ae_l2_test_normal_mean", "proxy_ae_l2_test_normal_mean"]),
-                "test_anomaly_l2" => strings(&["ae_l2_test_anomaly_mean", "proxy_ae_l2_test_anomaly_mean"]),
+                "test_normal_l2" => {
+                    strings(&["ae_l2_test_normal_mean", "proxy_ae_l2_test_normal_mean"])
+                }
+                "test_anomaly_l2" => {
+                    strings(&["ae_l2_test_anomaly_mean", "proxy_ae_l2_test_anomaly_mean"])
+                }
                 "test_mean_l2" => strings(&["ae_l2_test_mean", "proxy_ae_l2_test_mean"]),
-                "train_normal_l2" => strings(&["ae_l2_train_normal_mean", "proxy_ae_l2_train_normal_mean"]),
+                "train_normal_l2" => {
+                    strings(&["ae_l2_train_normal_mean", "proxy_ae_l2_train_normal_mean"])
+                }
                 "train_mean_l2" => strings(&["ae_l2_train_mean", "proxy_ae_l2_train_mean"]),
-                "test_normal_l1" => strings(&["ae_l1_test_normal_mean", "proxy_ae_l1_test_normal_mean"]),
+                "test_normal_l1" => {
+                    strings(&["ae_l1_test_normal_mean", "proxy_ae_l1_test_normal_mean"])
+                }
                 "test_mean_l1" => strings(&["ae_l1_test_mean", "proxy_ae_l1_test_mean"]),
-                "train_normal_l1" => strings(&["ae_l1_train_normal_mean", "proxy_ae_l1_train_normal_mean"]),
+                "train_normal_l1" => {
+                    strings(&["ae_l1_train_normal_mean", "proxy_ae_l1_train_normal_mean"])
+                }
                 "train_mean_l1" => strings(&["ae_l1_train_mean", "proxy_ae_l1_train_mean"]),
                 other => vec![other.to_string()],
             };
             mean_existing(row, &columns)
         }
         "Separation" => {
-            let cols: Vec<String> =
-                ["-5", "0", "5"].iter().map(|s| format!("sep_si_sdr_mean_{}_snr{s}", o.sep_proxy_env)).collect();
+            let cols: Vec<String> = ["-5", "0", "5"]
+                .iter()
+                .map(|s| format!("sep_si_sdr_mean_{}_snr{s}", o.sep_proxy_env))
+                .collect();
             let (v, used) = mean_existing(row, &cols);
             if v.is_finite() {
                 return (v, used);
             }
-            let (v, used) = mean_existing(row, &strings(&["sep_direct_l1_snr_mean", "sep_direct_l1_mean"]));
-            if v.is_finite() { (-v, format!("negative_{used}")) } else { (v, used) }
+            let (v, used) = mean_existing(
+                row,
+                &strings(&["sep_direct_l1_snr_mean", "sep_direct_l1_mean"]),
+            );
+            if v.is_finite() {
+                (-v, format!("negative_{used}"))
+            } else {
+                (v, used)
+            }
         }
         "Classification (CE)" | "Classification (ArcFace)" => {
             let priority: &[&str] = match o.classification_proxy.as_str() {
-                "all_macro_f1" => &["clf_all_macro_f1", "clf_global_macro_f1", "clf_proxy_macro_f1"],
-                "proxy_macro_f1" => &["clf_proxy_macro_f1", "clf_global_macro_f1", "clf_all_macro_f1"],
-                "global_micro_f1" => {
-                    &["clf_global_micro_f1", "clf_all_micro_f1", "clf_proxy_micro_f1", "clf_target_total_micro_f1"]
-                }
-                "all_micro_f1" => {
-                    &["clf_all_micro_f1", "clf_global_micro_f1", "clf_proxy_micro_f1", "clf_target_total_micro_f1"]
-                }
-                "proxy_micro_f1" => {
-                    &["clf_proxy_micro_f1", "clf_global_micro_f1", "clf_all_micro_f1", "clf_target_total_micro_f1"]
-                }
-                "target_total_micro_f1" => {
-                    &["clf_target_total_micro_f1", "clf_global_micro_f1", "clf_all_micro_f1", "clf_proxy_micro_f1"]
-                }
-                _ => &["clf_global_macro_f1", "clf_all_macro_f1", "clf_proxy_macro_f1"],
+                "all_macro_f1" => &[
+                    "clf_all_macro_f1",
+                    "clf_global_macro_f1",
+                    "clf_proxy_macro_f1",
+                ],
+                "proxy_macro_f1" => &[
+                    "clf_proxy_macro_f1",
+                    "clf_global_macro_f1",
+                    "clf_all_macro_f1",
+                ],
+                "global_micro_f1" => &[
+                    "clf_global_micro_f1",
+                    "clf_all_micro_f1",
+                    "clf_proxy_micro_f1",
+                    "clf_target_total_micro_f1",
+                ],
+                "all_micro_f1" => &[
+                    "clf_all_micro_f1",
+                    "clf_global_micro_f1",
+                    "clf_proxy_micro_f1",
+                    "clf_target_total_micro_f1",
+                ],
+                "proxy_micro_f1" => &[
+                    "clf_proxy_micro_f1",
+                    "clf_global_micro_f1",
+                    "clf_all_micro_f1",
+                    "clf_target_total_micro_f1",
+                ],
+                "target_total_micro_f1" => &[
+                    "clf_target_total_micro_f1",
+                    "clf_global_micro_f1",
+                    "clf_all_micro_f1",
+                    "clf_proxy_micro_f1",
+                ],
+                _ => &[
+                    "clf_global_macro_f1",
+                    "clf_all_macro_f1",
+                    "clf_proxy_macro_f1",
+                ],
             };
             let (mut v, mut used) = first_existing(row, priority);
             if !v.is_finite() {
@@ -516,7 +655,8 @@ fn proxy_from_row(row: &Row, group: &str, o: &AuthorsOptions) -> (f64, String) {
             (v, used)
         }
         "Pre-trained" => {
-            let (mut v, used) = first_existing(row, &["pretrain_map", "pretrained_map", "mAP", "map"]);
+            let (mut v, used) =
+                first_existing(row, &["pretrain_map", "pretrained_map", "mAP", "map"]);
             if v.is_finite() && v <= 1.5 {
                 v *= 100.0;
             }
@@ -537,7 +677,12 @@ fn proxy_from_row(row: &Row, group: &str, o: &AuthorsOptions) -> (f64, String) {
 fn asd_from_row(row: &Row, metric: &str) -> (f64, String) {
     static SECTION_COL: LazyLock<Regex> = LazyLock::new(|| re(r"^linear_loso_auc_section_\d+$"));
     let (mut value, used) = if metric == "linear_loso_auc_section_mean" {
-        let mut cols: Vec<String> = row.cells.keys().filter(|c| SECTION_COL.is_match(c)).cloned().collect();
+        let mut cols: Vec<String> = row
+            .cells
+            .keys()
+            .filter(|c| SECTION_COL.is_match(c))
+            .cloned()
+            .collect();
         cols.sort();
         mean_existing(row, &cols)
     } else {
@@ -571,7 +716,10 @@ struct Mapped {
 
 impl Mapped {
     fn key(&self, columns: &[&str]) -> Vec<Option<String>> {
-        columns.iter().map(|c| self.row.value(c).map(str::to_string)).collect()
+        columns
+            .iter()
+            .map(|c| self.row.value(c).map(str::to_string))
+            .collect()
     }
 }
 
@@ -579,8 +727,12 @@ impl Mapped {
 fn sort_by_loss(candidates: &mut [&Mapped]) {
     let key = |v: f64| if v.is_nan() { (1u8, 0.0) } else { (0u8, v) };
     candidates.sort_by(|a, b| {
-        let (ka, kb) = ((key(a.train_loss), key(a.epoch)), (key(b.train_loss), key(b.epoch)));
-        ka.0.0.cmp(&kb.0.0)
+        let (ka, kb) = (
+            (key(a.train_loss), key(a.epoch)),
+            (key(b.train_loss), key(b.epoch)),
+        );
+        ka.0.0
+            .cmp(&kb.0.0)
             .then(ka.0.1.total_cmp(&kb.0.1))
             .then(ka.1.0.cmp(&kb.1.0))
             .then(ka.1.1.total_cmp(&kb.1.1))
@@ -589,12 +741,20 @@ fn sort_by_loss(candidates: &mut [&Mapped]) {
 
 /// `select_one_checkpoint(policy="best_or_min_loss")`; `None` when the group cannot choose.
 fn select_checkpoint<'a>(group: &[&'a Mapped]) -> Option<&'a Mapped> {
-    let mut best: Vec<&Mapped> = group.iter().copied().filter(|m| contains_best(&m.row)).collect();
+    let mut best: Vec<&Mapped> = group
+        .iter()
+        .copied()
+        .filter(|m| contains_best(&m.row))
+        .collect();
     if !best.is_empty() {
         sort_by_loss(&mut best);
         return Some(best[0]);
     }
-    let mut with_loss: Vec<&Mapped> = group.iter().copied().filter(|m| m.train_loss.is_finite()).collect();
+    let mut with_loss: Vec<&Mapped> = group
+        .iter()
+        .copied()
+        .filter(|m| m.train_loss.is_finite())
+        .collect();
     if with_loss.is_empty() {
         return (group.len() == 1).then(|| group[0]);
     }
@@ -603,7 +763,10 @@ fn select_checkpoint<'a>(group: &[&'a Mapped]) -> Option<&'a Mapped> {
 }
 
 /// Groups items by a key in first-appearance order (`groupby(sort=False, dropna=False)`).
-fn group_in_order<T, K: Eq + std::hash::Hash + Clone>(items: &[T], key: impl Fn(&T) -> K) -> Vec<Vec<&T>> {
+fn group_in_order<T, K: Eq + std::hash::Hash + Clone>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) -> Vec<Vec<&T>> {
     let mut index: HashMap<K, usize> = HashMap::new();
     let mut groups: Vec<Vec<&T>> = Vec::new();
     for item in items {
@@ -629,7 +792,9 @@ pub fn aggregated_points(
     let rows = normalize_pretrain(&columns, rows);
     let mut mapped = Vec::new();
     for mut row in rows {
-        let Some(group) = infer_task_group(&row) else { continue };
+        let Some(group) = infer_task_group(&row) else {
+            continue;
+        };
         let config_id = infer_config_id(&row, group);
         row.set("Task_Group", group);
         row.set("config_id", config_id);
@@ -646,11 +811,24 @@ pub fn aggregated_points(
         if !proxy_raw.is_finite() || !asd.is_finite() {
             continue;
         }
-        let name_source = ["model_name", "model_id"].iter().find(|c| row.has(c)).map_or(String::new(), |c| row.text(c));
+        let name_source = ["model_name", "model_id"]
+            .iter()
+            .find(|c| row.has(c))
+            .map_or(String::new(), |c| row.text(c));
         let loss_column = row.float("loss_from_name");
-        let train_loss = if loss_column.is_nan() { parse_train_loss_from_name(&name_source) } else { loss_column };
+        let train_loss = if loss_column.is_nan() {
+            parse_train_loss_from_name(&name_source)
+        } else {
+            loss_column
+        };
         let epoch = row.float("epoch_from_name");
-        mapped.push(Mapped { row, proxy_raw, asd, train_loss, epoch });
+        mapped.push(Mapped {
+            row,
+            proxy_raw,
+            asd,
+            train_loss,
+            epoch,
+        });
     }
     if mapped.is_empty() {
         return Err(AnalysisError::Empty(format!(
@@ -658,7 +836,10 @@ pub fn aggregated_points(
         )));
     }
     let present = |keys: &[&'static str]| -> Vec<&'static str> {
-        keys.iter().copied().filter(|k| mapped.iter().any(|m| m.row.has(k))).collect()
+        keys.iter()
+            .copied()
+            .filter(|k| mapped.iter().any(|m| m.row.has(k)))
+            .collect()
     };
     let selection_keys = present(&CHECKPOINT_SELECTION_KEYS);
     let selected: Vec<Mapped> = group_in_order(&mapped, |m| m.key(&selection_keys))
@@ -667,13 +848,20 @@ pub fn aggregated_points(
         .collect();
     let agg_keys = present(&AGG_KEYS);
     let direction = |family: &str| {
-        METRIC_TYPES.iter().find(|(f, _)| *f == family).map_or(Direction::HigherIsBetter, |(_, d)| *d)
+        METRIC_TYPES
+            .iter()
+            .find(|(f, _)| *f == family)
+            .map_or(Direction::HigherIsBetter, |(_, d)| *d)
     };
     Ok(group_in_order(&selected, |m| m.key(&agg_keys))
         .iter()
         .map(|g| {
             let family = g[0].row.text("Task_Group");
-            let sign = if direction(&family) == Direction::LowerIsBetter { -1.0 } else { 1.0 };
+            let sign = if direction(&family) == Direction::LowerIsBetter {
+                -1.0
+            } else {
+                1.0
+            };
             let n = g.len() as f64;
             let quality = g.iter().map(|m| sign * m.proxy_raw).sum::<f64>() / n;
             let asd = g.iter().map(|m| m.asd).sum::<f64>() / n;
@@ -700,7 +888,11 @@ pub fn analyze_authors_summary(
         }
         let mut groups: Vec<(&str, Vec<f64>, Vec<f64>)> = Vec::new();
         if options.include_all_group {
-            groups.push(("All", points.iter().map(|p| p.1).collect(), points.iter().map(|p| p.2).collect()));
+            groups.push((
+                "All",
+                points.iter().map(|p| p.1).collect(),
+                points.iter().map(|p| p.2).collect(),
+            ));
         }
         groups.extend(families.into_iter().map(|(f, (x, y))| (f, x, y)));
         for (family, x, y) in groups {
@@ -717,7 +909,9 @@ pub fn analyze_authors_summary(
             });
         }
     }
-    let in_family: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].family != "All").collect();
+    let in_family: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].family != "All")
+        .collect();
     let p: Vec<f64> = in_family.iter().map(|&i| rows[i].spearman_p).collect();
     for (&i, q) in in_family.iter().zip(benjamini_hochberg(&p)) {
         rows[i].q = q;
@@ -730,16 +924,35 @@ mod tests {
     use super::*;
 
     fn row(pairs: &[(&str, &str)]) -> Row {
-        Row { cells: pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect() }
+        Row {
+            cells: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
     }
 
     #[test]
     fn families_are_inferred_from_task_phase_and_names() {
-        assert_eq!(infer_task_group(&row(&[("task", "ae")])), Some("Auto-Encoder"));
-        assert_eq!(infer_task_group(&row(&[("phase", "arcface")])), Some("Classification (ArcFace)"));
-        assert_eq!(infer_task_group(&row(&[("model_type", "unsup"), ("model_name", "x_simsiam")])),
-            Some("Contrastive learning(SimSiam)"));
-        assert_eq!(infer_task_group(&row(&[("model_name", "pump_sep_snr0")])), Some("Separation"));
+        assert_eq!(
+            infer_task_group(&row(&[("task", "ae")])),
+            Some("Auto-Encoder")
+        );
+        assert_eq!(
+            infer_task_group(&row(&[("phase", "arcface")])),
+            Some("Classification (ArcFace)")
+        );
+        assert_eq!(
+            infer_task_group(&row(&[
+                ("model_type", "unsup"),
+                ("model_name", "x_simsiam")
+            ])),
+            Some("Contrastive learning(SimSiam)")
+        );
+        assert_eq!(
+            infer_task_group(&row(&[("model_name", "pump_sep_snr0")])),
+            Some("Separation")
+        );
         assert_eq!(infer_task_group(&row(&[("model_name", "mystery")])), None);
     }
 
@@ -750,7 +963,10 @@ mod tests {
         let ae_named = row(&[("model_name", "pump_comp32lin4_best")]);
         assert_eq!(infer_config_id(&ae_named, "Auto-Encoder"), "ae_comp32_lin4");
         let arc = row(&[("arch", "resnet18"), ("margin", "0.5")]);
-        assert_eq!(infer_config_id(&arc, "Classification (ArcFace)"), "arcface_resnet18_m0.5");
+        assert_eq!(
+            infer_config_id(&arc, "Classification (ArcFace)"),
+            "arcface_resnet18_m0.5"
+        );
         let sep = row(&[("cb", ""), ("channel_size", "")]);
         assert_eq!(infer_config_id(&sep, "Separation"), "sep_shared_na");
     }
@@ -764,12 +980,28 @@ mod tests {
             train_loss: loss,
             epoch: f64::NAN,
         };
-        let (a, b, c) = (mk("m_epoch10", 0.1), mk("m_best.pth", 0.5), mk("m_epoch20", 0.05));
-        assert_eq!(select_checkpoint(&[&a, &b, &c]).unwrap().row.text("model_id"), "m_best.pth");
-        assert_eq!(select_checkpoint(&[&a, &c]).unwrap().row.text("model_id"), "m_epoch20");
+        let (a, b, c) = (
+            mk("m_epoch10", 0.1),
+            mk("m_best.pth", 0.5),
+            mk("m_epoch20", 0.05),
+        );
+        assert_eq!(
+            select_checkpoint(&[&a, &b, &c])
+                .unwrap()
+                .row
+                .text("model_id"),
+            "m_best.pth"
+        );
+        assert_eq!(
+            select_checkpoint(&[&a, &c]).unwrap().row.text("model_id"),
+            "m_epoch20"
+        );
         let (d, e) = (mk("x", f64::NAN), mk("y", f64::NAN));
         assert!(select_checkpoint(&[&d, &e]).is_none());
-        assert_eq!(parse_train_loss_from_name("pump_epoch185_loss0.292_sep0.292.pth"), 0.292);
+        assert_eq!(
+            parse_train_loss_from_name("pump_epoch185_loss0.292_sep0.292.pth"),
+            0.292
+        );
     }
 
     #[test]

@@ -31,12 +31,18 @@ fn check_inputs(is_anomaly: &[bool], scores: &[f64]) -> Result<(usize, usize), M
         });
     }
     if let Some(index) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(MetricsError::NonFinite { what: "scores", index });
+        return Err(MetricsError::NonFinite {
+            what: "scores",
+            index,
+        });
     }
     let n_anomaly = is_anomaly.iter().filter(|&&a| a).count();
     let n_normal = is_anomaly.len() - n_anomaly;
     if n_anomaly == 0 || n_normal == 0 {
-        return Err(MetricsError::SingleClass { n_normal, n_anomaly });
+        return Err(MetricsError::SingleClass {
+            n_normal,
+            n_anomaly,
+        });
     }
     Ok((n_normal, n_anomaly))
 }
@@ -101,7 +107,10 @@ pub fn partial_auc(
     let roc = roc_curve(is_anomaly, scores)?;
     if max_fpr == 1.0 {
         let area = trapezoid(&roc.fpr, &roc.tpr);
-        return Ok(PartialAuc { mcclish: area, raw: area });
+        return Ok(PartialAuc {
+            mcclish: area,
+            raw: area,
+        });
     }
     // np.searchsorted(fpr, max_fpr, "right"): first index with fpr > max_fpr (exists: fpr ends at 1).
     let stop = roc.fpr.partition_point(|&f| f <= max_fpr);
@@ -150,7 +159,13 @@ mod tests {
     #[test]
     fn a_single_class_is_an_error_not_a_panic() {
         let err = roc_auc(&[false, false], &[0.1, 0.2]).unwrap_err();
-        assert_eq!(err, MetricsError::SingleClass { n_normal: 2, n_anomaly: 0 });
+        assert_eq!(
+            err,
+            MetricsError::SingleClass {
+                n_normal: 2,
+                n_anomaly: 0
+            }
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! proxy metrics of the study (SI-SDR, uniformity, macro-F1, L1 reconstruction error).
 
 pub mod auc;
-pub mod sections;
 pub mod proxy;
+pub mod sections;
 
 /// Why a metric could not be computed from its input.
 #[derive(Debug, thiserror::Error, PartialEq)]

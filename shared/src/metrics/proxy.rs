@@ -17,7 +17,11 @@ pub fn si_sdr(estimate: &[f64], target: &[f64]) -> Result<f64, MetricsError> {
         });
     }
     if estimate.is_empty() {
-        return Err(MetricsError::TooFew { what: "SI-SDR", got: 0, need: 1 });
+        return Err(MetricsError::TooFew {
+            what: "SI-SDR",
+            got: 0,
+            need: 1,
+        });
     }
     for (what, v) in [("estimate", estimate), ("target", target)] {
         if let Some(index) = v.iter().position(|x| !x.is_finite()) {
@@ -29,7 +33,11 @@ pub fn si_sdr(estimate: &[f64], target: &[f64]) -> Result<f64, MetricsError> {
     let energy: f64 = target.iter().map(|t| t * t).sum();
     let alpha = (dot + eps) / (energy + eps);
     let signal: f64 = target.iter().map(|t| (alpha * t).powi(2)).sum();
-    let noise: f64 = target.iter().zip(estimate).map(|(t, e)| (alpha * t - e).powi(2)).sum();
+    let noise: f64 = target
+        .iter()
+        .zip(estimate)
+        .map(|(t, e)| (alpha * t - e).powi(2))
+        .sum();
     Ok(10.0 * ((signal + eps) / (noise + eps)).log10())
 }
 
@@ -38,10 +46,17 @@ pub fn si_sdr(estimate: &[f64], target: &[f64]) -> Result<f64, MetricsError> {
 pub fn uniformity(z: ArrayView2<'_, f64>) -> Result<f64, MetricsError> {
     let n = z.nrows();
     if n < 2 {
-        return Err(MetricsError::TooFew { what: "uniformity (rows)", got: n, need: 2 });
+        return Err(MetricsError::TooFew {
+            what: "uniformity (rows)",
+            got: n,
+            need: 2,
+        });
     }
     if let Some(index) = z.iter().position(|x| !x.is_finite()) {
-        return Err(MetricsError::NonFinite { what: "embeddings", index });
+        return Err(MetricsError::NonFinite {
+            what: "embeddings",
+            index,
+        });
     }
     let normed: Vec<Vec<f64>> = z
         .rows()
@@ -55,7 +70,11 @@ pub fn uniformity(z: ArrayView2<'_, f64>) -> Result<f64, MetricsError> {
     let mut pairs = 0usize;
     for i in 0..n {
         for j in (i + 1)..n {
-            let d2: f64 = normed[i].iter().zip(&normed[j]).map(|(a, b)| (a - b).powi(2)).sum();
+            let d2: f64 = normed[i]
+                .iter()
+                .zip(&normed[j])
+                .map(|(a, b)| (a - b).powi(2))
+                .sum();
             sum += (-2.0 * d2).exp();
             pairs += 1;
         }
@@ -75,16 +94,32 @@ pub fn macro_f1(truth: &[usize], predicted: &[usize]) -> Result<f64, MetricsErro
         });
     }
     if truth.is_empty() {
-        return Err(MetricsError::TooFew { what: "macro-F1", got: 0, need: 1 });
+        return Err(MetricsError::TooFew {
+            what: "macro-F1",
+            got: 0,
+            need: 1,
+        });
     }
     let mut classes: Vec<usize> = truth.iter().chain(predicted).copied().collect();
     classes.sort_unstable();
     classes.dedup();
     let mut total = 0.0;
     for &c in &classes {
-        let tp = truth.iter().zip(predicted).filter(|&(&t, &p)| t == c && p == c).count() as f64;
-        let fp = truth.iter().zip(predicted).filter(|&(&t, &p)| t != c && p == c).count() as f64;
-        let fneg = truth.iter().zip(predicted).filter(|&(&t, &p)| t == c && p != c).count() as f64;
+        let tp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t == c && p == c)
+            .count() as f64;
+        let fp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t != c && p == c)
+            .count() as f64;
+        let fneg = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t == c && p != c)
+            .count() as f64;
         let denom = 2.0 * tp + fp + fneg;
         total += if denom == 0.0 { 0.0 } else { 2.0 * tp / denom };
     }
@@ -104,9 +139,17 @@ pub fn mean_l1_error(
         });
     }
     if input.is_empty() {
-        return Err(MetricsError::TooFew { what: "L1 error", got: 0, need: 1 });
+        return Err(MetricsError::TooFew {
+            what: "L1 error",
+            got: 0,
+            need: 1,
+        });
     }
-    let sum: f64 = input.iter().zip(reconstruction.iter()).map(|(a, b)| (a - b).abs()).sum();
+    let sum: f64 = input
+        .iter()
+        .zip(reconstruction.iter())
+        .map(|(a, b)| (a - b).abs())
+        .sum();
     Ok(sum / input.len() as f64)
 }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::auc::{partial_auc, roc_auc};
 use super::MetricsError;
+use super::auc::{partial_auc, roc_auc};
 
 /// One scored clip: its section, whether it is anomalous, and its anomaly score.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +101,10 @@ pub fn evaluate_sections(
     for (name, (labels, scores)) in by_section {
         let n_anomaly = labels.iter().filter(|&&a| a).count();
         let n_normal = labels.len() - n_anomaly;
-        let result = match (roc_auc(&labels, &scores), partial_auc(&labels, &scores, max_fpr)) {
+        let result = match (
+            roc_auc(&labels, &scores),
+            partial_auc(&labels, &scores, max_fpr),
+        ) {
             (Ok(auc), Ok(p)) => SectionResult {
                 section: name.to_string(),
                 auc: Some(auc),
@@ -127,8 +130,14 @@ pub fn evaluate_sections(
     let aucs: Vec<f64> = sections.iter().filter_map(|s| s.auc).collect();
     let paucs: Vec<f64> = sections.iter().filter_map(|s| s.pauc).collect();
     Ok(SectionEvaluation {
-        mean: AucSummary { auc: arithmetic_mean(&aucs), pauc: arithmetic_mean(&paucs) },
-        hmean: AucSummary { auc: harmonic_mean(&aucs), pauc: harmonic_mean(&paucs) },
+        mean: AucSummary {
+            auc: arithmetic_mean(&aucs),
+            pauc: arithmetic_mean(&paucs),
+        },
+        hmean: AucSummary {
+            auc: harmonic_mean(&aucs),
+            pauc: harmonic_mean(&paucs),
+        },
         sections,
         max_fpr,
     })
@@ -179,22 +188,41 @@ pub fn read_scores_csv(path: &Path) -> Result<Vec<ScoredClip>, ScoresCsvError> {
         .trim(csv::Trim::All)
         .flexible(true)
         .from_path(path)
-        .map_err(|source| ScoresCsvError::Io { path: shown.clone(), source })?;
+        .map_err(|source| ScoresCsvError::Io {
+            path: shown.clone(),
+            source,
+        })?;
     let header = reader
         .headers()
-        .map_err(|source| ScoresCsvError::Io { path: shown.clone(), source })?
+        .map_err(|source| ScoresCsvError::Io {
+            path: shown.clone(),
+            source,
+        })?
         .clone();
     let names: Vec<&str> = header.iter().collect();
     if names != ["section", "label", "score"] {
-        return Err(ScoresCsvError::Header { path: shown, found: names.join(",") });
+        return Err(ScoresCsvError::Header {
+            path: shown,
+            found: names.join(","),
+        });
     }
     let mut clips = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|source| ScoresCsvError::Io { path: shown.clone(), source })?;
+        let record = record.map_err(|source| ScoresCsvError::Io {
+            path: shown.clone(),
+            source,
+        })?;
         let line = record.position().map_or(0, |p| p.line());
-        let row_err = |problem: String| ScoresCsvError::Row { path: shown.clone(), line, problem };
+        let row_err = |problem: String| ScoresCsvError::Row {
+            path: shown.clone(),
+            line,
+            problem,
+        };
         if record.len() != 3 {
-            return Err(row_err(format!("expected 3 fields, found {}", record.len())));
+            return Err(row_err(format!(
+                "expected 3 fields, found {}",
+                record.len()
+            )));
         }
         let section = record[0].to_string();
         if section.is_empty() {
@@ -211,7 +239,11 @@ pub fn read_scores_csv(path: &Path) -> Result<Vec<ScoredClip>, ScoresCsvError> {
         if !score.is_finite() {
             return Err(row_err(format!("score `{}` is not finite", &record[2])));
         }
-        clips.push(ScoredClip { section, is_anomaly, score });
+        clips.push(ScoredClip {
+            section,
+            is_anomaly,
+            score,
+        });
     }
     if clips.is_empty() {
         return Err(ScoresCsvError::Empty { path: shown });
@@ -225,7 +257,11 @@ mod tests {
     use std::io::Write;
 
     fn clip(section: &str, is_anomaly: bool, score: f64) -> ScoredClip {
-        ScoredClip { section: section.into(), is_anomaly, score }
+        ScoredClip {
+            section: section.into(),
+            is_anomaly,
+            score,
+        }
     }
 
     #[test]
@@ -239,7 +275,13 @@ mod tests {
         let ev = evaluate_sections(&clips, 0.1).unwrap();
         assert_eq!(ev.sections.len(), 2);
         assert_eq!(ev.sections[1].auc, None);
-        assert!(ev.sections[1].note.as_deref().unwrap().contains("one class"));
+        assert!(
+            ev.sections[1]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("one class")
+        );
         assert_eq!(ev.mean.auc, Some(1.0));
         assert_eq!(ev.hmean.auc, Some(1.0));
     }
@@ -265,6 +307,9 @@ mod tests {
     fn a_wrong_header_is_rejected() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "sec,label,score\n00,0,0.1").unwrap();
-        assert!(matches!(read_scores_csv(f.path()), Err(ScoresCsvError::Header { .. })));
+        assert!(matches!(
+            read_scores_csv(f.path()),
+            Err(ScoresCsvError::Header { .. })
+        ));
     }
 }

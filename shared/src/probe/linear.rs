@@ -30,7 +30,12 @@ pub struct LinearProbeConfig {
 
 impl Default for LinearProbeConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, batch_size: 64, epochs: 200, seed: 0 }
+        Self {
+            lr: 1e-3,
+            batch_size: 64,
+            epochs: 200,
+            seed: 0,
+        }
     }
 }
 
@@ -59,7 +64,8 @@ impl LogisticHead {
 
     /// P(anomaly) = softmax(logits)[1] of each row.
     pub fn anomaly_probability(&self, x: ArrayView2<'_, f64>) -> Array1<f64> {
-        self.logits(x).map_axis(Axis(1), |l| 1.0 / (1.0 + (l[0] - l[1]).exp()))
+        self.logits(x)
+            .map_axis(Axis(1), |l| 1.0 / (1.0 + (l[0] - l[1]).exp()))
     }
 }
 
@@ -119,12 +125,16 @@ fn adam_update<D: ndarray::Dimension>(
     step_size: f64,
     bc2_sqrt: f64,
 ) {
-    ndarray::Zip::from(p).and(g).and(m).and(v).for_each(|p, &g, m, v| {
-        *m += (1.0 - ADAM_BETA1) * (g - *m);
-        *v = *v * ADAM_BETA2 + (1.0 - ADAM_BETA2) * g * g;
-        let denom = v.sqrt() / bc2_sqrt + ADAM_EPS;
-        *p -= step_size * *m / denom;
-    });
+    ndarray::Zip::from(p)
+        .and(g)
+        .and(m)
+        .and(v)
+        .for_each(|p, &g, m, v| {
+            *m += (1.0 - ADAM_BETA1) * (g - *m);
+            *v = *v * ADAM_BETA2 + (1.0 - ADAM_BETA2) * g * g;
+            let denom = v.sqrt() / bc2_sqrt + ADAM_EPS;
+            *p -= step_size * *m / denom;
+        });
 }
 
 impl Adam {
@@ -146,8 +156,22 @@ impl Adam {
         let bc1 = 1.0 - ADAM_BETA1.powi(self.step);
         let bc2_sqrt = (1.0 - ADAM_BETA2.powi(self.step)).sqrt();
         let step_size = self.lr / bc1;
-        adam_update(&mut head.weight, grad_w, &mut self.m_w, &mut self.v_w, step_size, bc2_sqrt);
-        adam_update(&mut head.bias, grad_b, &mut self.m_b, &mut self.v_b, step_size, bc2_sqrt);
+        adam_update(
+            &mut head.weight,
+            grad_w,
+            &mut self.m_w,
+            &mut self.v_w,
+            step_size,
+            bc2_sqrt,
+        );
+        adam_update(
+            &mut head.bias,
+            grad_b,
+            &mut self.m_b,
+            &mut self.v_b,
+            step_size,
+            bc2_sqrt,
+        );
     }
 }
 
@@ -159,7 +183,7 @@ pub fn train_linear_probe(
     is_anomaly: &[bool],
     config: &LinearProbeConfig,
 ) -> Result<LogisticHead, ProbeError> {
-    if config.batch_size == 0 || config.epochs == 0 || !(config.lr > 0.0) {
+    if config.batch_size == 0 || config.epochs == 0 || config.lr.is_nan() || config.lr <= 0.0 {
         return Err(ProbeError::InvalidSetting {
             name: "linear probe",
             problem: format!(
@@ -176,12 +200,18 @@ pub fn train_linear_probe(
         });
     }
     if !x.iter().all(|v| v.is_finite()) {
-        return Err(ProbeError::NonFinite { what: "linear probe training rows".into() });
+        return Err(ProbeError::NonFinite {
+            what: "linear probe training rows".into(),
+        });
     }
     let n_anomaly = is_anomaly.iter().filter(|&&a| a).count();
     let n_normal = is_anomaly.len() - n_anomaly;
     if n_anomaly == 0 || n_normal == 0 {
-        return Err(ProbeError::SingleClass { what: "linear probe".into(), n_normal, n_anomaly });
+        return Err(ProbeError::SingleClass {
+            what: "linear probe".into(),
+            n_normal,
+            n_anomaly,
+        });
     }
     let labels: Array1<usize> = is_anomaly.iter().map(|&a| usize::from(a)).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -216,9 +246,20 @@ mod tests {
 
     #[test]
     fn a_separable_problem_is_learned_and_scores_anomalies_higher() {
-        let x = array![[0.0, 0.1], [0.2, 0.0], [0.1, 0.2], [3.0, 3.1], [3.2, 2.9], [2.9, 3.0]];
+        let x = array![
+            [0.0, 0.1],
+            [0.2, 0.0],
+            [0.1, 0.2],
+            [3.0, 3.1],
+            [3.2, 2.9],
+            [2.9, 3.0]
+        ];
         let y = [false, false, false, true, true, true];
-        let cfg = LinearProbeConfig { epochs: 300, batch_size: 4, ..LinearProbeConfig::default() };
+        let cfg = LinearProbeConfig {
+            epochs: 300,
+            batch_size: 4,
+            ..LinearProbeConfig::default()
+        };
         let head = train_linear_probe(x.view(), &y, &cfg).unwrap();
         let p = head.anomaly_probability(x.view());
         assert!(p[0] < 0.5 && p[5] > 0.5, "{p}");
@@ -228,7 +269,10 @@ mod tests {
     fn training_is_deterministic_for_a_seed_and_differs_across_seeds() {
         let x = array![[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, 0.2]];
         let y = [false, true, true, false];
-        let cfg = LinearProbeConfig { epochs: 5, ..LinearProbeConfig::default() };
+        let cfg = LinearProbeConfig {
+            epochs: 5,
+            ..LinearProbeConfig::default()
+        };
         let a = train_linear_probe(x.view(), &y, &cfg).unwrap();
         let b = train_linear_probe(x.view(), &y, &cfg).unwrap();
         assert_eq!(a, b);
@@ -239,13 +283,17 @@ mod tests {
     #[test]
     fn single_class_training_data_is_an_error() {
         let x = array![[0.0], [1.0]];
-        let err = train_linear_probe(x.view(), &[false, false], &LinearProbeConfig::default()).unwrap_err();
+        let err = train_linear_probe(x.view(), &[false, false], &LinearProbeConfig::default())
+            .unwrap_err();
         assert!(matches!(err, ProbeError::SingleClass { n_anomaly: 0, .. }));
     }
 
     #[test]
     fn cross_entropy_gradient_matches_a_finite_difference() {
-        let head = LogisticHead { weight: array![[0.3, -0.2], [0.1, 0.4]], bias: array![0.05, -0.1] };
+        let head = LogisticHead {
+            weight: array![[0.3, -0.2], [0.1, 0.4]],
+            bias: array![0.05, -0.1],
+        };
         let x = array![[1.0, 2.0], [-0.5, 0.3]];
         let y = array![1usize, 0];
         let (loss, gw, _, _) = cross_entropy_gradient(&head, x.view(), y.view());

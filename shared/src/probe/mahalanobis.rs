@@ -33,7 +33,9 @@ fn check_finite(x: ArrayView2<'_, f64>, what: &str) -> Result<(), ProbeError> {
     if x.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
-        Err(ProbeError::NonFinite { what: what.to_string() })
+        Err(ProbeError::NonFinite {
+            what: what.to_string(),
+        })
     }
 }
 
@@ -41,10 +43,18 @@ fn check_finite(x: ArrayView2<'_, f64>, what: &str) -> Result<(), ProbeError> {
 pub fn sample_covariance(x: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array2<f64>), ProbeError> {
     let n = x.nrows();
     if n < 2 {
-        return Err(ProbeError::TooFewRows { what: "sample covariance", got: n, need: 2 });
+        return Err(ProbeError::TooFewRows {
+            what: "sample covariance",
+            got: n,
+            need: 2,
+        });
     }
     check_finite(x, "training embeddings")?;
-    let mean = x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows { what: "mean", got: 0, need: 1 })?;
+    let mean = x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows {
+        what: "mean",
+        got: 0,
+        need: 1,
+    })?;
     let centred = &x - &mean;
     let cov = centred.t().dot(&centred) / (n as f64 - 1.0);
     Ok((mean, cov))
@@ -55,10 +65,18 @@ pub fn sample_covariance(x: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array2<
 pub fn ledoit_wolf(x: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array2<f64>, f64), ProbeError> {
     let (n, d) = x.dim();
     if n < 2 {
-        return Err(ProbeError::TooFewRows { what: "Ledoit-Wolf covariance", got: n, need: 2 });
+        return Err(ProbeError::TooFewRows {
+            what: "Ledoit-Wolf covariance",
+            got: n,
+            need: 2,
+        });
     }
     check_finite(x, "training embeddings")?;
-    let mean = x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows { what: "mean", got: 0, need: 1 })?;
+    let mean = x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows {
+        what: "mean",
+        got: 0,
+        need: 1,
+    })?;
     let xc = &x - &mean;
     let nf = n as f64;
     let df = d as f64;
@@ -90,7 +108,8 @@ pub fn ledoit_wolf(x: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array2<f64>, 
 pub fn symmetric_pinv(m: &Array2<f64>) -> Result<Array2<f64>, ProbeError> {
     let d = m.nrows();
     let mat = DMatrix::from_fn(d, d, |i, j| m[[i, j]]);
-    let eig = SymmetricEigen::try_new(mat, f64::EPSILON, 10_000).ok_or(ProbeError::NoConvergence { dim: d })?;
+    let eig = SymmetricEigen::try_new(mat, f64::EPSILON, 10_000)
+        .ok_or(ProbeError::NoConvergence { dim: d })?;
     let max_abs = eig.eigenvalues.iter().fold(0.0_f64, |a, v| a.max(v.abs()));
     let cutoff = d as f64 * f64::EPSILON * max_abs;
     if max_abs == 0.0 {
@@ -114,7 +133,10 @@ pub fn symmetric_pinv(m: &Array2<f64>) -> Result<Array2<f64>, ProbeError> {
 
 impl Mahalanobis {
     /// Fits the scorer on training-normal rows (n ≥ 2) with the chosen covariance estimator.
-    pub fn fit(train: ArrayView2<'_, f64>, estimator: CovarianceEstimator) -> Result<Self, ProbeError> {
+    pub fn fit(
+        train: ArrayView2<'_, f64>,
+        estimator: CovarianceEstimator,
+    ) -> Result<Self, ProbeError> {
         let (mean, cov, shrinkage) = match estimator {
             CovarianceEstimator::Sample => {
                 let (m, c) = sample_covariance(train)?;
@@ -123,10 +145,16 @@ impl Mahalanobis {
             CovarianceEstimator::LedoitWolf => ledoit_wolf(train)?,
         };
         let precision = symmetric_pinv(&cov).map_err(|e| match e {
-            ProbeError::ZeroCovariance { .. } => ProbeError::ZeroCovariance { rows: train.nrows() },
+            ProbeError::ZeroCovariance { .. } => ProbeError::ZeroCovariance {
+                rows: train.nrows(),
+            },
             other => other,
         })?;
-        Ok(Self { mean, precision, shrinkage })
+        Ok(Self {
+            mean,
+            precision,
+            shrinkage,
+        })
     }
 
     /// Squared Mahalanobis distance of each row of `x`.
@@ -146,7 +174,11 @@ impl Mahalanobis {
     /// A clip's anomaly score: the mean squared distance of its rows.
     pub fn clip_score(&self, rows: ArrayView2<'_, f64>) -> Result<f64, ProbeError> {
         if rows.nrows() == 0 {
-            return Err(ProbeError::TooFewRows { what: "clip score", got: 0, need: 1 });
+            return Err(ProbeError::TooFewRows {
+                what: "clip score",
+                got: 0,
+                need: 1,
+            });
         }
         let d = self.squared_distances(rows)?;
         Ok(d.sum() / d.len() as f64)
@@ -191,7 +223,12 @@ mod tests {
 
     #[test]
     fn ledoit_wolf_shrinkage_lies_between_zero_and_one() {
-        let x = array![[1.0, 2.0, 0.5], [0.3, 1.1, 0.9], [2.2, 0.4, 1.7], [1.5, 1.5, 0.1]];
+        let x = array![
+            [1.0, 2.0, 0.5],
+            [0.3, 1.1, 0.9],
+            [2.2, 0.4, 1.7],
+            [1.5, 1.5, 0.1]
+        ];
         let (_, cov, s) = ledoit_wolf(x.view()).unwrap();
         assert!((0.0..=1.0).contains(&s));
         assert!((cov[[0, 1]] - cov[[1, 0]]).abs() < 1e-15);
@@ -201,6 +238,9 @@ mod tests {
     fn scoring_rows_of_the_wrong_dimension_is_an_error() {
         let train = array![[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]];
         let md = Mahalanobis::fit(train.view(), CovarianceEstimator::Sample).unwrap();
-        assert!(matches!(md.clip_score(array![[1.0]].view()), Err(ProbeError::DimensionMismatch { .. })));
+        assert!(matches!(
+            md.clip_score(array![[1.0]].view()),
+            Err(ProbeError::DimensionMismatch { .. })
+        ));
     }
 }

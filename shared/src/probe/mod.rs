@@ -37,7 +37,9 @@ pub enum ProbeError {
         what: String,
     },
     /// The covariance has no non-negligible eigenvalue (all training rows are equal).
-    #[error("covariance of the training embeddings is zero (all {rows} rows are identical); Mahalanobis distance is undefined")]
+    #[error(
+        "covariance of the training embeddings is zero (all {rows} rows are identical); Mahalanobis distance is undefined"
+    )]
     ZeroCovariance {
         /// Training rows.
         rows: usize,
@@ -49,7 +51,9 @@ pub enum ProbeError {
         dim: usize,
     },
     /// The labels hold a single class, so a probe cannot be trained.
-    #[error("{what}: training data holds only one class ({n_normal} normal, {n_anomaly} anomalous)")]
+    #[error(
+        "{what}: training data holds only one class ({n_normal} normal, {n_anomaly} anomalous)"
+    )]
     SingleClass {
         /// Which probe or fold.
         what: String,

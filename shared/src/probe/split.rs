@@ -68,7 +68,11 @@ fn valid_sections(clips: &[ProbeClip]) -> BTreeMap<&str, (Vec<usize>, Vec<usize>
     let mut by: BTreeMap<&str, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
     for (i, c) in clips.iter().enumerate() {
         let e = by.entry(c.section.as_str()).or_default();
-        if c.is_anomaly { e.1.push(i) } else { e.0.push(i) }
+        if c.is_anomaly {
+            e.1.push(i)
+        } else {
+            e.0.push(i)
+        }
     }
     by.retain(|_, (n, a)| !n.is_empty() && !a.is_empty());
     for (n, a) in by.values_mut() {
@@ -101,7 +105,11 @@ pub fn half_split(clips: &[ProbeClip], rule: HalfSplitRule) -> Result<SplitIndic
             "no section has at least 2 normal and 2 anomalous clips for the half split".into(),
         ));
     }
-    Ok(SplitIndices { name: "half".into(), train, test })
+    Ok(SplitIndices {
+        name: "half".into(),
+        train,
+        test,
+    })
 }
 
 /// Leave-one-section-out folds over sections holding both classes (at least two such sections).
@@ -123,7 +131,11 @@ pub fn leave_one_section_out(clips: &[ProbeClip]) -> Result<Vec<SplitIndices>, P
                 target.extend(n);
                 target.extend(a);
             }
-            SplitIndices { name: (*held).to_string(), train, test }
+            SplitIndices {
+                name: (*held).to_string(),
+                train,
+                test,
+            }
         })
         .collect())
 }
@@ -134,14 +146,22 @@ fn stack(clips: &[ProbeClip], idx: &[usize]) -> Result<Array2<f64>, ProbeError> 
     for (r, &i) in idx.iter().enumerate() {
         let e: ArrayView1<'_, f64> = clips[i].embedding.view();
         if e.len() != dim {
-            return Err(ProbeError::DimensionMismatch { what: clips[i].name.clone(), got: e.len(), expected: dim });
+            return Err(ProbeError::DimensionMismatch {
+                what: clips[i].name.clone(),
+                got: e.len(),
+                expected: dim,
+            });
         }
         out.row_mut(r).assign(&e);
     }
     Ok(out)
 }
 
-fn run_split(clips: &[ProbeClip], split: &SplitIndices, config: &LinearProbeConfig) -> Result<Vec<(usize, f64)>, ProbeError> {
+fn run_split(
+    clips: &[ProbeClip],
+    split: &SplitIndices,
+    config: &LinearProbeConfig,
+) -> Result<Vec<(usize, f64)>, ProbeError> {
     let x = stack(clips, &split.train)?;
     let y: Vec<bool> = split.train.iter().map(|&i| clips[i].is_anomaly).collect();
     let head = train_linear_probe(x.view(), &y, config)?;
@@ -167,11 +187,20 @@ pub fn linear_probe_in_domain(
     let split = half_split(clips, rule)?;
     let scores = run_split(clips, &split, config)?;
     let (auc, pauc) = pooled(clips, &scores)?;
-    Ok(ProbeOutcome { protocol: "half".into(), auc, pauc, folds: Vec::new(), scores })
+    Ok(ProbeOutcome {
+        protocol: "half".into(),
+        auc,
+        pauc,
+        folds: Vec::new(),
+        scores,
+    })
 }
 
 /// Out-of-domain linear probe: leave one section out, pooled AUC over all held-out clips.
-pub fn linear_probe_out_of_domain(clips: &[ProbeClip], config: &LinearProbeConfig) -> Result<ProbeOutcome, ProbeError> {
+pub fn linear_probe_out_of_domain(
+    clips: &[ProbeClip],
+    config: &LinearProbeConfig,
+) -> Result<ProbeOutcome, ProbeError> {
     let mut scores = Vec::new();
     let mut folds = Vec::new();
     for split in leave_one_section_out(clips)? {
@@ -180,7 +209,13 @@ pub fn linear_probe_out_of_domain(clips: &[ProbeClip], config: &LinearProbeConfi
         scores.extend(fold);
     }
     let (auc, pauc) = pooled(clips, &scores)?;
-    Ok(ProbeOutcome { protocol: "loso".into(), auc, pauc, folds, scores })
+    Ok(ProbeOutcome {
+        protocol: "loso".into(),
+        auc,
+        pauc,
+        folds,
+        scores,
+    })
 }
 
 #[cfg(test)]
@@ -189,15 +224,30 @@ mod tests {
     use ndarray::array;
 
     fn clip(name: &str, section: &str, is_anomaly: bool, v: f64) -> ProbeClip {
-        ProbeClip { name: name.into(), section: section.into(), is_anomaly, embedding: array![v, 1.0 - v] }
+        ProbeClip {
+            name: name.into(),
+            section: section.into(),
+            is_anomaly,
+            embedding: array![v, 1.0 - v],
+        }
     }
 
     fn clips() -> Vec<ProbeClip> {
         let mut out = Vec::new();
         for s in ["00", "01"] {
             for k in 0..4 {
-                out.push(clip(&format!("{s}_normal_{k}"), s, false, 0.1 * f64::from(k)));
-                out.push(clip(&format!("{s}_anomaly_{k}"), s, true, 2.0 + 0.1 * f64::from(k)));
+                out.push(clip(
+                    &format!("{s}_normal_{k}"),
+                    s,
+                    false,
+                    0.1 * f64::from(k),
+                ));
+                out.push(clip(
+                    &format!("{s}_anomaly_{k}"),
+                    s,
+                    true,
+                    2.0 + 0.1 * f64::from(k),
+                ));
             }
         }
         out
@@ -208,8 +258,19 @@ mod tests {
         let c = clips();
         let s = half_split(&c, HalfSplitRule::PerSection).unwrap();
         let names: Vec<&str> = s.test.iter().map(|&i| c[i].name.as_str()).collect();
-        assert_eq!(names, ["00_normal_0", "00_normal_1", "00_anomaly_0", "00_anomaly_1",
-            "01_normal_0", "01_normal_1", "01_anomaly_0", "01_anomaly_1"]);
+        assert_eq!(
+            names,
+            [
+                "00_normal_0",
+                "00_normal_1",
+                "00_anomaly_0",
+                "00_anomaly_1",
+                "01_normal_0",
+                "01_normal_1",
+                "01_anomaly_0",
+                "01_anomaly_1"
+            ]
+        );
         assert_eq!(s.train.len(), 8);
     }
 
@@ -225,12 +286,18 @@ mod tests {
     #[test]
     fn one_section_cannot_be_left_out() {
         let c: Vec<ProbeClip> = clips().into_iter().filter(|c| c.section == "00").collect();
-        assert!(matches!(leave_one_section_out(&c), Err(ProbeError::Split(_))));
+        assert!(matches!(
+            leave_one_section_out(&c),
+            Err(ProbeError::Split(_))
+        ));
     }
 
     #[test]
     fn probes_separate_separable_embeddings() {
-        let cfg = LinearProbeConfig { epochs: 200, ..LinearProbeConfig::default() };
+        let cfg = LinearProbeConfig {
+            epochs: 200,
+            ..LinearProbeConfig::default()
+        };
         let id = linear_probe_in_domain(&clips(), HalfSplitRule::PerSection, &cfg).unwrap();
         assert_eq!(id.auc, 1.0);
         let ood = linear_probe_out_of_domain(&clips(), &cfg).unwrap();

@@ -5,7 +5,9 @@
 /// Non-finite p-values stay NaN and do not count towards the family size m.
 pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
     let mut q = vec![f64::NAN; p_values.len()];
-    let mut finite: Vec<usize> = (0..p_values.len()).filter(|&i| p_values[i].is_finite()).collect();
+    let mut finite: Vec<usize> = (0..p_values.len())
+        .filter(|&i| p_values[i].is_finite())
+        .collect();
     if finite.is_empty() {
         return q;
     }

@@ -68,7 +68,10 @@ impl Correlation {
 
 fn validate(x: &[f64], y: &[f64]) -> Result<Option<Correlation>, StatsError> {
     if x.len() != y.len() {
-        return Err(StatsError::LengthMismatch { left: x.len(), right: y.len() });
+        return Err(StatsError::LengthMismatch {
+            left: x.len(),
+            right: y.len(),
+        });
     }
     for (what, v) in [("x", x), ("y", y)] {
         if let Some(index) = v.iter().position(|a| !a.is_finite()) {
@@ -77,11 +80,17 @@ fn validate(x: &[f64], y: &[f64]) -> Result<Option<Correlation>, StatsError> {
     }
     let n = x.len();
     if n < 3 {
-        return Ok(Some(Correlation::undefined(n, format!("n = {n} < 3 pairs"))));
+        return Ok(Some(Correlation::undefined(
+            n,
+            format!("n = {n} < 3 pairs"),
+        )));
     }
     for (what, v) in [("x", x), ("y", y)] {
         if v.iter().all(|a| *a == v[0]) {
-            return Ok(Some(Correlation::undefined(n, format!("{what} is constant"))));
+            return Ok(Some(Correlation::undefined(
+                n,
+                format!("{what} is constant"),
+            )));
         }
     }
     Ok(None)
@@ -102,7 +111,11 @@ fn pearson_r(x: &[f64], y: &[f64]) -> f64 {
         c.into_iter().map(|a| a / norm).collect::<Vec<f64>>()
     };
     let (xs, ys) = (centred(x), centred(y));
-    xs.iter().zip(&ys).map(|(a, b)| a * b).sum::<f64>().clamp(-1.0, 1.0)
+    xs.iter()
+        .zip(&ys)
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .clamp(-1.0, 1.0)
 }
 
 /// Two-sided t-test p-value of a Pearson r from n pairs.
@@ -126,7 +139,13 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<Correlation, StatsError> {
         return Ok(undefined);
     }
     let r = pearson_r(x, y);
-    Ok(Correlation { n: x.len(), estimate: r, p_value: pearson_p(r, x.len()), method: PValueMethod::TTest, note: None })
+    Ok(Correlation {
+        n: x.len(),
+        estimate: r,
+        p_value: pearson_p(r, x.len()),
+        method: PValueMethod::TTest,
+        note: None,
+    })
 }
 
 /// Ranks with ties given their average rank (1-based), as `scipy.stats.rankdata(method="average")`.
@@ -164,12 +183,20 @@ impl RankCorrelation {
         let yc: Vec<f64> = ry.iter().map(|a| a - my).collect();
         let nx = xc.iter().map(|a| a * a).sum::<f64>().sqrt();
         let ny = yc.iter().map(|a| a * a).sum::<f64>().sqrt();
-        Self { xc, yc, denom: nx * ny }
+        Self {
+            xc,
+            yc,
+            denom: nx * ny,
+        }
     }
 
     /// ρ when x's ranks are paired with y's in the order `perm`.
     fn with_pairing(&self, perm: &[usize]) -> f64 {
-        let dot: f64 = perm.iter().zip(&self.yc).map(|(&i, b)| self.xc[i] * b).sum();
+        let dot: f64 = perm
+            .iter()
+            .zip(&self.yc)
+            .map(|(&i, b)| self.xc[i] * b)
+            .sum();
         (dot / self.denom).clamp(-1.0, 1.0)
     }
 }
@@ -186,7 +213,12 @@ fn two_sided_p(less: u64, greater: u64, total: u64, adjustment: u64) -> f64 {
 /// pairings for n ≤ [`EXACT_PERMUTATION_MAX_N`], else `resamples` seeded random pairings.
 ///
 /// n < 3 or a constant sample gives a labelled NaN.
-pub fn spearman(x: &[f64], y: &[f64], resamples: u64, seed: u64) -> Result<Correlation, StatsError> {
+pub fn spearman(
+    x: &[f64],
+    y: &[f64],
+    resamples: u64,
+    seed: u64,
+) -> Result<Correlation, StatsError> {
     if let Some(undefined) = validate(x, y)? {
         return Ok(undefined);
     }
@@ -227,7 +259,9 @@ pub fn spearman(x: &[f64], y: &[f64], resamples: u64, seed: u64) -> Result<Corre
                 i += 1;
             }
         }
-        PValueMethod::ExactPermutation { permutations: total }
+        PValueMethod::ExactPermutation {
+            permutations: total,
+        }
     } else {
         if resamples == 0 {
             return Err(StatsError::InvalidParameter {
@@ -245,10 +279,18 @@ pub fn spearman(x: &[f64], y: &[f64], resamples: u64, seed: u64) -> Result<Corre
         PValueMethod::MonteCarloPermutation { resamples, seed }
     };
     let p_value = match method {
-        PValueMethod::ExactPermutation { permutations } => two_sided_p(less, greater, permutations, 0),
+        PValueMethod::ExactPermutation { permutations } => {
+            two_sided_p(less, greater, permutations, 0)
+        }
         _ => two_sided_p(less, greater, resamples, 1),
     };
-    Ok(Correlation { n, estimate: observed, p_value, method, note: None })
+    Ok(Correlation {
+        n,
+        estimate: observed,
+        p_value,
+        method,
+        note: None,
+    })
 }
 
 /// Tie-group statistics of one sample for Kendall's variance (scipy's `count_rank_tie`): Σt(t−1)/2, Σt(t−1)(t−2), Σt(t−1)(2t+5).
@@ -304,7 +346,13 @@ pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> Result<Correlation, StatsError> {
         + x0 * y0 / (9.0 * m * (size - 2.0));
     let z = concordant_minus_discordant / var.sqrt();
     let p_value = erfc(z.abs() / std::f64::consts::SQRT_2);
-    Ok(Correlation { n, estimate: tau, p_value, method: PValueMethod::Asymptotic, note: None })
+    Ok(Correlation {
+        n,
+        estimate: tau,
+        p_value,
+        method: PValueMethod::Asymptotic,
+        note: None,
+    })
 }
 
 fn erfc(x: f64) -> f64 {
@@ -334,15 +382,27 @@ mod tests {
 
     #[test]
     fn exact_spearman_for_a_perfect_ranking_of_five_has_p_of_two_over_120() {
-        let s = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[10.0, 20.0, 25.0, 40.0, 50.0], 0, 0).unwrap();
+        let s = spearman(
+            &[1.0, 2.0, 3.0, 4.0, 5.0],
+            &[10.0, 20.0, 25.0, 40.0, 50.0],
+            0,
+            0,
+        )
+        .unwrap();
         assert!((s.estimate - 1.0).abs() < 1e-15);
-        assert_eq!(s.method, PValueMethod::ExactPermutation { permutations: 120 });
+        assert_eq!(
+            s.method,
+            PValueMethod::ExactPermutation { permutations: 120 }
+        );
         assert!((s.p_value - 2.0 / 120.0).abs() < 1e-15);
     }
 
     #[test]
     fn ties_get_average_ranks() {
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
+            vec![3.5, 1.0, 3.5, 2.0]
+        );
     }
 
     #[test]
@@ -352,12 +412,21 @@ mod tests {
         let a = spearman(&x, &y, 999, 7).unwrap();
         let b = spearman(&x, &y, 999, 7).unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.method, PValueMethod::MonteCarloPermutation { resamples: 999, seed: 7 });
+        assert_eq!(
+            a.method,
+            PValueMethod::MonteCarloPermutation {
+                resamples: 999,
+                seed: 7
+            }
+        );
     }
 
     #[test]
     fn mismatched_lengths_are_an_error() {
-        assert!(matches!(pearson(&[1.0], &[1.0, 2.0]), Err(StatsError::LengthMismatch { .. })));
+        assert!(matches!(
+            pearson(&[1.0], &[1.0, 2.0]),
+            Err(StatsError::LengthMismatch { .. })
+        ));
     }
 
     proptest! {

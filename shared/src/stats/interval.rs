@@ -26,14 +26,29 @@ fn check_level(level: f64) -> Result<(), StatsError> {
     if level > 0.0 && level < 1.0 {
         Ok(())
     } else {
-        Err(StatsError::InvalidParameter { name: "level", value: level, allowed: "must lie in (0, 1)" })
+        Err(StatsError::InvalidParameter {
+            name: "level",
+            value: level,
+            allowed: "must lie in (0, 1)",
+        })
     }
 }
 
-fn fisher(r: f64, n: usize, level: f64, variance_factor: f64, method: &'static str) -> Result<Interval, StatsError> {
+fn fisher(
+    r: f64,
+    n: usize,
+    level: f64,
+    variance_factor: f64,
+    method: &'static str,
+) -> Result<Interval, StatsError> {
     check_level(level)?;
     if n <= 3 || !r.is_finite() {
-        return Ok(Interval { low: f64::NAN, high: f64::NAN, level, method });
+        return Ok(Interval {
+            low: f64::NAN,
+            high: f64::NAN,
+            level,
+            method,
+        });
     }
     let normal = Normal::new(0.0, 1.0).map_err(|_| StatsError::InvalidParameter {
         name: "level",
@@ -43,7 +58,12 @@ fn fisher(r: f64, n: usize, level: f64, variance_factor: f64, method: &'static s
     let h = normal.inverse_cdf(1.0 - (1.0 - level) / 2.0);
     let se = (variance_factor / (n as f64 - 3.0)).sqrt();
     let z = r.atanh();
-    Ok(Interval { low: (z - h * se).tanh(), high: (z + h * se).tanh(), level, method })
+    Ok(Interval {
+        low: (z - h * se).tanh(),
+        high: (z + h * se).tanh(),
+        level,
+        method,
+    })
 }
 
 /// Fisher-z interval for Pearson's r from n pairs (NaN bounds for n ≤ 3), as scipy.
@@ -68,12 +88,20 @@ pub fn bootstrap_interval(
 ) -> Result<Interval, StatsError> {
     check_level(level)?;
     if x.len() != y.len() {
-        return Err(StatsError::LengthMismatch { left: x.len(), right: y.len() });
+        return Err(StatsError::LengthMismatch {
+            left: x.len(),
+            right: y.len(),
+        });
     }
     let n = x.len();
     let method = "bootstrap_percentile";
     if n < 3 || resamples == 0 {
-        return Ok(Interval { low: f64::NAN, high: f64::NAN, level, method });
+        return Ok(Interval {
+            low: f64::NAN,
+            high: f64::NAN,
+            level,
+            method,
+        });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut bx, mut by) = (vec![0.0; n], vec![0.0; n]);
@@ -90,11 +118,21 @@ pub fn bootstrap_interval(
         }
     }
     if stats.is_empty() {
-        return Ok(Interval { low: f64::NAN, high: f64::NAN, level, method });
+        return Ok(Interval {
+            low: f64::NAN,
+            high: f64::NAN,
+            level,
+            method,
+        });
     }
     stats.sort_by(f64::total_cmp);
     let alpha = (1.0 - level) / 2.0;
-    Ok(Interval { low: quantile(&stats, alpha), high: quantile(&stats, 1.0 - alpha), level, method })
+    Ok(Interval {
+        low: quantile(&stats, alpha),
+        high: quantile(&stats, 1.0 - alpha),
+        level,
+        method,
+    })
 }
 
 /// Linear-interpolation quantile of sorted data (numpy's default method).
@@ -127,7 +165,9 @@ mod tests {
     fn bootstrap_interval_is_deterministic_and_ordered() {
         let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let y = [1.5, 1.9, 3.5, 3.9, 5.2, 5.8];
-        let stat = |a: &[f64], b: &[f64]| crate::stats::correlation::pearson(a, b).map_or(f64::NAN, |c| c.estimate);
+        let stat = |a: &[f64], b: &[f64]| {
+            crate::stats::correlation::pearson(a, b).map_or(f64::NAN, |c| c.estimate)
+        };
         let a = bootstrap_interval(&x, &y, stat, 500, 0.9, 3).unwrap();
         let b = bootstrap_interval(&x, &y, stat, 500, 0.9, 3).unwrap();
         assert_eq!(a, b);
