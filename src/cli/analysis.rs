@@ -152,8 +152,17 @@ fn fmt(v: f64) -> String {
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    emit(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// Writes to stdout; a closed pipe (`asdsweep … | head`) ends quietly instead of panicking.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn sections_table(ev: &SectionEvaluation) -> String {
@@ -205,8 +214,7 @@ pub fn run_evaluate_scores(args: &EvaluateScoresArgs) -> Result<()> {
     if args.json {
         print_json(&ev)
     } else {
-        print!("{}", sections_table(&ev));
-        Ok(())
+        emit(&sections_table(&ev))
     }
 }
 
@@ -330,8 +338,7 @@ pub fn run_probe(args: &ProbeArgs) -> Result<()> {
     if args.json {
         print_json(&report)
     } else {
-        print!("{}", probe_table(&report));
-        Ok(())
+        emit(&probe_table(&report))
     }
 }
 
@@ -453,8 +460,7 @@ pub fn run_analyze(args: &AnalyzeArgs) -> Result<()> {
         return if args.json {
             print_json(&rows)
         } else {
-            print!("{}", authors_table(&rows));
-            Ok(())
+            emit(&authors_table(&rows))
         };
     }
     let Some(path) = &args.csv else {
@@ -479,7 +485,6 @@ pub fn run_analyze(args: &AnalyzeArgs) -> Result<()> {
             alignment: &alignment,
         })
     } else {
-        print!("{}", long_table(&rows, &alignment));
-        Ok(())
+        emit(&long_table(&rows, &alignment))
     }
 }
