@@ -182,6 +182,27 @@ mod tests {
 
     proptest! {
         #[test]
+        fn auc_equals_the_mann_whitney_pair_count_with_ties_as_half(
+            data in prop::collection::vec((any::<bool>(), -4i32..4), 2..30)
+        ) {
+            let labels: Vec<bool> = data.iter().map(|d| d.0).collect();
+            let scores: Vec<f64> = data.iter().map(|d| f64::from(d.1)).collect();
+            prop_assume!(labels.iter().any(|&l| l) && labels.iter().any(|&l| !l));
+            let (mut wins, mut pairs) = (0.0, 0.0);
+            for (i, &ai) in labels.iter().enumerate() {
+                for (j, &aj) in labels.iter().enumerate() {
+                    if ai && !aj {
+                        pairs += 1.0;
+                        wins += if scores[i] > scores[j] { 1.0 } else if scores[i] == scores[j] { 0.5 } else { 0.0 };
+                    }
+                }
+            }
+            prop_assert!((roc_auc(&labels, &scores).unwrap() - wins / pairs).abs() < 1e-12);
+        }
+    }
+
+    proptest! {
+        #[test]
         fn negating_scores_gives_one_minus_auc(
             data in prop::collection::vec((any::<bool>(), -5i32..5), 2..40)
         ) {
