@@ -1,6 +1,8 @@
 //! `asdsweep`: the command line. Each subcommand parses its flags and calls
 //! one library function; nothing else lives here.
 
+mod cli;
+
 use anyhow::{Context, Result};
 use asdsweep_coordinator::operator::{self, Format};
 use asdsweep_coordinator::{Coordinator, CoordinatorConfig, bench};
@@ -139,6 +141,12 @@ enum Command {
         #[arg(long)]
         dead: bool,
     },
+    /// Per-section AUC and pAUC (McClish and raw) of a `section,label,score` CSV.
+    EvaluateScores(cli::analysis::EvaluateScoresArgs),
+    /// Mahalanobis and linear probes on per-clip embeddings (`.npy`) listed in a manifest.
+    Probe(cli::analysis::ProbeArgs),
+    /// Proxy-vs-ASD correlations (Pearson, Spearman, Kendall, BH) and the alignment report.
+    Analyze(cli::analysis::AnalyzeArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -288,6 +296,9 @@ async fn run(command: Command) -> Result<()> {
                 .into_inner();
             println!("sweep {sweep}: {} jobs re-queued", r.requeued);
         }
+        Command::EvaluateScores(args) => cli::analysis::run_evaluate_scores(&args)?,
+        Command::Probe(args) => cli::analysis::run_probe(&args)?,
+        Command::Analyze(args) => cli::analysis::run_analyze(&args)?,
         Command::Bench(BenchCommand::Queue { jobs, workers, db, json, deadline_s }) => {
             let cfg = bench::BenchConfig { jobs, workers, db_url: db, deadline: Duration::from_secs(deadline_s) };
             let report = bench::queue(cfg).await?;

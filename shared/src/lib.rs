@@ -2,13 +2,22 @@
 //!
 //! - [`spec`]: the versioned sweep spec (TOML) and its validation.
 //! - [`grid`]: expansion of a spec into the job grid (pure, deterministic).
+//! - [`metrics`]: AUC/pAUC as scikit-learn and the proxy-task metrics.
+//! - [`probe`]: Mahalanobis and linear probes on embeddings.
+//! - [`stats`]: correlations, p-values, intervals and Benjamini–Hochberg.
+//! - [`analysis`]: proxy-vs-ASD aggregation, the reference pipeline's summary reader and
+//!   alignment verdicts.
 //! - [`proto`]: the generated wire contract (feature `proto`).
 //! - [`auth`]: bearer tokens on that wire (feature `proto`).
 
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod grid;
+pub mod metrics;
+pub mod probe;
 pub mod spec;
+pub mod stats;
 
 #[cfg(feature = "proto")]
 pub mod auth;

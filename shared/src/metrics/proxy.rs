@@ -1,0 +1,197 @@
+//! Proxy-task metrics of the study: SI-SDR (torchmetrics, `zero_mean = false`), contrastive
+//! uniformity (Wang & Isola), macro-F1 (scikit-learn) and mean L1 reconstruction error.
+
+use ndarray::ArrayView2;
+
+use super::MetricsError;
+
+/// Scale-invariant SDR in dB as `torchmetrics.functional.scale_invariant_signal_distortion_ratio`
+/// with `zero_mean = false`:
+/// `α = (⟨ŝ,s⟩ + ε)/(‖s‖² + ε)`, `SI-SDR = 10·log10((‖αs‖² + ε)/(‖αs − ŝ‖² + ε))`, ε = f64 machine epsilon.
+pub fn si_sdr(estimate: &[f64], target: &[f64]) -> Result<f64, MetricsError> {
+    if estimate.len() != target.len() {
+        return Err(MetricsError::LengthMismatch {
+            what: "estimate",
+            left: estimate.len(),
+            right: target.len(),
+        });
+    }
+    if estimate.is_empty() {
+        return Err(MetricsError::TooFew {
+            what: "SI-SDR",
+            got: 0,
+            need: 1,
+        });
+    }
+    for (what, v) in [("estimate", estimate), ("target", target)] {
+        if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+            return Err(MetricsError::NonFinite { what, index });
+        }
+    }
+    let eps = f64::EPSILON;
+    let dot: f64 = estimate.iter().zip(target).map(|(e, t)| e * t).sum();
+    let energy: f64 = target.iter().map(|t| t * t).sum();
+    let alpha = (dot + eps) / (energy + eps);
+    let signal: f64 = target.iter().map(|t| (alpha * t).powi(2)).sum();
+    let noise: f64 = target
+        .iter()
+        .zip(estimate)
+        .map(|(t, e)| (alpha * t - e).powi(2))
+        .sum();
+    Ok(10.0 * ((signal + eps) / (noise + eps)).log10())
+}
+
+/// Uniformity `log mean_{i<j} exp(−2‖zᵢ − zⱼ‖²)` of the L2-normalised rows of `z`
+/// (rows divided by `max(‖z‖, 1e-12)` as `F.normalize`); lower is better.
+pub fn uniformity(z: ArrayView2<'_, f64>) -> Result<f64, MetricsError> {
+    let n = z.nrows();
+    if n < 2 {
+        return Err(MetricsError::TooFew {
+            what: "uniformity (rows)",
+            got: n,
+            need: 2,
+        });
+    }
+    if let Some(index) = z.iter().position(|x| !x.is_finite()) {
+        return Err(MetricsError::NonFinite {
+            what: "embeddings",
+            index,
+        });
+    }
+    let normed: Vec<Vec<f64>> = z
+        .rows()
+        .into_iter()
+        .map(|r| {
+            let norm = r.dot(&r).sqrt().max(1e-12);
+            r.iter().map(|x| x / norm).collect()
+        })
+        .collect();
+    let mut sum = 0.0;
+    let mut pairs = 0usize;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d2: f64 = normed[i]
+                .iter()
+                .zip(&normed[j])
+                .map(|(a, b)| (a - b).powi(2))
+                .sum();
+            sum += (-2.0 * d2).exp();
+            pairs += 1;
+        }
+    }
+    Ok((sum / pairs as f64).ln())
+}
+
+/// Macro-F1 over the classes present in `truth` or `predicted`, as
+/// `sklearn.metrics.f1_score(average="macro")` (a class with no true or predicted
+/// positives scores 0, scikit-learn's `zero_division` default).
+pub fn macro_f1(truth: &[usize], predicted: &[usize]) -> Result<f64, MetricsError> {
+    if truth.len() != predicted.len() {
+        return Err(MetricsError::LengthMismatch {
+            what: "predictions",
+            left: predicted.len(),
+            right: truth.len(),
+        });
+    }
+    if truth.is_empty() {
+        return Err(MetricsError::TooFew {
+            what: "macro-F1",
+            got: 0,
+            need: 1,
+        });
+    }
+    let mut classes: Vec<usize> = truth.iter().chain(predicted).copied().collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut total = 0.0;
+    for &c in &classes {
+        let tp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t == c && p == c)
+            .count() as f64;
+        let fp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t != c && p == c)
+            .count() as f64;
+        let fneg = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t == c && p != c)
+            .count() as f64;
+        let denom = 2.0 * tp + fp + fneg;
+        total += if denom == 0.0 { 0.0 } else { 2.0 * tp / denom };
+    }
+    Ok(total / classes.len() as f64)
+}
+
+/// Mean absolute reconstruction error `mean |x − x̂|` over all elements.
+pub fn mean_l1_error(
+    input: ArrayView2<'_, f64>,
+    reconstruction: ArrayView2<'_, f64>,
+) -> Result<f64, MetricsError> {
+    if input.dim() != reconstruction.dim() {
+        return Err(MetricsError::LengthMismatch {
+            what: "reconstruction",
+            left: reconstruction.len(),
+            right: input.len(),
+        });
+    }
+    if input.is_empty() {
+        return Err(MetricsError::TooFew {
+            what: "L1 error",
+            got: 0,
+            need: 1,
+        });
+    }
+    let sum: f64 = input
+        .iter()
+        .zip(reconstruction.iter())
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    Ok(sum / input.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn si_sdr_matches_the_torchmetrics_docstring_example() {
+        let v = si_sdr(&[2.5, 0.0, 2.0, 8.0], &[3.0, -0.5, 2.0, 7.0]).unwrap();
+        assert!((v - 18.4030).abs() < 1e-4, "{v}");
+    }
+
+    #[test]
+    fn si_sdr_is_invariant_to_scaling_the_estimate() {
+        let t = [1.0, -2.0, 0.5, 3.0];
+        let e = [0.9, -1.7, 0.8, 2.5];
+        let scaled: Vec<f64> = e.iter().map(|x| 3.0 * x).collect();
+        let (a, b) = (si_sdr(&e, &t).unwrap(), si_sdr(&scaled, &t).unwrap());
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    }
+
+    #[test]
+    fn uniformity_of_two_antipodal_points_is_minus_eight() {
+        let z = array![[1.0, 0.0], [-3.0, 0.0]];
+        assert!((uniformity(z.view()).unwrap() + 8.0).abs() < 1e-12);
+        assert!(uniformity(array![[1.0, 0.0]].view()).is_err());
+    }
+
+    #[test]
+    fn macro_f1_matches_a_hand_count() {
+        // class 0: tp 1 fp 1 fn 1 → 0.5; class 1: tp 1 fp 1 fn 1 → 0.5; class 2: tp 1 → 1.
+        let f = macro_f1(&[0, 0, 1, 1, 2], &[0, 1, 1, 0, 2]).unwrap();
+        assert!((f - 2.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn mean_l1_error_averages_absolute_differences() {
+        let a = array![[1.0, 2.0], [3.0, 4.0]];
+        let b = array![[1.5, 2.0], [2.0, 4.0]];
+        assert!((mean_l1_error(a.view(), b.view()).unwrap() - 0.375).abs() < 1e-15);
+        assert!(mean_l1_error(a.view(), array![[1.0]].view()).is_err());
+    }
+}
