@@ -75,7 +75,7 @@ enum Command {
         /// Name shown in `status` (default: $HOSTNAME).
         #[arg(long)]
         name: Option<String>,
-        /// Device to run on (`cpu`; GPU devices arrive with the training backends).
+        /// Device to train on: `cpu` (burn's flex backend) or `cuda:N` (builds with the `cuda` or `tch` feature).
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Jobs to run at once.
@@ -239,7 +239,10 @@ async fn run(command: Command) -> Result<()> {
             if let Some(name) = name {
                 cfg.name = name;
             }
-            cfg.device = device;
+            // Fails here, before registering, if this build cannot drive the device.
+            let selected = asdsweep_worker::backend::select(&device)?;
+            cfg.backend = selected.backend.into();
+            cfg.device = selected.name;
             cfg.slots = slots;
             cfg.labels = labels;
             cfg.max_jobs = max_jobs;

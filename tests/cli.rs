@@ -204,3 +204,12 @@ fn a_coordinator_with_a_token_refuses_calls_without_it() {
     let _ = serve.wait();
 }
 
+#[test]
+fn a_gpu_device_in_a_cpu_only_build_is_refused_naming_the_missing_feature() {
+    let out = asdsweep(&["worker", "--device", "cuda:0", "--coordinator", "127.0.0.1:1"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cuda:0") && err.contains("`cuda` or `tch` cargo feature"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+

@@ -3,11 +3,15 @@
 //!
 //! - [`registry`]: the job kinds this worker can run and how they are called.
 //! - [`noop`]: the diagnostic `noop` kind.
+//! - [`backend`]: `--device` to a burn device.
+//! - [`families`]: the model families (training with burn).
 //! - [`execution_loop`]: register, lease, heartbeat, complete or fail.
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod execution_loop;
+pub mod families;
 pub mod noop;
 pub mod registry;
 
