@@ -2,10 +2,22 @@
 //!
 //! - [`spec`]: the versioned sweep spec (TOML) and its validation.
 //! - [`grid`]: expansion of a spec into the job grid (pure, deterministic).
+//! - [`audio`]: WAV decoding (any PCM/float WAV → f32 mono as librosa), WAV writing, resampling.
+//! - [`logmel`]: the reference log-mel front end, AE frame stacking and crops.
+//! - [`npy`]: NumPy `.npy` float32 matrices.
+//! - [`dataset`]: ASD dataset layouts, the manifest, its fingerprint and `data check`.
+//! - [`synth`]: the synthetic machine-sound generator.
+//! - [`throughput`]: the front end's clips-per-second benchmark.
 //! - [`proto`]: the generated wire contract (feature `proto`).
 
+pub mod audio;
+pub mod dataset;
 pub mod grid;
+pub mod logmel;
+pub mod npy;
 pub mod spec;
+pub mod synth;
+pub mod throughput;
 
 #[cfg(feature = "proto")]
 pub mod proto {
