@@ -497,6 +497,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn corrupting_any_bytes_of_a_valid_wav_never_panics_and_errors_name_the_file(
+            edits in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 0..6),
+            cut in 0usize..400,
+        ) {
+            let data: Vec<u8> = (0..150u32).flat_map(|v| ((v * 331) as i16).to_le_bytes()).collect();
+            let mut wav = raw_wav(1, 2, 16000, 16, &data);
+            for (at, v) in edits {
+                let at = at % wav.len();
+                wav[at] = v;
+            }
+            wav.truncate(wav.len().saturating_sub(cut));
+            let header = parse_wav_header(&wav, Path::new("mutant.wav"));
+            match decode_wav_bytes(wav, Path::new("mutant.wav")) {
+                Ok(a) => {
+                    let h = header.unwrap();
+                    proptest::prop_assert_eq!(a.samples.len() as u64, h.frames);
+                    proptest::prop_assert_eq!((a.sample_rate, a.channels), (h.sample_rate, h.channels));
+                }
+                Err(e) => proptest::prop_assert!(e.to_string().contains("mutant.wav"), "{}", e),
+            }
+        }
+    }
+
     #[test]
     fn resampling_keeps_a_tone_at_its_frequency_and_amplitude() {
         let f = 1000.0f32;
