@@ -162,7 +162,7 @@ impl LogMel {
     /// Plans the FFT, window and filterbank for `cfg` at `sample_rate`.
     pub fn new(cfg: LogMelConfig, sample_rate: u32) -> Result<Self> {
         let bad = |m: String| Err(LogMelError::Config(m));
-        if cfg.n_fft < 2 || cfg.n_fft % 2 != 0 {
+        if cfg.n_fft < 2 || !cfg.n_fft.is_multiple_of(2) {
             return bad(format!("n_fft must be even and at least 2, got {}", cfg.n_fft));
         }
         if cfg.hop_length == 0 {
