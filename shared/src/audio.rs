@@ -16,7 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rubato::Resampler;
-use symphonia::core::audio::SampleBuffer;
+use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
+use symphonia::core::conv::IntoSample;
+use symphonia::core::sample::Sample;
 use symphonia::core::codecs::DecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
@@ -282,9 +284,7 @@ pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(decode_err)?;
     let channels = usize::from(info.channels);
-    let inv = 1.0 / channels as f32;
     let mut samples: Vec<f32> = Vec::with_capacity(info.frames as usize);
-    let mut buf: Option<SampleBuffer<f32>> = None;
     loop {
         let packet = match reader.next_packet() {
             Ok(p) => p,
@@ -302,19 +302,7 @@ pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
                 problem: format!("decoder gave {} channels, header says {channels}", spec.channels.count()),
             });
         }
-        let need = decoded.capacity() as u64;
-        let sb = match &mut buf {
-            Some(b) if b.capacity() as u64 >= need * channels as u64 => b,
-            _ => buf.insert(SampleBuffer::<f32>::new(need, spec)),
-        };
-        sb.copy_interleaved_ref(decoded);
-        let inter = sb.samples();
-        if channels == 1 {
-            samples.extend_from_slice(inter);
-        } else {
-            // Channel mean in f32, channel by channel, as numpy's mean over axis 0.
-            samples.extend(inter.chunks_exact(channels).map(|f| f.iter().fold(0.0f32, |a, &x| a + x) * inv));
-        }
+        mix_down(&decoded, &mut samples);
     }
     if samples.len() as u64 != info.frames {
         return Err(AudioError::Decode {
@@ -323,6 +311,39 @@ pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
         });
     }
     Ok(Audio { samples, sample_rate: info.sample_rate, channels: info.channels })
+}
+
+/// Appends the channel mean of one decoded packet to `out`, converting samples to f32 as symphonia scales them.
+fn mix_down(decoded: &AudioBufferRef<'_>, out: &mut Vec<f32>) {
+    fn mix<S: Sample + IntoSample<f32>>(buf: &AudioBuffer<S>, out: &mut Vec<f32>) {
+        let channels = buf.spec().channels.count();
+        let start = out.len();
+        if channels == 1 {
+            out.extend(buf.chan(0).iter().map(|&s| -> f32 { s.into_sample() }));
+            return;
+        }
+        // Channel mean in f32, channel by channel, as numpy's mean over axis 0.
+        out.resize(start + buf.frames(), 0.0);
+        for c in 0..channels {
+            for (o, &s) in out[start..].iter_mut().zip(buf.chan(c)) {
+                *o += IntoSample::<f32>::into_sample(s);
+            }
+        }
+        let n = channels as f32;
+        out[start..].iter_mut().for_each(|v| *v /= n);
+    }
+    match decoded {
+        AudioBufferRef::U8(b) => mix(b, out),
+        AudioBufferRef::U16(b) => mix(b, out),
+        AudioBufferRef::U24(b) => mix(b, out),
+        AudioBufferRef::U32(b) => mix(b, out),
+        AudioBufferRef::S8(b) => mix(b, out),
+        AudioBufferRef::S16(b) => mix(b, out),
+        AudioBufferRef::S24(b) => mix(b, out),
+        AudioBufferRef::S32(b) => mix(b, out),
+        AudioBufferRef::F32(b) => mix(b, out),
+        AudioBufferRef::F64(b) => mix(b, out),
+    }
 }
 
 /// Encodes mono or interleaved f32 samples as a 16-bit PCM WAV (clipped to [-1, 1]).
