@@ -33,6 +33,10 @@ pub struct BenchReport {
     pub logmel_parallel_clips_per_s: f64,
     /// WAV decode (16-bit PCM bytes in memory) + log-mel, all threads: what `features` does per file.
     pub decode_logmel_parallel_clips_per_s: f64,
+    /// WAV decode alone (16-bit PCM bytes in memory), all threads.
+    pub decode_parallel_clips_per_s: f64,
+    /// Synthetic clip generation (in memory, no file writing), all threads.
+    pub synth_parallel_clips_per_s: f64,
 }
 
 /// Synthetic clips for benchmarks: `n` clips of `seconds` s at `sample_rate`, cycling over the nine machines.
@@ -56,7 +60,9 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport, LogMelError> {
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| LogMelError::Config(format!("cannot start {} threads: {e}", cfg.threads)))?;
-    let clips = bench_clips(cfg.clips.max(1), cfg.seconds, cfg.sample_rate);
+    let t = Instant::now();
+    let clips = pool.install(|| bench_clips(cfg.clips.max(1), cfg.seconds, cfg.sample_rate));
+    let synth_rate = clips.len() as f64 / t.elapsed().as_secs_f64();
     let wavs: Vec<Vec<u8>> = clips.iter().map(|c| crate::audio::encode_wav_pcm16(c, cfg.sample_rate, 1)).collect();
     let lm_cfg = LogMelConfig::default();
     let mut lm = LogMel::new(lm_cfg, cfg.sample_rate)?;
@@ -91,12 +97,22 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport, LogMelError> {
         )?;
         Ok(wavs.len() as f64 / t.elapsed().as_secs_f64())
     })?;
+    let decode_only = pool.install(|| -> Result<f64, LogMelError> {
+        let t = Instant::now();
+        wavs.par_iter().try_for_each(|w| -> Result<(), LogMelError> {
+            std::hint::black_box(crate::audio::decode_wav_bytes(w.clone(), std::path::Path::new("bench.wav"))?);
+            Ok(())
+        })?;
+        Ok(wavs.len() as f64 / t.elapsed().as_secs_f64())
+    })?;
     Ok(BenchReport {
         config: cfg.clone(),
         threads_used: pool.current_num_threads(),
         logmel_single_thread_clips_per_s: single,
         logmel_parallel_clips_per_s: par,
         decode_logmel_parallel_clips_per_s: dec,
+        decode_parallel_clips_per_s: decode_only,
+        synth_parallel_clips_per_s: synth_rate,
     })
 }
 
@@ -110,6 +126,7 @@ mod tests {
         assert_eq!(r.threads_used, 2);
         assert!(r.logmel_single_thread_clips_per_s > 0.0 && r.logmel_parallel_clips_per_s > 0.0);
         assert!(r.decode_logmel_parallel_clips_per_s.is_finite() && r.decode_logmel_parallel_clips_per_s > 0.0);
+        assert!(r.decode_parallel_clips_per_s > 0.0 && r.synth_parallel_clips_per_s > 0.0);
     }
 
     #[test]

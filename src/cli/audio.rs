@@ -197,14 +197,16 @@ pub fn run_bench_features(args: BenchFeaturesArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         println!(
-            "{} clips of {} s at {} Hz, {} threads\n  log-mel, 1 thread:        {:>8.1} clips/s\n  log-mel, all threads:     {:>8.1} clips/s\n  decode + log-mel, all:    {:>8.1} clips/s",
+            "{} clips of {} s at {} Hz, {} threads\n  log-mel, 1 thread:        {:>8.1} clips/s\n  log-mel, all threads:     {:>8.1} clips/s\n  decode + log-mel, all:    {:>8.1} clips/s\n  decode only, all threads: {:>8.1} clips/s\n  synth, all threads:       {:>8.1} clips/s",
             cfg.clips,
             cfg.seconds,
             cfg.sample_rate,
             r.threads_used,
             r.logmel_single_thread_clips_per_s,
             r.logmel_parallel_clips_per_s,
-            r.decode_logmel_parallel_clips_per_s
+            r.decode_logmel_parallel_clips_per_s,
+            r.decode_parallel_clips_per_s,
+            r.synth_parallel_clips_per_s
         );
     }
     Ok(())

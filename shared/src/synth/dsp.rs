@@ -131,17 +131,24 @@ pub fn add_harmonics(
 ) {
     let mut phi = 0.0f64;
     let nyq = sr / 2.0;
+    // sin(kφ + p) = sin(kφ)·cos p + cos(kφ)·sin p, with sin(kφ), cos(kφ) by angle addition:
+    // one sin_cos per sample for all harmonics instead of one sin per harmonic.
+    let rot: Vec<(f64, f64)> = phases.iter().map(|p| (p.cos(), p.sin())).collect();
     for (n, o) in out.iter_mut().enumerate() {
         let f = freq(n);
         phi += TAU * f / sr;
         if phi > TAU * 1e6 {
             phi -= TAU * 1e6;
         }
+        let (s1, c1) = phi.sin_cos();
+        let (mut sk, mut ck) = (s1, c1);
         let mut s = 0.0;
-        for (k, (&a, &p)) in amps.iter().zip(phases).enumerate() {
-            if (k + 1) as f64 * f < nyq {
-                s += a * ((k + 1) as f64 * phi + p).sin();
+        for (k, (&a, &(cp, sp))) in amps.iter().zip(&rot).enumerate() {
+            if (k + 1) as f64 * f >= nyq {
+                break;
             }
+            s += a * (sk * cp + ck * sp);
+            (sk, ck) = (sk * c1 + ck * s1, ck * c1 - sk * s1);
         }
         *o += s * am(n, phi);
     }
@@ -193,6 +200,24 @@ pub fn rms(x: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn harmonics_by_angle_addition_equal_direct_sines() {
+        let sr = 16000.0;
+        let (amps, phases) = ([1.0, 0.5, 0.25, 0.125], [0.3, 1.1, 2.0, 4.0]);
+        let mut out = vec![0.0; 4000];
+        add_harmonics(&mut out, sr, |_| 440.0, &amps, &phases, |_, _| 1.0);
+        for (n, v) in out.iter().enumerate() {
+            let phi = TAU * 440.0 * (n + 1) as f64 / sr;
+            let want: f64 = (0..4).map(|k| amps[k] * ((k + 1) as f64 * phi + phases[k]).sin()).sum();
+            assert!((v - want).abs() < 1e-9, "sample {n}: {v} vs {want}");
+        }
+        // Harmonics at or above Nyquist are left out: 3 kHz at 16 kHz keeps 3 kHz and 6 kHz only.
+        let mut hi = vec![0.0; 100];
+        add_harmonics(&mut hi, sr, |_| 3000.0, &[1.0, 1.0, 1.0], &[0.0; 3], |_, _| 1.0);
+        let phi = TAU * 3000.0 / sr;
+        assert!((hi[0] - (phi.sin() + (2.0 * phi).sin())).abs() < 1e-12);
+    }
 
     #[test]
     fn white_noise_has_zero_mean_and_unit_variance() {
