@@ -47,9 +47,13 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Features(a) => cli::audio::run_features(a),
-        Command::Data { command: DataCommand::Check(a) } => cli::audio::run_data_check(a),
+        Command::Data {
+            command: DataCommand::Check(a),
+        } => cli::audio::run_data_check(a),
         Command::Synth(a) => cli::audio::run_synth(a),
-        Command::Bench { command: BenchCommand::Features(a) } => cli::audio::run_bench_features(a),
+        Command::Bench {
+            command: BenchCommand::Features(a),
+        } => cli::audio::run_bench_features(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

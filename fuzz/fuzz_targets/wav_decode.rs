@@ -15,10 +15,15 @@ fuzz_target!(|data: &[u8]| {
         Ok(audio) => {
             assert!(header.is_ok(), "decoded a file whose header was rejected");
             if let Ok(mut lm) = LogMel::new(LogMelConfig::default(), audio.sample_rate) {
-                let out = lm.compute(&audio.samples).expect("non-empty decoded audio has a log-mel");
+                let out = lm
+                    .compute(&audio.samples)
+                    .expect("non-empty decoded audio has a log-mel");
                 assert_eq!(out.dim().1, 1 + audio.samples.len() / 512);
             }
         }
-        Err(e) => assert!(e.to_string().contains("fuzz.wav"), "error does not name the file: {e}"),
+        Err(e) => assert!(
+            e.to_string().contains("fuzz.wav"),
+            "error does not name the file: {e}"
+        ),
     }
 });

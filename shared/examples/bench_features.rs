@@ -5,7 +5,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let clips = args.next().map(|a| a.parse()).transpose()?.unwrap_or(400);
     let threads = args.next().map(|a| a.parse()).transpose()?.unwrap_or(0);
-    let cfg = asdsweep_shared::throughput::BenchConfig { clips, seconds: 10.0, sample_rate: 16000, threads };
+    let cfg = asdsweep_shared::throughput::BenchConfig {
+        clips,
+        seconds: 10.0,
+        sample_rate: 16000,
+        threads,
+    };
     let report = asdsweep_shared::throughput::run(&cfg)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

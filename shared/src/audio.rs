@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 
 use rubato::Resampler;
 use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
-use symphonia::core::conv::IntoSample;
-use symphonia::core::sample::Sample;
 use symphonia::core::codecs::DecoderOptions;
+use symphonia::core::conv::IntoSample;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
+use symphonia::core::sample::Sample;
 
 /// The most channels a WAV may declare before it is treated as corrupt.
 pub const MAX_CHANNELS: u16 = 64;
@@ -139,7 +139,10 @@ pub struct Audio {
 }
 
 fn not_wav(path: &Path, problem: impl Into<String>) -> AudioError {
-    AudioError::NotWav { path: path.to_path_buf(), problem: problem.into() }
+    AudioError::NotWav {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -157,7 +160,10 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// zero channels or rate, and encodings other than integer PCM and IEEE float.
 pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
     if bytes.len() < 12 {
-        return Err(not_wav(path, format!("only {} bytes, shorter than a RIFF header", bytes.len())));
+        return Err(not_wav(
+            path,
+            format!("only {} bytes, shorter than a RIFF header", bytes.len()),
+        ));
     }
     if &bytes[0..4] != b"RIFF" {
         return Err(not_wav(path, "missing the RIFF signature"));
@@ -175,7 +181,11 @@ pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
         let present = (bytes.len() - body) as u64;
         if id == b"data" {
             if size > present {
-                return Err(AudioError::Truncated { path: path.to_path_buf(), declared: size, present });
+                return Err(AudioError::Truncated {
+                    path: path.to_path_buf(),
+                    declared: size,
+                    present,
+                });
             }
             data = Some((body as u64, size));
             if fmt.is_some() {
@@ -183,7 +193,10 @@ pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
             }
         } else if id == b"fmt " {
             if size < 16 || size > present {
-                return Err(not_wav(path, format!("fmt chunk of {size} bytes is malformed")));
+                return Err(not_wav(
+                    path,
+                    format!("fmt chunk of {size} bytes is malformed"),
+                ));
             }
             let mut tag = u16_at(bytes, body);
             let channels = u16_at(bytes, body + 2);
@@ -192,7 +205,10 @@ pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
             let bits = u16_at(bytes, body + 14);
             if tag == 0xFFFE {
                 if size < 40 {
-                    return Err(not_wav(path, "WAVE_FORMAT_EXTENSIBLE fmt chunk is shorter than 40 bytes"));
+                    return Err(not_wav(
+                        path,
+                        "WAVE_FORMAT_EXTENSIBLE fmt chunk is shorter than 40 bytes",
+                    ));
                 }
                 tag = u16_at(bytes, body + 24);
             }
@@ -200,7 +216,10 @@ pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
         } else if size > present {
             return Err(not_wav(
                 path,
-                format!("chunk '{}' declares {size} bytes but only {present} remain", String::from_utf8_lossy(id)),
+                format!(
+                    "chunk '{}' declares {size} bytes but only {present} remain",
+                    String::from_utf8_lossy(id)
+                ),
             ));
         }
         // Chunks are padded to an even size.
@@ -209,7 +228,8 @@ pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
             break;
         }
     }
-    let (tag, channels, sample_rate, align, bits) = fmt.ok_or_else(|| not_wav(path, "no fmt chunk"))?;
+    let (tag, channels, sample_rate, align, bits) =
+        fmt.ok_or_else(|| not_wav(path, "no fmt chunk"))?;
     let (_, data_len) = data.ok_or_else(|| not_wav(path, "no data chunk"))?;
     let format = match (tag, bits) {
         (1, 8 | 16 | 24 | 32) => SampleFormat::Pcm,
@@ -247,18 +267,30 @@ pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
             present: data_len - data_len % frame_bytes,
         });
     }
-    Ok(WavInfo { sample_rate, channels, bits_per_sample: bits, format, frames: data_len / frame_bytes })
+    Ok(WavInfo {
+        sample_rate,
+        channels,
+        bits_per_sample: bits,
+        format,
+        frames: data_len / frame_bytes,
+    })
 }
 
 /// Reads and validates only the header of the WAV at `path` (whole-file size checks included).
 pub fn read_wav_info(path: &Path) -> Result<WavInfo> {
-    let bytes = std::fs::read(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| AudioError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_wav_header(&bytes, path)
 }
 
 /// Decodes the WAV at `path` into f32 mono at its native rate, as `librosa.load(sr=None, mono=True)`.
 pub fn decode_wav_file(path: &Path) -> Result<Audio> {
-    let bytes = std::fs::read(path).map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| AudioError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     decode_wav_bytes(bytes, path)
 }
 
@@ -266,19 +298,30 @@ pub fn decode_wav_file(path: &Path) -> Result<Audio> {
 pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
     let info = parse_wav_header(&bytes, path)?;
     if info.frames == 0 {
-        return Err(AudioError::Empty { path: path.to_path_buf() });
+        return Err(AudioError::Empty {
+            path: path.to_path_buf(),
+        });
     }
-    let decode_err = |e: SymphoniaError| AudioError::Decode { path: path.to_path_buf(), problem: e.to_string() };
+    let decode_err = |e: SymphoniaError| AudioError::Decode {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    };
     let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
     hint.with_extension("wav");
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(decode_err)?;
     let mut reader = probed.format;
-    let track = reader
-        .default_track()
-        .ok_or_else(|| AudioError::Decode { path: path.to_path_buf(), problem: "no audio track".into() })?;
+    let track = reader.default_track().ok_or_else(|| AudioError::Decode {
+        path: path.to_path_buf(),
+        problem: "no audio track".into(),
+    })?;
     let track_id = track.id;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
@@ -288,7 +331,9 @@ pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
     loop {
         let packet = match reader.next_packet() {
             Ok(p) => p,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break;
+            }
             Err(e) => return Err(decode_err(e)),
         };
         if packet.track_id() != track_id {
@@ -299,7 +344,10 @@ pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
         if spec.channels.count() != channels {
             return Err(AudioError::Decode {
                 path: path.to_path_buf(),
-                problem: format!("decoder gave {} channels, header says {channels}", spec.channels.count()),
+                problem: format!(
+                    "decoder gave {} channels, header says {channels}",
+                    spec.channels.count()
+                ),
             });
         }
         mix_down(&decoded, &mut samples);
@@ -307,10 +355,18 @@ pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
     if samples.len() as u64 != info.frames {
         return Err(AudioError::Decode {
             path: path.to_path_buf(),
-            problem: format!("decoded {} frames, header declares {}", samples.len(), info.frames),
+            problem: format!(
+                "decoded {} frames, header declares {}",
+                samples.len(),
+                info.frames
+            ),
         });
     }
-    Ok(Audio { samples, sample_rate: info.sample_rate, channels: info.channels })
+    Ok(Audio {
+        samples,
+        sample_rate: info.sample_rate,
+        channels: info.channels,
+    })
 }
 
 /// Appends the channel mean of one decoded packet to `out`, converting samples to f32 as symphonia scales them.
@@ -370,14 +426,26 @@ pub fn encode_wav_pcm16(interleaved: &[f32], sample_rate: u32, channels: u16) ->
 }
 
 /// Writes `interleaved` as a 16-bit PCM WAV at `path` (through a temporary file, so no partial file remains).
-pub fn write_wav_pcm16(path: &Path, interleaved: &[f32], sample_rate: u32, channels: u16) -> Result<()> {
-    write_atomically(path, &encode_wav_pcm16(interleaved, sample_rate, channels))
-        .map_err(|source| AudioError::Io { path: path.to_path_buf(), source })
+pub fn write_wav_pcm16(
+    path: &Path,
+    interleaved: &[f32],
+    sample_rate: u32,
+    channels: u16,
+) -> Result<()> {
+    write_atomically(path, &encode_wav_pcm16(interleaved, sample_rate, channels)).map_err(
+        |source| AudioError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    )
 }
 
 /// Writes `bytes` to `path` through a sibling temporary file and a rename, so readers never see half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.partial"));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -404,23 +472,30 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     if from == to {
         return Ok(samples.to_vec());
     }
-    let mut r = rubato::FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1).map_err(|e| fail(e.to_string()))?;
+    let mut r = rubato::FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1)
+        .map_err(|e| fail(e.to_string()))?;
     let delay = r.output_delay();
     let expected = (samples.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
     let mut out: Vec<f32> = Vec::with_capacity(expected + delay + 2048);
     let mut pos = 0;
     while pos + r.input_frames_next() <= samples.len() {
         let n = r.input_frames_next();
-        let o = r.process(&[&samples[pos..pos + n]], None).map_err(|e| fail(e.to_string()))?;
+        let o = r
+            .process(&[&samples[pos..pos + n]], None)
+            .map_err(|e| fail(e.to_string()))?;
         out.extend_from_slice(&o[0]);
         pos += n;
     }
     if pos < samples.len() {
-        let o = r.process_partial(Some(&[&samples[pos..]]), None).map_err(|e| fail(e.to_string()))?;
+        let o = r
+            .process_partial(Some(&[&samples[pos..]]), None)
+            .map_err(|e| fail(e.to_string()))?;
         out.extend_from_slice(&o[0]);
     }
     while out.len() < expected + delay {
-        let o = r.process_partial(None::<&[&[f32]]>, None).map_err(|e| fail(e.to_string()))?;
+        let o = r
+            .process_partial(None::<&[&[f32]]>, None)
+            .map_err(|e| fail(e.to_string()))?;
         if o[0].is_empty() {
             break;
         }
@@ -460,7 +535,10 @@ mod tests {
 
     #[test]
     fn sixteen_bit_pcm_is_scaled_by_two_to_the_fifteen() {
-        let data: Vec<u8> = [i16::MIN, -16384, 0, 16384, i16::MAX].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let data: Vec<u8> = [i16::MIN, -16384, 0, 16384, i16::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let a = decode_wav_bytes(raw_wav(1, 1, 16000, 16, &data), p()).unwrap();
         assert_eq!(a.samples, vec![-1.0, -0.5, 0.0, 0.5, 32767.0 / 32768.0]);
         assert_eq!(a.sample_rate, 16000);
@@ -481,7 +559,10 @@ mod tests {
 
     #[test]
     fn float64_samples_are_read_and_stereo_is_averaged() {
-        let data: Vec<u8> = [0.25f64, 0.75, -1.0, 0.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let data: Vec<u8> = [0.25f64, 0.75, -1.0, 0.5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let a = decode_wav_bytes(raw_wav(3, 2, 44100, 64, &data), p()).unwrap();
         assert_eq!(a.samples, vec![0.5, -0.25]);
         assert_eq!(a.channels, 2);
@@ -493,19 +574,38 @@ mod tests {
         let mut wav = raw_wav(1, 1, 16000, 16, &data);
         wav.truncate(wav.len() - 101);
         let err = decode_wav_bytes(wav, Path::new("dir/cut.wav")).unwrap_err();
-        assert!(matches!(err, AudioError::Truncated { declared: 800, present: 699, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                AudioError::Truncated {
+                    declared: 800,
+                    present: 699,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("dir/cut.wav"), "{err}");
     }
 
     #[test]
     fn garbage_and_empty_and_adpcm_files_are_rejected() {
-        assert!(matches!(decode_wav_bytes(b"hello world, not a wav".to_vec(), p()), Err(AudioError::NotWav { .. })));
-        assert!(matches!(decode_wav_bytes(raw_wav(1, 1, 16000, 16, &[]), p()), Err(AudioError::Empty { .. })));
+        assert!(matches!(
+            decode_wav_bytes(b"hello world, not a wav".to_vec(), p()),
+            Err(AudioError::NotWav { .. })
+        ));
+        assert!(matches!(
+            decode_wav_bytes(raw_wav(1, 1, 16000, 16, &[]), p()),
+            Err(AudioError::Empty { .. })
+        ));
         assert!(matches!(
             decode_wav_bytes(raw_wav(2, 1, 16000, 16, &[0, 0]), p()),
             Err(AudioError::Unsupported { .. })
         ));
-        assert!(matches!(decode_wav_bytes(raw_wav(1, 0, 16000, 16, &[0, 0]), p()), Err(AudioError::NotWav { .. })));
+        assert!(matches!(
+            decode_wav_bytes(raw_wav(1, 0, 16000, 16, &[0, 0]), p()),
+            Err(AudioError::NotWav { .. })
+        ));
     }
 
     #[test]
@@ -548,7 +648,9 @@ mod tests {
     #[test]
     fn resampling_keeps_a_tone_at_its_frequency_and_amplitude() {
         let f = 1000.0f32;
-        let x: Vec<f32> = (0..48000).map(|i| (2.0 * std::f32::consts::PI * f * i as f32 / 48000.0).sin()).collect();
+        let x: Vec<f32> = (0..48000)
+            .map(|i| (2.0 * std::f32::consts::PI * f * i as f32 / 48000.0).sin())
+            .collect();
         let y = resample(&x, 48000, 16000).unwrap();
         assert_eq!(y.len(), 16000);
         // Project the middle (away from the edges) on sin and cos: amplitude 1, phase 0.
@@ -562,12 +664,17 @@ mod tests {
         // rubato's FFT filter leaves a constant lag of at most one input sample (documented).
         let one_input_sample = 2.0 * std::f64::consts::PI * f64::from(f) / 48000.0;
         assert!((amp - 1.0).abs() < 1e-2, "amplitude {amp}");
-        assert!(phase <= 0.0 && -phase <= 1.01 * one_input_sample, "phase {phase}");
+        assert!(
+            phase <= 0.0 && -phase <= 1.01 * one_input_sample,
+            "phase {phase}"
+        );
     }
 
     #[test]
     fn resampling_removes_content_above_the_new_nyquist() {
-        let x: Vec<f32> = (0..48000).map(|i| (2.0 * std::f32::consts::PI * 12000.0 * i as f32 / 48000.0).sin()).collect();
+        let x: Vec<f32> = (0..48000)
+            .map(|i| (2.0 * std::f32::consts::PI * 12000.0 * i as f32 / 48000.0).sin())
+            .collect();
         let y = resample(&x, 48000, 16000).unwrap();
         let rms = (y[2000..14000].iter().map(|v| v * v).sum::<f32>() / 12000.0).sqrt();
         assert!(rms < 1e-3, "aliased rms {rms}");

@@ -57,7 +57,13 @@ pub struct LogMelConfig {
 
 impl Default for LogMelConfig {
     fn default() -> Self {
-        Self { n_fft: 1024, hop_length: 512, n_mels: 128, fmin: 0.0, fmax: None }
+        Self {
+            n_fft: 1024,
+            hop_length: 512,
+            n_mels: 128,
+            fmin: 0.0,
+            fmax: None,
+        }
     }
 }
 
@@ -74,7 +80,11 @@ pub fn hz_to_mel(hz: f64) -> f64 {
     let min_log_hz = 1000.0;
     let min_log_mel = min_log_hz / f_sp;
     let logstep = 6.4f64.ln() / 27.0;
-    if hz >= min_log_hz { min_log_mel + (hz / min_log_hz).ln() / logstep } else { hz / f_sp }
+    if hz >= min_log_hz {
+        min_log_mel + (hz / min_log_hz).ln() / logstep
+    } else {
+        hz / f_sp
+    }
 }
 
 /// Mel → Hz on the Slaney scale, as `librosa.mel_to_hz(htk=False)`.
@@ -83,7 +93,11 @@ pub fn mel_to_hz(mel: f64) -> f64 {
     let min_log_hz = 1000.0;
     let min_log_mel = min_log_hz / f_sp;
     let logstep = 6.4f64.ln() / 27.0;
-    if mel >= min_log_mel { min_log_hz * (logstep * (mel - min_log_mel)).exp() } else { f_sp * mel }
+    if mel >= min_log_mel {
+        min_log_hz * (logstep * (mel - min_log_mel)).exp()
+    } else {
+        f_sp * mel
+    }
 }
 
 /// A Slaney mel filterbank stored sparsely: each band keeps its first bin and its nonzero weights.
@@ -99,7 +113,9 @@ impl MelFilterbank {
     /// Builds the filterbank of `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax, htk=False, norm="slaney")`.
     pub fn slaney(sr: u32, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Self {
         let n_bins = n_fft / 2 + 1;
-        let fftfreqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * f64::from(sr) / n_fft as f64).collect();
+        let fftfreqs: Vec<f64> = (0..n_bins)
+            .map(|k| k as f64 * f64::from(sr) / n_fft as f64)
+            .collect();
         let (mmin, mmax) = (hz_to_mel(fmin), hz_to_mel(fmax));
         let mel_f: Vec<f64> = (0..n_mels + 2)
             .map(|i| mel_to_hz(mmin + (mmax - mmin) * i as f64 / (n_mels + 1) as f64))
@@ -128,7 +144,8 @@ impl MelFilterbank {
     pub fn dense(&self) -> Array2<f32> {
         let mut m = Array2::zeros((self.bands.len(), self.n_bins));
         for (i, (first, w)) in self.bands.iter().enumerate() {
-            m.slice_mut(s![i, *first..*first + w.len()]).assign(&ndarray::ArrayView1::from(w.as_slice()));
+            m.slice_mut(s![i, *first..*first + w.len()])
+                .assign(&ndarray::ArrayView1::from(w.as_slice()));
         }
         m
     }
@@ -154,7 +171,10 @@ pub struct LogMel {
 
 impl std::fmt::Debug for LogMel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogMel").field("cfg", &self.cfg).field("sample_rate", &self.sample_rate).finish_non_exhaustive()
+        f.debug_struct("LogMel")
+            .field("cfg", &self.cfg)
+            .field("sample_rate", &self.sample_rate)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +183,10 @@ impl LogMel {
     pub fn new(cfg: LogMelConfig, sample_rate: u32) -> Result<Self> {
         let bad = |m: String| Err(LogMelError::Config(m));
         if cfg.n_fft < 2 || !cfg.n_fft.is_multiple_of(2) {
-            return bad(format!("n_fft must be even and at least 2, got {}", cfg.n_fft));
+            return bad(format!(
+                "n_fft must be even and at least 2, got {}",
+                cfg.n_fft
+            ));
         }
         if cfg.hop_length == 0 {
             return bad("hop_length must be positive".into());
@@ -177,11 +200,16 @@ impl LogMel {
         let nyquist = f64::from(sample_rate) / 2.0;
         let fmax = cfg.fmax.unwrap_or(nyquist);
         if !(cfg.fmin >= 0.0 && cfg.fmin < fmax && fmax <= nyquist) {
-            return bad(format!("need 0 <= fmin < fmax <= sr/2, got fmin {} fmax {fmax} at {sample_rate} Hz", cfg.fmin));
+            return bad(format!(
+                "need 0 <= fmin < fmax <= sr/2, got fmin {} fmax {fmax} at {sample_rate} Hz",
+                cfg.fmin
+            ));
         }
         let n = cfg.n_fft;
         // Periodic Hann (scipy get_window('hann', n, fftbins=True)).
-        let window = (0..n).map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()).collect();
+        let window = (0..n)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
+            .collect();
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n);
         let spectrum = fft.make_output_vec();
         let scratch = fft.make_scratch_vec();
@@ -230,7 +258,11 @@ impl LogMel {
             } else {
                 for (i, (f, &w)) in self.frame.iter_mut().zip(&self.window).enumerate() {
                     let idx = start + i as isize;
-                    *f = if idx >= 0 && (idx as usize) < samples.len() { f64::from(samples[idx as usize]) * w } else { 0.0 };
+                    *f = if idx >= 0 && (idx as usize) < samples.len() {
+                        f64::from(samples[idx as usize]) * w
+                    } else {
+                        0.0
+                    };
                 }
             }
             self.fft
@@ -240,11 +272,16 @@ impl LogMel {
                 *p = c.norm_sqr();
             }
             for (m, (first, w)) in self.mel.bands.iter().enumerate() {
-                let acc: f64 = self.power[*first..*first + w.len()].iter().zip(w).map(|(&p, &w)| p * f64::from(w)).sum();
+                let acc: f64 = self.power[*first..*first + w.len()]
+                    .iter()
+                    .zip(w)
+                    .map(|(&p, &w)| p * f64::from(w))
+                    .sum();
                 out[m * frames + t] = 10.0 * (acc as f32).max(floor).log10();
             }
         }
-        Ok(Array2::from_shape_vec((n_mels, frames), out).expect("invariant: buffer holds n_mels * frames values"))
+        Ok(Array2::from_shape_vec((n_mels, frames), out)
+            .expect("invariant: buffer holds n_mels * frames values"))
     }
 }
 
@@ -290,22 +327,35 @@ pub fn logmel_files(
 pub fn stack_frames(logmel: ArrayView2<'_, f32>, n: usize) -> Array2<f32> {
     let (n_mels, frames) = logmel.dim();
     let rows = (frames + 1).saturating_sub(n);
-    Array2::from_shape_fn((rows, n * n_mels), |(t, j)| logmel[[j % n_mels, t + j / n_mels]])
+    Array2::from_shape_fn((rows, n * n_mels), |(t, j)| {
+        logmel[[j % n_mels, t + j / n_mels]]
+    })
 }
 
 /// A fixed-length crop of `frames` frames starting at `start`; a shorter log-mel is tiled (repeated) to length.
-pub fn fixed_length(logmel: ArrayView2<'_, f32>, start: usize, frames: usize) -> Result<Array2<f32>> {
+pub fn fixed_length(
+    logmel: ArrayView2<'_, f32>,
+    start: usize,
+    frames: usize,
+) -> Result<Array2<f32>> {
     let (n_mels, have) = logmel.dim();
     if have == 0 {
-        return Err(LogMelError::Shape("cannot crop a log-mel with no frames".into()));
+        return Err(LogMelError::Shape(
+            "cannot crop a log-mel with no frames".into(),
+        ));
     }
     if have >= frames {
         if start + frames > have {
-            return Err(LogMelError::Shape(format!("crop [{start}, {}) exceeds {have} frames", start + frames)));
+            return Err(LogMelError::Shape(format!(
+                "crop [{start}, {}) exceeds {have} frames",
+                start + frames
+            )));
         }
         return Ok(logmel.slice(s![.., start..start + frames]).to_owned());
     }
-    Ok(Array2::from_shape_fn((n_mels, frames), |(m, t)| logmel[[m, (start + t) % have]]))
+    Ok(Array2::from_shape_fn((n_mels, frames), |(m, t)| {
+        logmel[[m, (start + t) % have]]
+    }))
 }
 
 #[cfg(test)]
@@ -336,13 +386,21 @@ mod tests {
                     worst = worst.max((g - w).abs());
                 }
             }
-            assert!(worst < 0.01, "{}: worst difference {worst} dB", wav.display());
+            assert!(
+                worst < 0.01,
+                "{}: worst difference {worst} dB",
+                wav.display()
+            );
         }
     }
 
     #[test]
     fn silence_gives_the_epsilon_floor_in_every_bin() {
-        let got = logmel_file(&fixtures().join("pcm16_16k_silence.wav"), &LogMelConfig::default()).unwrap();
+        let got = logmel_file(
+            &fixtures().join("pcm16_16k_silence.wav"),
+            &LogMelConfig::default(),
+        )
+        .unwrap();
         let floor = 10.0 * (f64::EPSILON as f32).log10();
         assert!(got.iter().all(|&v| v == floor), "{floor}");
         assert!((floor + 156.54).abs() < 0.01);
@@ -376,10 +434,21 @@ mod tests {
 
     #[test]
     fn invalid_configurations_are_rejected_with_a_reason() {
-        let c = LogMelConfig { hop_length: 0, ..Default::default() };
+        let c = LogMelConfig {
+            hop_length: 0,
+            ..Default::default()
+        };
         assert!(matches!(LogMel::new(c, 16000), Err(LogMelError::Config(_))));
-        let c = LogMelConfig { fmax: Some(9000.0), ..Default::default() };
-        assert!(LogMel::new(c, 16000).unwrap_err().to_string().contains("fmax"));
+        let c = LogMelConfig {
+            fmax: Some(9000.0),
+            ..Default::default()
+        };
+        assert!(
+            LogMel::new(c, 16000)
+                .unwrap_err()
+                .to_string()
+                .contains("fmax")
+        );
         let mut lm = LogMel::new(LogMelConfig::default(), 16000).unwrap();
         assert!(matches!(lm.compute(&[]), Err(LogMelError::EmptySignal)));
     }

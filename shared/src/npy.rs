@@ -48,27 +48,41 @@ pub fn encode_f32(a: ArrayView2<'_, f32>) -> Vec<u8> {
 
 /// Writes a float32 matrix to `path` as `.npy`, atomically (no partial file on failure).
 pub fn write_f32(path: &Path, a: ArrayView2<'_, f32>) -> Result<(), NpyError> {
-    crate::audio::write_atomically(path, &encode_f32(a)).map_err(|source| NpyError::Io { path: path.to_path_buf(), source })
+    crate::audio::write_atomically(path, &encode_f32(a)).map_err(|source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads a little-endian float32 2-D C-order `.npy` file.
 pub fn read_f32(path: &Path) -> Result<Array2<f32>, NpyError> {
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     decode_f32(&bytes, path)
 }
 
 /// Decodes `.npy` bytes (named `path` in errors) holding a float32 2-D C-order array.
 pub fn decode_f32(bytes: &[u8], path: &Path) -> Result<Array2<f32>, NpyError> {
-    let bad = |problem: &str| NpyError::Format { path: path.to_path_buf(), problem: problem.to_string() };
+    let bad = |problem: &str| NpyError::Format {
+        path: path.to_path_buf(),
+        problem: problem.to_string(),
+    };
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("missing the NUMPY magic"));
     }
     let (hlen, start) = match bytes[6] {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         _ => return Err(bad("unknown format version")),
     };
-    let header = bytes.get(start..start + hlen).ok_or_else(|| bad("header runs past the end"))?;
+    let header = bytes
+        .get(start..start + hlen)
+        .ok_or_else(|| bad("header runs past the end"))?;
     let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
     if !header.contains("'descr': '<f4'") {
         return Err(bad("dtype is not '<f4'"));
@@ -87,12 +101,17 @@ pub fn decode_f32(bytes: &[u8], path: &Path) -> Result<Array2<f32>, NpyError> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| bad("shape is not integers")))
         .collect::<Result<_, _>>()?;
-    let [r, c] = dims[..] else { return Err(bad("array is not 2-D")) };
+    let [r, c] = dims[..] else {
+        return Err(bad("array is not 2-D"));
+    };
     let data = &bytes[start + hlen..];
     if data.len() != r * c * 4 {
         return Err(bad("data length does not match the shape"));
     }
-    let v: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let v: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     Array2::from_shape_vec((r, c), v).map_err(|_| bad("shape mismatch"))
 }
 
@@ -104,7 +123,11 @@ mod tests {
     fn an_encoded_matrix_decodes_to_the_same_values_and_shape() {
         let a = Array2::from_shape_fn((3, 5), |(i, j)| i as f32 * 10.0 - j as f32 / 3.0);
         let bytes = encode_f32(a.view());
-        assert_eq!((bytes.len() - a.len() * 4) % 64, 0, "header is padded to 64 bytes");
+        assert_eq!(
+            (bytes.len() - a.len() * 4) % 64,
+            0,
+            "header is padded to 64 bytes"
+        );
         assert_eq!(decode_f32(&bytes, Path::new("a.npy")).unwrap(), a);
     }
 

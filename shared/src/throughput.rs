@@ -50,8 +50,14 @@ pub fn bench_clips(n: usize, seconds: f64, sample_rate: u32) -> Vec<Vec<f32>> {
         seed: 2024,
         sample_rate,
     };
-    let clips: Vec<_> = plan(&cfg).into_iter().filter(|c| c.split == crate::dataset::Split::Train).collect();
-    (0..n).into_par_iter().map(|i| render_clip(&cfg, &clips[(i * 7) % clips.len()])).collect()
+    let clips: Vec<_> = plan(&cfg)
+        .into_iter()
+        .filter(|c| c.split == crate::dataset::Split::Train)
+        .collect();
+    (0..n)
+        .into_par_iter()
+        .map(|i| render_clip(&cfg, &clips[(i * 7) % clips.len()]))
+        .collect()
 }
 
 /// Runs the benchmark of `cfg` and reports clips per second (each measurement after one warm-up clip).
@@ -63,7 +69,10 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport, LogMelError> {
     let t = Instant::now();
     let clips = pool.install(|| bench_clips(cfg.clips.max(1), cfg.seconds, cfg.sample_rate));
     let synth_rate = clips.len() as f64 / t.elapsed().as_secs_f64();
-    let wavs: Vec<Vec<u8>> = clips.iter().map(|c| crate::audio::encode_wav_pcm16(c, cfg.sample_rate, 1)).collect();
+    let wavs: Vec<Vec<u8>> = clips
+        .iter()
+        .map(|c| crate::audio::encode_wav_pcm16(c, cfg.sample_rate, 1))
+        .collect();
     let lm_cfg = LogMelConfig::default();
     let mut lm = LogMel::new(lm_cfg, cfg.sample_rate)?;
     lm.compute(&clips[0])?;
@@ -77,7 +86,9 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport, LogMelError> {
         clips.par_iter().try_for_each_init(
             || LogMel::new(lm_cfg, cfg.sample_rate),
             |lm, c| -> Result<(), LogMelError> {
-                let lm = lm.as_mut().map_err(|e| LogMelError::Config(e.to_string()))?;
+                let lm = lm
+                    .as_mut()
+                    .map_err(|e| LogMelError::Config(e.to_string()))?;
                 std::hint::black_box(lm.compute(c)?);
                 Ok(())
             },
@@ -89,8 +100,11 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport, LogMelError> {
         wavs.par_iter().try_for_each_init(
             || LogMel::new(lm_cfg, cfg.sample_rate),
             |lm, w| -> Result<(), LogMelError> {
-                let lm = lm.as_mut().map_err(|e| LogMelError::Config(e.to_string()))?;
-                let a = crate::audio::decode_wav_bytes(w.clone(), std::path::Path::new("bench.wav"))?;
+                let lm = lm
+                    .as_mut()
+                    .map_err(|e| LogMelError::Config(e.to_string()))?;
+                let a =
+                    crate::audio::decode_wav_bytes(w.clone(), std::path::Path::new("bench.wav"))?;
                 std::hint::black_box(lm.compute(&a.samples)?);
                 Ok(())
             },
@@ -99,10 +113,14 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport, LogMelError> {
     })?;
     let decode_only = pool.install(|| -> Result<f64, LogMelError> {
         let t = Instant::now();
-        wavs.par_iter().try_for_each(|w| -> Result<(), LogMelError> {
-            std::hint::black_box(crate::audio::decode_wav_bytes(w.clone(), std::path::Path::new("bench.wav"))?);
-            Ok(())
-        })?;
+        wavs.par_iter()
+            .try_for_each(|w| -> Result<(), LogMelError> {
+                std::hint::black_box(crate::audio::decode_wav_bytes(
+                    w.clone(),
+                    std::path::Path::new("bench.wav"),
+                )?);
+                Ok(())
+            })?;
         Ok(wavs.len() as f64 / t.elapsed().as_secs_f64())
     })?;
     Ok(BenchReport {
@@ -122,10 +140,19 @@ mod tests {
 
     #[test]
     fn the_benchmark_reports_positive_rates_for_the_clips_it_was_given() {
-        let r = run(&BenchConfig { clips: 3, seconds: 0.5, sample_rate: 16000, threads: 2 }).unwrap();
+        let r = run(&BenchConfig {
+            clips: 3,
+            seconds: 0.5,
+            sample_rate: 16000,
+            threads: 2,
+        })
+        .unwrap();
         assert_eq!(r.threads_used, 2);
         assert!(r.logmel_single_thread_clips_per_s > 0.0 && r.logmel_parallel_clips_per_s > 0.0);
-        assert!(r.decode_logmel_parallel_clips_per_s.is_finite() && r.decode_logmel_parallel_clips_per_s > 0.0);
+        assert!(
+            r.decode_logmel_parallel_clips_per_s.is_finite()
+                && r.decode_logmel_parallel_clips_per_s > 0.0
+        );
         assert!(r.decode_parallel_clips_per_s > 0.0 && r.synth_parallel_clips_per_s > 0.0);
     }
 

@@ -97,7 +97,9 @@ pub struct BenchFeaturesArgs {
 
 fn progress(n: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(n as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
@@ -105,7 +107,10 @@ fn progress(n: usize, what: &str) -> ProgressBar {
 }
 
 fn thread_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")
 }
 
 /// Runs `asdsweep features`.
@@ -114,7 +119,13 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
     if args.input.is_file() {
         let feats = logmel::logmel_file(&args.input, &cfg)?;
         npy::write_f32(&args.out, feats.view())?;
-        println!("{} -> {} [{}, {}]", args.input.display(), args.out.display(), feats.dim().0, feats.dim().1);
+        println!(
+            "{} -> {} [{}, {}]",
+            args.input.display(),
+            args.out.display(),
+            feats.dim().0,
+            feats.dim().1
+        );
         return Ok(());
     }
     if !args.input.is_dir() {
@@ -126,7 +137,8 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
     }
     let paths: Vec<PathBuf> = rels.iter().map(|r| args.input.join(r)).collect();
     let bar = progress(paths.len(), "log-mel");
-    let results = thread_pool(args.threads)?.install(|| logmel::logmel_files(&paths, &cfg, &|| bar.inc(1)));
+    let results =
+        thread_pool(args.threads)?.install(|| logmel::logmel_files(&paths, &cfg, &|| bar.inc(1)));
     bar.finish_and_clear();
     let mut failed = 0usize;
     for (rel, r) in rels.iter().zip(results) {
@@ -134,7 +146,9 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
             Ok(feats) => {
                 let out = args.out.join(Path::new(rel).with_extension("npy"));
                 if let Some(parent) = out.parent() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create directory", parent.display()))?;
+                    std::fs::create_dir_all(parent).with_context(|| {
+                        format!("{}: cannot create directory", parent.display())
+                    })?;
                 }
                 npy::write_f32(&out, feats.view())?;
             }
@@ -144,7 +158,12 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
             }
         }
     }
-    println!("{} of {} files -> {}", rels.len() - failed, rels.len(), args.out.display());
+    println!(
+        "{} of {} files -> {}",
+        rels.len() - failed,
+        rels.len(),
+        args.out.display()
+    );
     if failed > 0 {
         bail!("{failed} file(s) could not be processed (no .npy written for them)");
     }
@@ -160,7 +179,11 @@ pub fn run_data_check(args: DataCheckArgs) -> anyhow::Result<()> {
         print!("{}", report.to_text());
     }
     if !report.problems.is_empty() {
-        bail!("{}: {} problem(s) found", args.dir.display(), report.problems.len());
+        bail!(
+            "{}: {} problem(s) found",
+            args.dir.display(),
+            report.problems.len()
+        );
     }
     Ok(())
 }
@@ -168,7 +191,11 @@ pub fn run_data_check(args: DataCheckArgs) -> anyhow::Result<()> {
 /// Runs `asdsweep synth`.
 pub fn run_synth(args: SynthArgs) -> anyhow::Result<()> {
     let cfg = SynthConfig {
-        devices: if args.devices.is_empty() { Machine::ALL.to_vec() } else { args.devices },
+        devices: if args.devices.is_empty() {
+            Machine::ALL.to_vec()
+        } else {
+            args.devices
+        },
         sections: args.sections,
         train: args.train,
         test: args.test,
@@ -185,11 +212,25 @@ pub fn run_synth(args: SynthArgs) -> anyhow::Result<()> {
 
 /// Runs `asdsweep bench features`.
 pub fn run_bench_features(args: BenchFeaturesArgs) -> anyhow::Result<()> {
-    let cfg = throughput::BenchConfig { clips: args.clips, seconds: args.seconds, sample_rate: args.sample_rate, threads: args.threads };
+    let cfg = throughput::BenchConfig {
+        clips: args.clips,
+        seconds: args.seconds,
+        sample_rate: args.sample_rate,
+        threads: args.threads,
+    };
     if let Some(dir) = &args.write_clips {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create directory", dir.display()))?;
-        for (i, c) in throughput::bench_clips(cfg.clips, cfg.seconds, cfg.sample_rate).iter().enumerate() {
-            asdsweep_shared::audio::write_wav_pcm16(&dir.join(format!("clip_{i:05}.wav")), c, cfg.sample_rate, 1)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+        for (i, c) in throughput::bench_clips(cfg.clips, cfg.seconds, cfg.sample_rate)
+            .iter()
+            .enumerate()
+        {
+            asdsweep_shared::audio::write_wav_pcm16(
+                &dir.join(format!("clip_{i:05}.wav")),
+                c,
+                cfg.sample_rate,
+                1,
+            )?;
         }
     }
     let r = throughput::run(&cfg)?;

@@ -22,7 +22,13 @@ pub enum Layout {
 
 impl Layout {
     /// Every layout, in detection order.
-    pub const ALL: [Layout; 5] = [Layout::Merged, Layout::Mimii, Layout::ToyAdmos, Layout::Dcase2021, Layout::Dcase2020];
+    pub const ALL: [Layout; 5] = [
+        Layout::Merged,
+        Layout::Mimii,
+        Layout::ToyAdmos,
+        Layout::Dcase2021,
+        Layout::Dcase2020,
+    ];
 
     /// The name used in specs and on the command line.
     pub fn name(self) -> &'static str {
@@ -45,12 +51,19 @@ impl std::fmt::Display for Layout {
 impl std::str::FromStr for Layout {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Layout::ALL.into_iter().find(|l| l.name() == s).ok_or_else(|| {
-            format!(
-                "unknown layout '{s}'; allowed: {}",
-                Layout::ALL.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
-            )
-        })
+        Layout::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown layout '{s}'; allowed: {}",
+                    Layout::ALL
+                        .iter()
+                        .map(|l| l.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
     }
 }
 
@@ -72,7 +85,9 @@ pub struct Parsed {
 }
 
 fn two_digit(s: &str) -> Option<u32> {
-    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 fn digits(s: &str) -> bool {
@@ -157,12 +172,26 @@ pub fn parse_path(layout: Layout, rel: &str) -> Option<Option<Parsed>> {
             let (section, domain, split, label, attributes) = parse_2021_name(stem)?;
             // The folder and the name must agree on the split.
             (split_of(folder)? == split).then_some(())?;
-            Some(Some(Parsed { device: device.to_string(), section, domain, split: Some(split), label, attributes }))
+            Some(Some(Parsed {
+                device: device.to_string(),
+                section,
+                domain,
+                split: Some(split),
+                label,
+                attributes,
+            }))
         }
         (Layout::Merged, [device, folder, _]) => {
             let split = split_of(folder)?;
             if let Some((section, domain, _, label, attributes)) = parse_2021_name(stem) {
-                return Some(Some(Parsed { device: device.to_string(), section, domain, split: Some(split), label, attributes }));
+                return Some(Some(Parsed {
+                    device: device.to_string(),
+                    section,
+                    domain,
+                    split: Some(split),
+                    label,
+                    attributes,
+                }));
             }
             let (section, label) = parse_2020_name(stem)?;
             Some(Some(Parsed {
@@ -234,18 +263,29 @@ pub fn detect(root: &Path) -> Option<Layout> {
     if children.iter().any(|(n, _)| n == "aug") {
         return Some(Layout::Merged);
     }
-    if children.iter().any(|(n, _)| n.strip_prefix("id_").is_some_and(digits)) {
+    if children
+        .iter()
+        .any(|(n, _)| n.strip_prefix("id_").is_some_and(digits))
+    {
         return Some(Layout::Mimii);
     }
-    if children.iter().any(|(n, _)| n.strip_prefix("case").is_some_and(digits)) {
+    if children
+        .iter()
+        .any(|(n, _)| n.strip_prefix("case").is_some_and(digits))
+    {
         return Some(Layout::ToyAdmos);
     }
     for (name, dir) in &children {
         if name != "train" && name != "test" {
             continue;
         }
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
-        let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         for n in names {
             if n.starts_with("section_") {
@@ -261,7 +301,12 @@ pub fn detect(root: &Path) -> Option<Layout> {
 
 fn sorted_dirs(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -272,32 +317,55 @@ mod tests {
     use super::*;
 
     fn parsed(layout: Layout, rel: &str) -> Parsed {
-        parse_path(layout, rel).unwrap_or_else(|| panic!("{rel} should parse")).unwrap()
+        parse_path(layout, rel)
+            .unwrap_or_else(|| panic!("{rel} should parse"))
+            .unwrap()
     }
 
     #[test]
     fn dcase_2020_names_give_id_as_section_and_folder_as_split() {
         let p = parsed(Layout::Dcase2020, "fan/test/anomaly_id_04_00000012.wav");
-        assert_eq!((p.device.as_str(), p.section, p.split, p.label), ("fan", 4, Some(Split::Test), Label::Anomaly));
+        assert_eq!(
+            (p.device.as_str(), p.section, p.split, p.label),
+            ("fan", 4, Some(Split::Test), Label::Anomaly)
+        );
         assert!(parse_path(Layout::Dcase2020, "fan/test/anomaly_id_4x_00000012.wav").is_none());
         assert!(parse_path(Layout::Dcase2020, "fan/valid/normal_id_04_00000012.wav").is_none());
     }
 
     #[test]
     fn dcase_2021_names_keep_their_attribute_suffix() {
-        let p = parsed(Layout::Dcase2021, "ToyCar/train/section_02_target_train_normal_0007_car_A1_spd_28V_mic_1.wav");
+        let p = parsed(
+            Layout::Dcase2021,
+            "ToyCar/train/section_02_target_train_normal_0007_car_A1_spd_28V_mic_1.wav",
+        );
         assert_eq!(p.section, 2);
         assert_eq!(p.domain, Domain::Target);
         assert_eq!(p.split, Some(Split::Train));
         assert_eq!(p.attributes, "car_A1_spd_28V_mic_1");
         // The folder must agree with the name.
-        assert!(parse_path(Layout::Dcase2021, "ToyCar/test/section_02_target_train_normal_0007.wav").is_none());
-        assert!(parse_path(Layout::Dcase2021, "ToyCar/train/section_02_target_train_broken_0007.wav").is_none());
+        assert!(
+            parse_path(
+                Layout::Dcase2021,
+                "ToyCar/test/section_02_target_train_normal_0007.wav"
+            )
+            .is_none()
+        );
+        assert!(
+            parse_path(
+                Layout::Dcase2021,
+                "ToyCar/train/section_02_target_train_broken_0007.wav"
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn merged_trees_take_the_split_from_the_folder_including_aug() {
-        let p = parsed(Layout::Merged, "valve/aug/section_00_source_train_normal_0001_x.wav");
+        let p = parsed(
+            Layout::Merged,
+            "valve/aug/section_00_source_train_normal_0001_x.wav",
+        );
         assert_eq!(p.split, Some(Split::Aug));
         let p = parsed(Layout::Merged, "valve/test/normal_id_06_00000001.wav");
         assert_eq!((p.section, p.split), (6, Some(Split::Test)));
@@ -307,9 +375,21 @@ mod tests {
     fn mimii_and_toyadmos_leave_the_split_open_and_skip_environmental_noise() {
         let p = parsed(Layout::Mimii, "pump/id_02/abnormal/00000031.wav");
         assert_eq!((p.section, p.label, p.split), (2, Label::Anomaly, None));
-        let p = parsed(Layout::ToyAdmos, "ToyCar/case3/AnomalousSound_IND/ab01_ch2_toycar_1.wav");
-        assert_eq!((p.section, p.label, p.attributes.as_str()), (3, Label::Anomaly, "mic_2"));
-        assert_eq!(parse_path(Layout::ToyAdmos, "ToyCar/case3/EnvironmentalNoise_CNT/ch1_x.wav"), Some(None));
+        let p = parsed(
+            Layout::ToyAdmos,
+            "ToyCar/case3/AnomalousSound_IND/ab01_ch2_toycar_1.wav",
+        );
+        assert_eq!(
+            (p.section, p.label, p.attributes.as_str()),
+            (3, Label::Anomaly, "mic_2")
+        );
+        assert_eq!(
+            parse_path(
+                Layout::ToyAdmos,
+                "ToyCar/case3/EnvironmentalNoise_CNT/ch1_x.wav"
+            ),
+            Some(None)
+        );
         assert!(parse_path(Layout::ToyAdmos, "ToyCar/case3/Other_CNT/ch1_x.wav").is_none());
     }
 
@@ -317,6 +397,9 @@ mod tests {
     fn layout_names_parse_and_unknown_ones_list_the_allowed_values() {
         assert_eq!("mimii".parse::<Layout>().unwrap(), Layout::Mimii);
         let err = "dcase2099".parse::<Layout>().unwrap_err();
-        assert!(err.contains("dcase2020") && err.contains("toyadmos"), "{err}");
+        assert!(
+            err.contains("dcase2020") && err.contains("toyadmos"),
+            "{err}"
+        );
     }
 }

@@ -38,7 +38,9 @@ pub enum DatasetError {
 }
 
 /// Source (the machine as trained) or target (shifted operating condition) domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Domain {
     /// The domain with plenty of training data.
@@ -48,7 +50,9 @@ pub enum Domain {
 }
 
 /// Which part of a dataset a file belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
     /// Training normals.
@@ -60,7 +64,9 @@ pub enum Split {
 }
 
 /// Normal or anomalous sound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Label {
     /// A machine working as it should.
@@ -111,7 +117,9 @@ pub struct Entry {
 }
 
 /// What kind of problem a file or group has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// The file cannot be read or decoded (corrupt, truncated, unsupported).
@@ -176,7 +184,8 @@ impl Manifest {
 
     /// Absolute path of an entry.
     pub fn full_path(&self, e: &Entry) -> PathBuf {
-        self.root.join(e.path.replace('/', std::path::MAIN_SEPARATOR_STR))
+        self.root
+            .join(e.path.replace('/', std::path::MAIN_SEPARATOR_STR))
     }
 }
 
@@ -189,18 +198,28 @@ pub fn list_wavs(root: &Path) -> Result<Vec<String>, DatasetError> {
             if name.starts_with('.') {
                 continue;
             }
-            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
             let ft = e.file_type()?;
             if ft.is_dir() {
                 walk(&e.path(), &rel, out)?;
-            } else if Path::new(&name).extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")) {
+            } else if Path::new(&name)
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("wav"))
+            {
                 out.push(rel);
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
-    walk(root, "", &mut out).map_err(|source| DatasetError::Io { path: root.to_path_buf(), source })?;
+    walk(root, "", &mut out).map_err(|source| DatasetError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
     out.sort();
     Ok(out)
 }
@@ -212,7 +231,9 @@ pub fn list_wavs(root: &Path) -> Result<Vec<String>, DatasetError> {
 pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Manifest, DatasetError> {
     let layout = match layout {
         Some(l) => l,
-        None => detect(root).ok_or_else(|| DatasetError::UnknownLayout { path: root.to_path_buf() })?,
+        None => detect(root).ok_or_else(|| DatasetError::UnknownLayout {
+            path: root.to_path_buf(),
+        })?,
     };
     let rels = list_wavs(root)?;
     enum Outcome {
@@ -228,10 +249,21 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Manifest, DatasetErro
                 Ok(b) => b,
                 Err(e) => {
                     let msg = format!("cannot read: {e}");
-                    return (None, Outcome::Problem(Problem { kind: ProblemKind::Unreadable, path: rel.clone(), message: msg }));
+                    return (
+                        None,
+                        Outcome::Problem(Problem {
+                            kind: ProblemKind::Unreadable,
+                            path: rel.clone(),
+                            message: msg,
+                        }),
+                    );
                 }
             };
-            let record = FileRecord { path: rel.clone(), size: bytes.len() as u64, sha256: hex::encode(Sha256::digest(&bytes)) };
+            let record = FileRecord {
+                path: rel.clone(),
+                size: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            };
             let outcome = match parse_path(layout, rel) {
                 None => Outcome::Problem(Problem {
                     kind: ProblemKind::UnknownName,
@@ -240,7 +272,11 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Manifest, DatasetErro
                 }),
                 Some(None) => Outcome::Skip,
                 Some(Some(p)) => match crate::audio::parse_wav_header(&bytes, &full) {
-                    Err(e) => Outcome::Problem(Problem { kind: ProblemKind::Unreadable, path: rel.clone(), message: e.to_string() }),
+                    Err(e) => Outcome::Problem(Problem {
+                        kind: ProblemKind::Unreadable,
+                        path: rel.clone(),
+                        message: e.to_string(),
+                    }),
                     Ok(info) => Outcome::Entry(
                         Box::new(Entry {
                             device: p.device,
@@ -281,7 +317,13 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Manifest, DatasetErro
         }
     }
     assign_splits(&mut entries, &open_split);
-    Ok(Manifest { root: root.to_path_buf(), layout, entries, files, problems })
+    Ok(Manifest {
+        root: root.to_path_buf(),
+        layout,
+        entries,
+        files,
+        problems,
+    })
 }
 
 /// Decides train/test for layouts without a split (MIMII, ToyADMOS), as DCASE 2020 built its test sets.
@@ -291,11 +333,21 @@ pub fn scan(root: &Path, layout: Option<Layout>) -> Result<Manifest, DatasetErro
 pub fn assign_splits(entries: &mut [Entry], open: &[usize]) {
     let mut groups: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
     for &i in open {
-        groups.entry((entries[i].device.clone(), entries[i].section)).or_default().push(i);
+        groups
+            .entry((entries[i].device.clone(), entries[i].section))
+            .or_default()
+            .push(i);
     }
     for idx in groups.values() {
-        let n_anomaly = idx.iter().filter(|&&i| entries[i].label == Label::Anomaly).count();
-        let mut normals: Vec<usize> = idx.iter().copied().filter(|&i| entries[i].label == Label::Normal).collect();
+        let n_anomaly = idx
+            .iter()
+            .filter(|&&i| entries[i].label == Label::Anomaly)
+            .count();
+        let mut normals: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| entries[i].label == Label::Normal)
+            .collect();
         normals.sort_by(|&a, &b| entries[a].path.cmp(&entries[b].path));
         for &i in idx {
             if entries[i].label == Label::Anomaly {
@@ -303,7 +355,11 @@ pub fn assign_splits(entries: &mut [Entry], open: &[usize]) {
             }
         }
         for (k, &i) in normals.iter().enumerate() {
-            entries[i].split = if k < n_anomaly { Split::Test } else { Split::Train };
+            entries[i].split = if k < n_anomaly {
+                Split::Test
+            } else {
+                Split::Train
+            };
         }
     }
 }
@@ -317,12 +373,17 @@ pub(crate) mod tests {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         let n = (rate / 10) as usize * usize::from(channels);
-        let x: Vec<f32> = (0..n).map(|i| ((i * 31 % 17) as f32 / 17.0 - 0.5) * 0.1).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 31 % 17) as f32 / 17.0 - 0.5) * 0.1)
+            .collect();
         crate::audio::write_wav_pcm16(&p, &x, rate, channels).unwrap();
     }
 
     fn count(m: &Manifest, split: Split, label: Label) -> usize {
-        m.entries.iter().filter(|e| e.split == split && e.label == label).count()
+        m.entries
+            .iter()
+            .filter(|e| e.split == split && e.label == label)
+            .count()
     }
 
     #[test]
@@ -336,28 +397,64 @@ pub(crate) mod tests {
         assert_eq!(m.entries.len(), 3);
         assert!(m.problems.is_empty(), "{:?}", m.problems);
         let a = &m.entries[0];
-        assert_eq!((a.section, a.split, a.label), (2, Split::Test, Label::Anomaly));
+        assert_eq!(
+            (a.section, a.split, a.label),
+            (2, Split::Test, Label::Anomaly)
+        );
         assert!((a.duration_s - 0.1).abs() < 1e-9);
     }
 
     #[test]
     fn a_dcase_2022_tree_keeps_domains_and_attributes() {
         let d = tempfile::tempdir().unwrap();
-        put(d.path(), "gearbox/train/section_01_source_train_normal_0000_volt_1.0.wav", 16000, 1);
-        put(d.path(), "gearbox/train/section_01_target_train_normal_0000_volt_1.3.wav", 16000, 1);
-        put(d.path(), "gearbox/test/section_01_target_test_anomaly_0000_volt_1.3.wav", 16000, 1);
+        put(
+            d.path(),
+            "gearbox/train/section_01_source_train_normal_0000_volt_1.0.wav",
+            16000,
+            1,
+        );
+        put(
+            d.path(),
+            "gearbox/train/section_01_target_train_normal_0000_volt_1.3.wav",
+            16000,
+            1,
+        );
+        put(
+            d.path(),
+            "gearbox/test/section_01_target_test_anomaly_0000_volt_1.3.wav",
+            16000,
+            1,
+        );
         let m = scan(d.path(), None).unwrap();
         assert_eq!(m.layout, Layout::Dcase2021);
         let t = m.entries.iter().find(|e| e.split == Split::Test).unwrap();
-        assert_eq!((t.domain, t.label, t.attributes.as_str()), (Domain::Target, Label::Anomaly, "volt_1.3"));
+        assert_eq!(
+            (t.domain, t.label, t.attributes.as_str()),
+            (Domain::Target, Label::Anomaly, "volt_1.3")
+        );
     }
 
     #[test]
     fn a_merged_tree_with_aug_is_detected() {
         let d = tempfile::tempdir().unwrap();
-        put(d.path(), "slider/train/section_00_source_train_normal_0000.wav", 16000, 1);
-        put(d.path(), "slider/aug/section_00_source_train_normal_0001_mix.wav", 16000, 1);
-        put(d.path(), "slider/test/section_00_source_test_anomaly_0000.wav", 16000, 1);
+        put(
+            d.path(),
+            "slider/train/section_00_source_train_normal_0000.wav",
+            16000,
+            1,
+        );
+        put(
+            d.path(),
+            "slider/aug/section_00_source_train_normal_0001_mix.wav",
+            16000,
+            1,
+        );
+        put(
+            d.path(),
+            "slider/test/section_00_source_test_anomaly_0000.wav",
+            16000,
+            1,
+        );
         let m = scan(d.path(), None).unwrap();
         assert_eq!(m.layout, Layout::Merged);
         assert_eq!(count(&m, Split::Aug, Label::Normal), 1);
@@ -367,35 +464,89 @@ pub(crate) mod tests {
     fn a_mimii_tree_puts_as_many_normals_as_anomalies_into_test() {
         let d = tempfile::tempdir().unwrap();
         for i in 0..5 {
-            put(d.path(), &format!("valve/id_04/normal/{i:08}.wav"), 16000, 8);
+            put(
+                d.path(),
+                &format!("valve/id_04/normal/{i:08}.wav"),
+                16000,
+                8,
+            );
         }
         for i in 0..2 {
-            put(d.path(), &format!("valve/id_04/abnormal/{i:08}.wav"), 16000, 8);
+            put(
+                d.path(),
+                &format!("valve/id_04/abnormal/{i:08}.wav"),
+                16000,
+                8,
+            );
         }
         let m = scan(d.path(), None).unwrap();
         assert_eq!(m.layout, Layout::Mimii);
-        assert_eq!((count(&m, Split::Train, Label::Normal), count(&m, Split::Test, Label::Normal)), (3, 2));
+        assert_eq!(
+            (
+                count(&m, Split::Train, Label::Normal),
+                count(&m, Split::Test, Label::Normal)
+            ),
+            (3, 2)
+        );
         assert_eq!(count(&m, Split::Test, Label::Anomaly), 2);
         assert!(m.entries.iter().all(|e| e.channels == 8 && e.section == 4));
-        let test_normals: Vec<&str> =
-            m.entries.iter().filter(|e| e.split == Split::Test && e.label == Label::Normal).map(|e| e.path.as_str()).collect();
-        assert_eq!(test_normals, ["valve/id_04/normal/00000000.wav", "valve/id_04/normal/00000001.wav"]);
+        let test_normals: Vec<&str> = m
+            .entries
+            .iter()
+            .filter(|e| e.split == Split::Test && e.label == Label::Normal)
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(
+            test_normals,
+            [
+                "valve/id_04/normal/00000000.wav",
+                "valve/id_04/normal/00000001.wav"
+            ]
+        );
     }
 
     #[test]
     fn a_toyadmos_tree_maps_cases_to_sections_and_skips_environment_noise() {
         let d = tempfile::tempdir().unwrap();
         for ch in 1..=2 {
-            put(d.path(), &format!("ToyTrain/case2/NormalSound_IND/in_ch{ch}_0001.wav"), 48000, 1);
-            put(d.path(), &format!("ToyTrain/case2/NormalSound_CNT/cn_ch{ch}_0001.wav"), 48000, 1);
-            put(d.path(), &format!("ToyTrain/case2/AnomalousSound_IND/ab_ch{ch}_0001.wav"), 48000, 1);
-            put(d.path(), &format!("ToyTrain/case2/EnvironmentalNoise_CNT/env_ch{ch}_0001.wav"), 48000, 1);
+            put(
+                d.path(),
+                &format!("ToyTrain/case2/NormalSound_IND/in_ch{ch}_0001.wav"),
+                48000,
+                1,
+            );
+            put(
+                d.path(),
+                &format!("ToyTrain/case2/NormalSound_CNT/cn_ch{ch}_0001.wav"),
+                48000,
+                1,
+            );
+            put(
+                d.path(),
+                &format!("ToyTrain/case2/AnomalousSound_IND/ab_ch{ch}_0001.wav"),
+                48000,
+                1,
+            );
+            put(
+                d.path(),
+                &format!("ToyTrain/case2/EnvironmentalNoise_CNT/env_ch{ch}_0001.wav"),
+                48000,
+                1,
+            );
         }
         let m = scan(d.path(), None).unwrap();
         assert_eq!(m.layout, Layout::ToyAdmos);
         assert_eq!(m.entries.len(), 6);
-        assert_eq!(m.files.len(), 8, "the fingerprint still covers the noise files");
-        assert!(m.entries.iter().all(|e| e.section == 2 && e.sample_rate == 48000));
+        assert_eq!(
+            m.files.len(),
+            8,
+            "the fingerprint still covers the noise files"
+        );
+        assert!(
+            m.entries
+                .iter()
+                .all(|e| e.section == 2 && e.sample_rate == 48000)
+        );
         assert_eq!(count(&m, Split::Test, Label::Anomaly), 2);
         assert_eq!(count(&m, Split::Train, Label::Normal), 2);
         assert!(m.entries.iter().any(|e| e.attributes == "mic_2"));
@@ -431,12 +582,29 @@ pub(crate) mod tests {
             d.path().join("fan/train/my_renamed_file.wav"),
         )
         .unwrap();
-        std::fs::write(d.path().join("fan/train/normal_id_00_00000002.wav"), b"RIFF\x10\0\0\0WAVEjunk").unwrap();
+        std::fs::write(
+            d.path().join("fan/train/normal_id_00_00000002.wav"),
+            b"RIFF\x10\0\0\0WAVEjunk",
+        )
+        .unwrap();
         let m = scan(d.path(), Some(Layout::Dcase2020)).unwrap();
         assert_eq!(m.entries.len(), 1);
-        let kinds: Vec<(ProblemKind, &str)> = m.problems.iter().map(|p| (p.kind, p.path.as_str())).collect();
-        assert!(kinds.contains(&(ProblemKind::UnknownName, "fan/train/my_renamed_file.wav")), "{kinds:?}");
-        assert!(kinds.contains(&(ProblemKind::Unreadable, "fan/train/normal_id_00_00000002.wav")), "{kinds:?}");
+        let kinds: Vec<(ProblemKind, &str)> = m
+            .problems
+            .iter()
+            .map(|p| (p.kind, p.path.as_str()))
+            .collect();
+        assert!(
+            kinds.contains(&(ProblemKind::UnknownName, "fan/train/my_renamed_file.wav")),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&(
+                ProblemKind::Unreadable,
+                "fan/train/normal_id_00_00000002.wav"
+            )),
+            "{kinds:?}"
+        );
     }
 
     #[test]
@@ -444,6 +612,9 @@ pub(crate) mod tests {
         let d = tempfile::tempdir().unwrap();
         put(d.path(), "whatever/x.wav", 16000, 1);
         let err = scan(d.path(), None).unwrap_err().to_string();
-        assert!(err.contains("cannot detect") && err.contains("mimii"), "{err}");
+        assert!(
+            err.contains("cannot detect") && err.contains("mimii"),
+            "{err}"
+        );
     }
 }

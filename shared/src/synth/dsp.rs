@@ -46,7 +46,12 @@ pub struct Biquad {
 
 impl Biquad {
     fn from(b0: f64, b1: f64, b2: f64, a0: f64, a1: f64, a2: f64) -> Self {
-        Self { b: [b0 / a0, b1 / a0, b2 / a0], a: [a1 / a0, a2 / a0], x: [0.0; 2], y: [0.0; 2] }
+        Self {
+            b: [b0 / a0, b1 / a0, b2 / a0],
+            a: [a1 / a0, a2 / a0],
+            x: [0.0; 2],
+            y: [0.0; 2],
+        }
     }
 
     fn w(f: f64, sr: f64) -> (f64, f64) {
@@ -58,14 +63,28 @@ impl Biquad {
     pub fn lowpass(f: f64, q: f64, sr: f64) -> Self {
         let (c, s) = Self::w(f, sr);
         let al = s / (2.0 * q);
-        Self::from((1.0 - c) / 2.0, 1.0 - c, (1.0 - c) / 2.0, 1.0 + al, -2.0 * c, 1.0 - al)
+        Self::from(
+            (1.0 - c) / 2.0,
+            1.0 - c,
+            (1.0 - c) / 2.0,
+            1.0 + al,
+            -2.0 * c,
+            1.0 - al,
+        )
     }
 
     /// High-pass at `f` Hz with quality `q`.
     pub fn highpass(f: f64, q: f64, sr: f64) -> Self {
         let (c, s) = Self::w(f, sr);
         let al = s / (2.0 * q);
-        Self::from((1.0 + c) / 2.0, -(1.0 + c), (1.0 + c) / 2.0, 1.0 + al, -2.0 * c, 1.0 - al)
+        Self::from(
+            (1.0 + c) / 2.0,
+            -(1.0 + c),
+            (1.0 + c) / 2.0,
+            1.0 + al,
+            -2.0 * c,
+            1.0 - al,
+        )
     }
 
     /// Band-pass centred at `f` Hz (0 dB peak) with quality `q`.
@@ -78,7 +97,9 @@ impl Biquad {
     /// Filters one sample.
     #[inline]
     pub fn step(&mut self, x: f64) -> f64 {
-        let y = self.b[0] * x + self.b[1] * self.x[0] + self.b[2] * self.x[1] - self.a[0] * self.y[0] - self.a[1] * self.y[1];
+        let y = self.b[0] * x + self.b[1] * self.x[0] + self.b[2] * self.x[1]
+            - self.a[0] * self.y[0]
+            - self.a[1] * self.y[1];
         self.x = [x, self.x[0]];
         self.y = [y, self.y[0]];
         y
@@ -106,7 +127,12 @@ impl Resonator {
     pub fn new(f: f64, t60: f64, sr: f64) -> Self {
         let r = (-6.9078 / (t60.max(1e-4) * sr)).exp();
         let w = TAU * (f / sr).clamp(1e-4, 0.49);
-        Self { a1: 2.0 * r * w.cos(), a2: -r * r, g: w.sin().max(1e-3), y: [0.0; 2] }
+        Self {
+            a1: 2.0 * r * w.cos(),
+            a2: -r * r,
+            g: w.sin().max(1e-3),
+            y: [0.0; 2],
+        }
     }
 
     /// Filters one excitation sample.
@@ -178,7 +204,14 @@ pub fn add_impacts(out: &mut [f64], hits: &[(usize, f64)], res: &[Resonator]) {
 }
 
 /// Times (in samples) of a jittered periodic event train at `rate` Hz over `len` samples.
-pub fn periodic_hits(len: usize, sr: f64, rate: f64, jitter: f64, start: f64, noise: &mut Noise) -> Vec<usize> {
+pub fn periodic_hits(
+    len: usize,
+    sr: f64,
+    rate: f64,
+    jitter: f64,
+    start: f64,
+    noise: &mut Noise,
+) -> Vec<usize> {
     let mut out = Vec::new();
     if rate <= 0.0 {
         return out;
@@ -209,12 +242,21 @@ mod tests {
         add_harmonics(&mut out, sr, |_| 440.0, &amps, &phases, |_, _| 1.0);
         for (n, v) in out.iter().enumerate() {
             let phi = TAU * 440.0 * (n + 1) as f64 / sr;
-            let want: f64 = (0..4).map(|k| amps[k] * ((k + 1) as f64 * phi + phases[k]).sin()).sum();
+            let want: f64 = (0..4)
+                .map(|k| amps[k] * ((k + 1) as f64 * phi + phases[k]).sin())
+                .sum();
             assert!((v - want).abs() < 1e-9, "sample {n}: {v} vs {want}");
         }
         // Harmonics at or above Nyquist are left out: 3 kHz at 16 kHz keeps 3 kHz and 6 kHz only.
         let mut hi = vec![0.0; 100];
-        add_harmonics(&mut hi, sr, |_| 3000.0, &[1.0, 1.0, 1.0], &[0.0; 3], |_, _| 1.0);
+        add_harmonics(
+            &mut hi,
+            sr,
+            |_| 3000.0,
+            &[1.0, 1.0, 1.0],
+            &[0.0; 3],
+            |_, _| 1.0,
+        );
         let phi = TAU * 3000.0 / sr;
         assert!((hi[0] - (phi.sin() + (2.0 * phi).sin())).abs() < 1e-12);
     }
@@ -233,7 +275,9 @@ mod tests {
         let sr = 16000.0;
         let tone = |f: f64| -> f64 {
             let mut lp = Biquad::lowpass(1000.0, 0.707, sr);
-            let y: Vec<f64> = (0..8000).map(|i| lp.step((TAU * f * i as f64 / sr).sin())).collect();
+            let y: Vec<f64> = (0..8000)
+                .map(|i| lp.step((TAU * f * i as f64 / sr).sin()))
+                .collect();
             rms(&y[2000..])
         };
         assert!(tone(200.0) > 0.65);
@@ -244,9 +288,14 @@ mod tests {
     fn a_resonator_rings_at_its_frequency_and_decays() {
         let sr = 16000.0;
         let mut r = Resonator::new(2000.0, 0.05, sr);
-        let y: Vec<f64> = (0..1600).map(|i| r.step(if i == 0 { 1.0 } else { 0.0 })).collect();
+        let y: Vec<f64> = (0..1600)
+            .map(|i| r.step(if i == 0 { 1.0 } else { 0.0 }))
+            .collect();
         // Zero crossings in the first 10 ms ≈ 2 per period.
-        let zc = y[..160].windows(2).filter(|w| w[0].signum() != w[1].signum()).count();
+        let zc = y[..160]
+            .windows(2)
+            .filter(|w| w[0].signum() != w[1].signum())
+            .count();
         assert!((38..=42).contains(&zc), "{zc}");
         assert!(rms(&y[800..]) < 1e-3 * rms(&y[..80]) * 10.0);
     }

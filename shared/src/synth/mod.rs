@@ -61,7 +61,15 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        Self { devices: Machine::ALL.to_vec(), sections: 3, train: 100, test: 20, seconds: 10.0, seed: 0, sample_rate: 16000 }
+        Self {
+            devices: Machine::ALL.to_vec(),
+            sections: 3,
+            train: 100,
+            test: 20,
+            seconds: 10.0,
+            seed: 0,
+            sample_rate: 16000,
+        }
     }
 }
 
@@ -88,11 +96,17 @@ impl SynthConfig {
 
     /// Number of clips this configuration produces.
     pub fn n_clips(&self) -> usize {
-        self.devices.len() * self.sections as usize * (self.train + self.target_train() + 4 * self.test)
+        self.devices.len()
+            * self.sections as usize
+            * (self.train + self.target_train() + 4 * self.test)
     }
 
     fn target_train(&self) -> usize {
-        if self.train == 0 { 0 } else { (self.train / 10).max(1) }
+        if self.train == 0 {
+            0
+        } else {
+            (self.train / 10).max(1)
+        }
     }
 }
 
@@ -123,7 +137,10 @@ pub struct ClipPlan {
 
 fn mix(mut h: u64, v: u64) -> u64 {
     // splitmix64 step over the combined value.
-    h ^= v.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+    h ^= v
+        .wrapping_add(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(h << 6)
+        .wrapping_add(h >> 2);
     let mut z = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -147,7 +164,12 @@ pub fn plan(cfg: &SynthConfig) -> Vec<ClipPlan> {
         for section in 0..cfg.sections {
             let groups = [
                 (Domain::Source, Split::Train, Label::Normal, cfg.train),
-                (Domain::Target, Split::Train, Label::Normal, cfg.target_train()),
+                (
+                    Domain::Target,
+                    Split::Train,
+                    Label::Normal,
+                    cfg.target_train(),
+                ),
                 (Domain::Source, Split::Test, Label::Normal, cfg.test),
                 (Domain::Source, Split::Test, Label::Anomaly, cfg.test),
                 (Domain::Target, Split::Test, Label::Normal, cfg.test),
@@ -155,11 +177,23 @@ pub fn plan(cfg: &SynthConfig) -> Vec<ClipPlan> {
             ];
             for (domain, split, label, n) in groups {
                 for index in 0..n {
-                    let mut r = rng_for(&[cfg.seed, m as u64, u64::from(section), domain as u64, split as u64, label as u64, index as u64, 1]);
+                    let mut r = rng_for(&[
+                        cfg.seed,
+                        m as u64,
+                        u64::from(section),
+                        domain as u64,
+                        split as u64,
+                        label as u64,
+                        index as u64,
+                        1,
+                    ]);
                     let snr_db = SNRS_DB[r.random_range(0..3)];
                     let (fault, severity) = if label == Label::Anomaly {
                         let faults = m.faults();
-                        (Some(faults[(index / 3 + section as usize) % faults.len()].to_string()), Some(SEVERITIES[index % 3]))
+                        (
+                            Some(faults[(index / 3 + section as usize) % faults.len()].to_string()),
+                            Some(SEVERITIES[index % 3]),
+                        )
                     } else {
                         (None, None)
                     };
@@ -168,8 +202,22 @@ pub fn plan(cfg: &SynthConfig) -> Vec<ClipPlan> {
                         s if s > 0 => format!("p{s}"),
                         _ => "0".to_string(),
                     };
-                    let path = format!("{}/{split}/section_{section:02}_{domain}_{split}_{label}_{index:04}_noise_{snr}.wav", m.name());
-                    out.push(ClipPlan { path, machine: m, section, domain, split, label, index, fault, severity, snr_db });
+                    let path = format!(
+                        "{}/{split}/section_{section:02}_{domain}_{split}_{label}_{index:04}_noise_{snr}.wav",
+                        m.name()
+                    );
+                    out.push(ClipPlan {
+                        path,
+                        machine: m,
+                        section,
+                        domain,
+                        split,
+                        label,
+                        index,
+                        fault,
+                        severity,
+                        snr_db,
+                    });
                 }
             }
         }
@@ -208,7 +256,11 @@ pub fn condition(seed: u64, machine: Machine, section: u32, domain: Domain) -> C
     };
     if domain == Domain::Target {
         let shift = 0.12 + 0.13 * r.random::<f64>();
-        c.rate *= if r.random::<bool>() { 1.0 + shift } else { 1.0 - shift };
+        c.rate *= if r.random::<bool>() {
+            1.0 + shift
+        } else {
+            1.0 - shift
+        };
         c.load *= 0.7 + 0.6 * r.random::<f64>();
         c.mic_cutoff = 3000.0 + 4500.0 * r.random::<f64>();
         c.mic_delay = 0.002 + 0.01 * r.random::<f64>();
@@ -221,14 +273,32 @@ pub fn condition(seed: u64, machine: Machine, section: u32, domain: Domain) -> C
 fn background(len: usize, sr: f64, noise: &mut Noise) -> Vec<f64> {
     let mut lp1 = Biquad::lowpass(250.0 + 200.0 * noise.uniform(), 0.7, sr);
     let mut lp2 = Biquad::lowpass(2500.0 + 1500.0 * noise.uniform(), 0.7, sr);
-    let mut out: Vec<f64> = (0..len).map(|_| lp1.step(noise.white()) + 0.35 * lp2.step(noise.white()) + 0.04 * noise.white()).collect();
+    let mut out: Vec<f64> = (0..len)
+        .map(|_| lp1.step(noise.white()) + 0.35 * lp2.step(noise.white()) + 0.04 * noise.white())
+        .collect();
     let base = rms(&out).max(1e-12);
     let tone_amp = base * (0.2 + 0.4 * noise.uniform());
     let hum = 50.0 * (1.0 + (noise.uniform() * 2.0).floor() * 0.2);
     let f_other = 30.0 + 250.0 * noise.uniform();
-    let ph: Vec<f64> = (0..6).map(|_| std::f64::consts::TAU * noise.uniform()).collect();
-    add_harmonics(&mut out, sr, |_| hum, &[tone_amp * 0.5, tone_amp * 0.3], &ph[..2], |_, _| 1.0);
-    add_harmonics(&mut out, sr, |_| f_other, &[tone_amp * 0.4, tone_amp * 0.2, tone_amp * 0.1], &ph[2..5], |_, _| 1.0);
+    let ph: Vec<f64> = (0..6)
+        .map(|_| std::f64::consts::TAU * noise.uniform())
+        .collect();
+    add_harmonics(
+        &mut out,
+        sr,
+        |_| hum,
+        &[tone_amp * 0.5, tone_amp * 0.3],
+        &ph[..2],
+        |_, _| 1.0,
+    );
+    add_harmonics(
+        &mut out,
+        sr,
+        |_| f_other,
+        &[tone_amp * 0.4, tone_amp * 0.2, tone_amp * 0.1],
+        &ph[2..5],
+        |_, _| 1.0,
+    );
     let mut hits = Vec::new();
     let mut t = 0.0;
     loop {
@@ -238,7 +308,14 @@ fn background(len: usize, sr: f64, noise: &mut Noise) -> Vec<f64> {
         }
         hits.push((t as usize, base * 3.0 * (0.3 + noise.uniform())));
     }
-    add_impacts(&mut out, &hits, &[Resonator::new(150.0 + 100.0 * noise.uniform(), 0.1, sr), Resonator::new(900.0, 0.04, sr)]);
+    add_impacts(
+        &mut out,
+        &hits,
+        &[
+            Resonator::new(150.0 + 100.0 * noise.uniform(), 0.1, sr),
+            Resonator::new(900.0, 0.04, sr),
+        ],
+    );
     let r = rms(&out).max(1e-12);
     out.iter_mut().for_each(|v| *v /= r);
     out
@@ -264,11 +341,18 @@ pub fn render_clip(cfg: &SynthConfig, clip: &ClipPlan) -> Vec<f32> {
         rate: c.rate * (1.0 + 0.01 * noise.gauss()),
         load: c.load * (1.0 + 0.05 * noise.gauss()),
         shape: c.shape,
-        wobble: (0.003, 0.1 + 0.4 * noise.uniform(), std::f64::consts::TAU * noise.uniform()),
+        wobble: (
+            0.003,
+            0.1 + 0.4 * noise.uniform(),
+            std::f64::consts::TAU * noise.uniform(),
+        ),
     };
     let fault = clip.fault.as_ref().and_then(|name| {
         let kind = clip.machine.faults().iter().position(|f| f == name)?;
-        Some(Fault { kind, severity: clip.severity.unwrap_or(1.0) })
+        Some(Fault {
+            kind,
+            severity: clip.severity.unwrap_or(1.0),
+        })
     });
     let mut x = machines::render(clip.machine, &op, fault, len, sr, &mut noise);
     // Microphone position: distance low-pass plus one early reflection.
@@ -282,7 +366,11 @@ pub fn render_clip(cfg: &SynthConfig, clip: &ClipPlan) -> Vec<f32> {
     let xr = rms(&x).max(1e-12);
     let bg = background(len, sr, &mut noise);
     let bg_gain = level / 10f64.powf(f64::from(clip.snr_db) / 20.0);
-    let mut y: Vec<f64> = x.iter().zip(&bg).map(|(m, b)| m * level / xr + b * bg_gain).collect();
+    let mut y: Vec<f64> = x
+        .iter()
+        .zip(&bg)
+        .map(|(m, b)| m * level / xr + b * bg_gain)
+        .collect();
     let peak = y.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     if peak > 0.99 {
         y.iter_mut().for_each(|v| *v *= 0.99 / peak);
@@ -303,25 +391,39 @@ pub struct SynthSummary {
 ///
 /// Writes `synth.json` (configuration and per-clip fault, severity and SNR) last, so its
 /// presence marks a complete data set.
-pub fn generate(cfg: &SynthConfig, out: &Path, on_done: &(dyn Fn() + Sync)) -> Result<SynthSummary, SynthError> {
+pub fn generate(
+    cfg: &SynthConfig,
+    out: &Path,
+    on_done: &(dyn Fn() + Sync),
+) -> Result<SynthSummary, SynthError> {
     cfg.validate()?;
     let clips = plan(cfg);
     for m in &cfg.devices {
         for split in ["train", "test"] {
             let dir = out.join(m.name()).join(split);
-            std::fs::create_dir_all(&dir).map_err(|source| SynthError::Io { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| SynthError::Io {
+                path: dir.clone(),
+                source,
+            })?;
         }
     }
-    clips.par_iter().try_for_each(|clip| -> Result<(), SynthError> {
-        let x = render_clip(cfg, clip);
-        crate::audio::write_wav_pcm16(&out.join(&clip.path), &x, cfg.sample_rate, 1)?;
-        on_done();
-        Ok(())
-    })?;
-    let summary = SynthSummary { config: cfg.clone(), clips };
-    let json = serde_json::to_vec_pretty(&summary).map_err(|e| SynthError::Config(e.to_string()))?;
+    clips
+        .par_iter()
+        .try_for_each(|clip| -> Result<(), SynthError> {
+            let x = render_clip(cfg, clip);
+            crate::audio::write_wav_pcm16(&out.join(&clip.path), &x, cfg.sample_rate, 1)?;
+            on_done();
+            Ok(())
+        })?;
+    let summary = SynthSummary {
+        config: cfg.clone(),
+        clips,
+    };
+    let json =
+        serde_json::to_vec_pretty(&summary).map_err(|e| SynthError::Config(e.to_string()))?;
     let path = out.join("synth.json");
-    crate::audio::write_atomically(&path, &json).map_err(|source| SynthError::Io { path, source })?;
+    crate::audio::write_atomically(&path, &json)
+        .map_err(|source| SynthError::Io { path, source })?;
     Ok(summary)
 }
 
@@ -331,13 +433,24 @@ mod tests {
     use crate::logmel::{LogMel, LogMelConfig};
 
     fn small(devices: Vec<Machine>) -> SynthConfig {
-        SynthConfig { devices, sections: 1, train: 3, test: 2, seconds: 0.5, seed: 42, sample_rate: 16000 }
+        SynthConfig {
+            devices,
+            sections: 1,
+            train: 3,
+            test: 2,
+            seconds: 0.5,
+            seed: 42,
+            sample_rate: 16000,
+        }
     }
 
     #[test]
     fn the_tree_is_a_dcase_2022_layout_that_the_dataset_reader_understands() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = SynthConfig { sections: 2, ..small(vec![Machine::Fan, Machine::ToyTrain]) };
+        let cfg = SynthConfig {
+            sections: 2,
+            ..small(vec![Machine::Fan, Machine::ToyTrain])
+        };
         let s = generate(&cfg, d.path(), &|| {}).unwrap();
         assert_eq!(s.clips.len(), cfg.n_clips());
         assert_eq!(cfg.n_clips(), 2 * 2 * (3 + 1 + 8));
@@ -345,7 +458,11 @@ mod tests {
         assert_eq!(m.layout, crate::dataset::Layout::Dcase2021);
         assert!(m.problems.is_empty(), "{:?}", m.problems);
         assert_eq!(m.entries.len(), cfg.n_clips());
-        assert!(m.entries.iter().all(|e| e.sample_rate == 16000 && (e.duration_s - 0.5).abs() < 1e-9));
+        assert!(
+            m.entries
+                .iter()
+                .all(|e| e.sample_rate == 16000 && (e.duration_s - 0.5).abs() < 1e-9)
+        );
         let anomalies = s.clips.iter().filter(|c| c.label == Label::Anomaly).count();
         assert_eq!(anomalies, 2 * 2 * 4);
         assert!(d.path().join("synth.json").exists());
@@ -356,7 +473,10 @@ mod tests {
         let cfg = small(vec![Machine::Pump]);
         let clip = &plan(&cfg)[5];
         assert_eq!(render_clip(&cfg, clip), render_clip(&cfg, clip));
-        let other = SynthConfig { seed: 43, ..cfg.clone() };
+        let other = SynthConfig {
+            seed: 43,
+            ..cfg.clone()
+        };
         assert_ne!(render_clip(&cfg, clip), render_clip(&other, clip));
     }
 
@@ -373,36 +493,62 @@ mod tests {
 
     #[test]
     fn background_noise_is_mixed_at_the_planned_snr() {
-        let cfg = SynthConfig { seconds: 1.0, ..small(vec![Machine::Fan]) };
+        let cfg = SynthConfig {
+            seconds: 1.0,
+            ..small(vec![Machine::Fan])
+        };
         for clip in plan(&cfg).iter().take(6) {
             let y = render_clip(&cfg, clip);
             let r = (y.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / y.len() as f64).sqrt();
             // Machine RMS 0.1; total = 0.1·sqrt(1 + 10^(-snr/10)) (independent parts), within 15 %.
             let want = 0.1 * (1.0 + 10f64.powf(-f64::from(clip.snr_db) / 10.0)).sqrt();
-            assert!((r / want - 1.0).abs() < 0.15, "{}: rms {r} want {want}", clip.path);
+            assert!(
+                (r / want - 1.0).abs() < 0.15,
+                "{}: rms {r} want {want}",
+                clip.path
+            );
         }
     }
 
     #[test]
     fn invalid_configurations_are_rejected() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = SynthConfig { devices: vec![], ..SynthConfig::default() };
-        assert!(matches!(generate(&cfg, d.path(), &|| {}), Err(SynthError::Config(_))));
-        let cfg = SynthConfig { seconds: 0.0, ..SynthConfig::default() };
-        assert!(generate(&cfg, d.path(), &|| {}).unwrap_err().to_string().contains("seconds"));
+        let cfg = SynthConfig {
+            devices: vec![],
+            ..SynthConfig::default()
+        };
+        assert!(matches!(
+            generate(&cfg, d.path(), &|| {}),
+            Err(SynthError::Config(_))
+        ));
+        let cfg = SynthConfig {
+            seconds: 0.0,
+            ..SynthConfig::default()
+        };
+        assert!(
+            generate(&cfg, d.path(), &|| {})
+                .unwrap_err()
+                .to_string()
+                .contains("seconds")
+        );
     }
 
     /// Mean log-mel of a clip (the simple detector's feature).
     fn mean_logmel(lm: &mut LogMel, x: &[f32]) -> Vec<f64> {
         let s = lm.compute(x).unwrap();
-        s.rows().into_iter().map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>() / r.len() as f64).collect()
+        s.rows()
+            .into_iter()
+            .map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>() / r.len() as f64)
+            .collect()
     }
 
     // replaced by shared::metrics after merge
     fn md_scores(train: &[Vec<f64>], test: &[Vec<f64>]) -> Vec<f64> {
         let d = train[0].len();
         let n = train.len() as f64;
-        let mean: Vec<f64> = (0..d).map(|j| train.iter().map(|v| v[j]).sum::<f64>() / n).collect();
+        let mean: Vec<f64> = (0..d)
+            .map(|j| train.iter().map(|v| v[j]).sum::<f64>() / n)
+            .collect();
         let mut cov = nalgebra::DMatrix::<f64>::zeros(d, d);
         for v in train {
             let c = nalgebra::DVector::from_iterator(d, v.iter().zip(&mean).map(|(a, m)| a - m));
@@ -412,7 +558,8 @@ mod tests {
         let inv = cov.pseudo_inverse(1e-10).unwrap();
         test.iter()
             .map(|v| {
-                let c = nalgebra::DVector::from_iterator(d, v.iter().zip(&mean).map(|(a, m)| a - m));
+                let c =
+                    nalgebra::DVector::from_iterator(d, v.iter().zip(&mean).map(|(a, m)| a - m));
                 (c.transpose() * &inv * &c)[(0, 0)]
             })
             .collect()
@@ -423,7 +570,13 @@ mod tests {
         let mut s = 0.0;
         for a in anomaly {
             for n in normal {
-                s += if a > n { 1.0 } else if a == n { 0.5 } else { 0.0 };
+                s += if a > n {
+                    1.0
+                } else if a == n {
+                    0.5
+                } else {
+                    0.0
+                };
             }
         }
         s / (normal.len() * anomaly.len()) as f64
@@ -431,21 +584,47 @@ mod tests {
 
     #[test]
     fn a_mahalanobis_detector_on_mean_log_mel_is_neither_trivial_nor_hopeless() {
-        let cfg = SynthConfig { devices: Machine::ALL.to_vec(), sections: 1, train: 160, test: 24, seconds: 1.0, seed: 7, sample_rate: 16000 };
+        let cfg = SynthConfig {
+            devices: Machine::ALL.to_vec(),
+            sections: 1,
+            train: 160,
+            test: 24,
+            seconds: 1.0,
+            seed: 7,
+            sample_rate: 16000,
+        };
         let clips = plan(&cfg);
         let feats: Vec<Vec<f64>> = clips
             .par_iter()
-            .map_init(|| LogMel::new(LogMelConfig::default(), 16000).unwrap(), |lm, c| mean_logmel(lm, &render_clip(&cfg, c)))
+            .map_init(
+                || LogMel::new(LogMelConfig::default(), 16000).unwrap(),
+                |lm, c| mean_logmel(lm, &render_clip(&cfg, c)),
+            )
             .collect();
         let mut aucs = Vec::new();
         for m in &cfg.devices {
             let pick = |f: &dyn Fn(&ClipPlan) -> bool| -> Vec<Vec<f64>> {
-                clips.iter().zip(&feats).filter(|(c, _)| c.machine == *m && f(c)).map(|(_, v)| v.clone()).collect()
+                clips
+                    .iter()
+                    .zip(&feats)
+                    .filter(|(c, _)| c.machine == *m && f(c))
+                    .map(|(_, v)| v.clone())
+                    .collect()
             };
             let train = pick(&|c| c.split == Split::Train);
             for domain in [Domain::Source, Domain::Target] {
-                let normal = md_scores(&train, &pick(&|c| c.split == Split::Test && c.domain == domain && c.label == Label::Normal));
-                let anomaly = md_scores(&train, &pick(&|c| c.split == Split::Test && c.domain == domain && c.label == Label::Anomaly));
+                let normal = md_scores(
+                    &train,
+                    &pick(&|c| {
+                        c.split == Split::Test && c.domain == domain && c.label == Label::Normal
+                    }),
+                );
+                let anomaly = md_scores(
+                    &train,
+                    &pick(&|c| {
+                        c.split == Split::Test && c.domain == domain && c.label == Label::Anomaly
+                    }),
+                );
                 let a = auc(&normal, &anomaly);
                 println!("{m} {domain}: AUC {a:.3}");
                 aucs.push(a);
