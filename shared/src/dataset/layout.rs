@@ -84,7 +84,7 @@ pub struct Parsed {
     pub attributes: String,
 }
 
-fn two_digit(s: &str) -> Option<u32> {
+fn number(s: &str) -> Option<u32> {
     (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
         .then(|| s.parse().ok())
         .flatten()
@@ -113,7 +113,7 @@ fn parse_2020_name(stem: &str) -> Option<(u32, Label)> {
                 "anomaly" => Label::Anomaly,
                 _ => return None,
             };
-            Some((two_digit(id)?, label))
+            Some((number(id)?, label))
         }
         _ => None,
     }
@@ -125,7 +125,7 @@ fn parse_2021_name(stem: &str) -> Option<(u32, Domain, Split, Label, String)> {
     if parts.len() < 6 || parts[0] != "section" {
         return None;
     }
-    let section = two_digit(parts[1])?;
+    let section = number(parts[1])?;
     let domain = match parts[2] {
         "source" => Domain::Source,
         "target" => Domain::Target,
@@ -204,7 +204,7 @@ pub fn parse_path(layout: Layout, rel: &str) -> Option<Option<Parsed>> {
             }))
         }
         (Layout::Mimii, [device, id, label, _]) => {
-            let section = two_digit(id.strip_prefix("id_")?)?;
+            let section = number(id.strip_prefix("id_")?)?;
             let label = match *label {
                 "normal" => Label::Normal,
                 "abnormal" => Label::Anomaly,
@@ -221,7 +221,7 @@ pub fn parse_path(layout: Layout, rel: &str) -> Option<Option<Parsed>> {
             }))
         }
         (Layout::ToyAdmos, [device, case, kind, _]) => {
-            let section = two_digit(case.strip_prefix("case")?)?;
+            let section = number(case.strip_prefix("case")?)?;
             let (what, _mode) = kind.split_once('_')?;
             let label = match what {
                 "NormalSound" => Label::Normal,
