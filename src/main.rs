@@ -141,6 +141,13 @@ enum Command {
         #[arg(long)]
         dead: bool,
     },
+    /// Log-mel spectrograms (librosa-exact) of a WAV file or a directory of WAVs, as float32 .npy [128, frames].
+    Features(cli::audio::FeaturesArgs),
+    /// Dataset tools.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Generate a synthetic DCASE 2022-style machine-sound dataset.
+    Synth(cli::audio::SynthArgs),
     /// Per-section AUC and pAUC (McClish and raw) of a `section,label,score` CSV.
     EvaluateScores(cli::analysis::EvaluateScoresArgs),
     /// Mahalanobis and linear probes on per-clip embeddings (`.npy`) listed in a manifest.
@@ -153,7 +160,15 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Per device/section/split/label counts, durations and rates, and every problem with its path.
+    Check(cli::audio::DataCheckArgs),
+}
+
+#[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Clips per second of the log-mel front end on synthetic clips.
+    Features(cli::audio::BenchFeaturesArgs),
     /// Queue throughput: a real coordinator and W gRPC clients that lease, heartbeat and complete no-op jobs.
     Queue {
         /// Jobs to run.
@@ -299,6 +314,10 @@ async fn run(command: Command) -> Result<()> {
                 .into_inner();
             println!("sweep {sweep}: {} jobs re-queued", r.requeued);
         }
+        Command::Features(args) => cli::audio::run_features(args)?,
+        Command::Data(DataCommand::Check(args)) => cli::audio::run_data_check(args)?,
+        Command::Synth(args) => cli::audio::run_synth(args)?,
+        Command::Bench(BenchCommand::Features(args)) => cli::audio::run_bench_features(args)?,
         Command::EvaluateScores(args) => cli::analysis::run_evaluate_scores(&args)?,
         Command::Probe(args) => cli::analysis::run_probe(&args)?,
         Command::Analyze(args) => cli::analysis::run_analyze(&args)?,

@@ -7,17 +7,29 @@
 //! - [`stats`]: correlations, p-values, intervals and Benjamini–Hochberg.
 //! - [`analysis`]: proxy-vs-ASD aggregation, the reference pipeline's summary reader and
 //!   alignment verdicts.
+//! - [`audio`]: WAV decoding (any PCM/float WAV → f32 mono as librosa), WAV writing, resampling.
+//! - [`logmel`]: the reference log-mel front end, AE frame stacking and crops.
+//! - [`npy`]: NumPy `.npy` float32 matrices.
+//! - [`dataset`]: ASD dataset layouts, the manifest, its fingerprint and `data check`.
+//! - [`synth`]: the synthetic machine-sound generator.
+//! - [`throughput`]: the front end's clips-per-second benchmark.
 //! - [`proto`]: the generated wire contract (feature `proto`).
 //! - [`auth`]: bearer tokens on that wire (feature `proto`).
 
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod audio;
+pub mod dataset;
 pub mod grid;
+pub mod logmel;
 pub mod metrics;
+pub mod npy;
 pub mod probe;
 pub mod spec;
 pub mod stats;
+pub mod synth;
+pub mod throughput;
 
 #[cfg(feature = "proto")]
 pub mod auth;
