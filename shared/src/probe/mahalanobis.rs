@@ -39,22 +39,20 @@ fn check_finite(x: ArrayView2<'_, f64>, what: &str) -> Result<(), ProbeError> {
     }
 }
 
+/// The column mean of at least two finite training rows (a covariance needs two).
+fn checked_mean(x: ArrayView2<'_, f64>, what: &'static str) -> Result<Array1<f64>, ProbeError> {
+    let n = x.nrows();
+    if n < 2 {
+        return Err(ProbeError::TooFewRows { what, got: n, need: 2 });
+    }
+    check_finite(x, "training embeddings")?;
+    x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows { what: "mean", got: 0, need: 1 })
+}
+
 /// Unbiased sample covariance (ddof 1) of the rows of `x`, with their mean.
 pub fn sample_covariance(x: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array2<f64>), ProbeError> {
     let n = x.nrows();
-    if n < 2 {
-        return Err(ProbeError::TooFewRows {
-            what: "sample covariance",
-            got: n,
-            need: 2,
-        });
-    }
-    check_finite(x, "training embeddings")?;
-    let mean = x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows {
-        what: "mean",
-        got: 0,
-        need: 1,
-    })?;
+    let mean = checked_mean(x, "sample covariance")?;
     let centred = &x - &mean;
     let cov = centred.t().dot(&centred) / (n as f64 - 1.0);
     Ok((mean, cov))
@@ -64,19 +62,7 @@ pub fn sample_covariance(x: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array2<
 /// (`assume_centered=False`): biased covariance S, μ = tr(S)/d, Σ = (1−δ)S + δμI.
 pub fn ledoit_wolf(x: ArrayView2<'_, f64>) -> Result<(Array1<f64>, Array2<f64>, f64), ProbeError> {
     let (n, d) = x.dim();
-    if n < 2 {
-        return Err(ProbeError::TooFewRows {
-            what: "Ledoit-Wolf covariance",
-            got: n,
-            need: 2,
-        });
-    }
-    check_finite(x, "training embeddings")?;
-    let mean = x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows {
-        what: "mean",
-        got: 0,
-        need: 1,
-    })?;
+    let mean = checked_mean(x, "Ledoit-Wolf covariance")?;
     let xc = &x - &mean;
     let nf = n as f64;
     let df = d as f64;
