@@ -90,9 +90,16 @@ pub struct Autoencoder {
     output: Linear,
 }
 
+/// burn draws initial weights from the device's generator, which is shared by
+/// every thread: seeding and initialising under one lock keeps concurrent jobs
+/// (worker slots, parallel tests) from drawing from each other's sequence.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl AeConfig {
-    /// Builds a freshly initialised model on `device`.
-    pub fn init(&self, device: &Device) -> Autoencoder {
+    /// Builds a model on `device` with weights drawn from `seed`.
+    pub fn init(&self, device: &Device, seed: u64) -> Autoencoder {
+        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(seed);
         let encoder = (0..self.depth)
             .map(|i| Block::new(if i == 0 { self.input_dim } else { self.hidden }, self.hidden, device))
             .collect();
@@ -100,7 +107,20 @@ impl AeConfig {
         let decoder = (0..self.depth)
             .map(|i| Block::new(if i == 0 { self.latent } else { self.hidden }, self.hidden, device))
             .collect();
-        Autoencoder { encoder, bottleneck, decoder, output: LinearConfig::new(self.hidden, self.input_dim).init(device) }
+        let model =
+            Autoencoder { encoder, bottleneck, decoder, output: LinearConfig::new(self.hidden, self.input_dim).init(device) };
+        // Parameters are initialised lazily, on first use: draw them now, under the lock.
+        model.visit(&mut Materialize);
+        model
+    }
+}
+
+/// Touches every parameter so that its lazy initialiser runs.
+struct Materialize;
+
+impl burn::module::ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
     }
 }
 
@@ -135,8 +155,7 @@ pub fn train(cfg: &AeTrainingConfig, rows: &[f32], device: &Device, mut on_epoch
     let dim = cfg.model.input_dim;
     let n = rows.len() / dim;
     let device = device.clone().autodiff();
-    device.seed(cfg.seed);
-    let mut model = cfg.model.init(&device);
+    let mut model = cfg.model.init(&device, cfg.seed);
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).with_epsilon(1e-8).init();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..n).collect();
@@ -189,7 +208,7 @@ mod tests {
         let device = Device::flex();
         for hidden in [64, 128, 256] {
             for latent in [4, 8, 16] {
-                let model = AeConfig::new().with_hidden(hidden).with_latent(latent).init(&device);
+                let model = AeConfig::new().with_hidden(hidden).with_latent(latent).init(&device, 1);
                 let x = Tensor::<2>::zeros([3, INPUT_DIM], &device);
                 assert_eq!(model.forward(x).dims(), [3, INPUT_DIM], "hidden {hidden} latent {latent}");
                 assert_eq!(model.encoder.len(), 4);
