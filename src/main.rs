@@ -93,6 +93,12 @@ enum Command {
         /// Give up when the coordinator stays unreachable this many seconds.
         #[arg(long, default_value_t = 300.0)]
         patience_s: f64,
+        /// Dataset root: a spec's `[dataset] path` is resolved under it (never outside it). Needed by every family but `noop`.
+        #[arg(long, env = "ASDSWEEP_DATA")]
+        data: Option<PathBuf>,
+        /// Where fetched artifacts (checkpoints) are cached, by sha256 (default: a folder in the system temp dir).
+        #[arg(long, env = "ASDSWEEP_CACHE")]
+        cache_dir: Option<PathBuf>,
     },
     /// Launch a sweep spec (idempotent: the same spec twice is the same sweep).
     Launch {
@@ -249,7 +255,7 @@ async fn run(command: Command) -> Result<()> {
             };
             Coordinator::start(cfg).await.context("starting the coordinator")?.run_until(shutdown_signal()).await;
         }
-        Command::Worker { addr, name, device, slots, labels, max_jobs, exit_when_idle_s, patience_s } => {
+        Command::Worker { addr, name, device, slots, labels, max_jobs, exit_when_idle_s, patience_s, data, cache_dir } => {
             let mut cfg = WorkerConfig::new(with_scheme(&addr.coordinator));
             if let Some(name) = name {
                 cfg.name = name;
@@ -264,6 +270,10 @@ async fn run(command: Command) -> Result<()> {
             cfg.exit_when_idle = exit_when_idle_s.map(Duration::from_secs_f64);
             cfg.patience = Duration::from_secs_f64(patience_s);
             cfg.token = addr.token;
+            cfg.data_root = data;
+            if let Some(dir) = cache_dir {
+                cfg.cache_dir = dir;
+            }
             let summary = run_worker(cfg, Registry::builtin(), shutdown_signal()).await?;
             tracing::info!(?summary, "worker stopped");
         }

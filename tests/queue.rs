@@ -23,7 +23,41 @@ on_sqlite_and_postgres!(
     bad_specs_and_unknown_kinds_fail_clearly,
     a_failed_training_job_ends_its_evaluation_jobs_with_a_reason,
     higher_priority_jobs_are_leased_first,
+    a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused,
 );
+
+async fn a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused(h: &Harness) {
+    let coord = h.coordinator().await;
+    launch(&coord.url(), &noop_spec("ckpt", 1, 1, "", "lease_ttl_ms = 1000\nbackoff_base_ms = 0\nbackoff_max_ms = 0")).await;
+    let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
+    let w = client.register(pb::RegisterRequest::default()).await.unwrap().into_inner().worker_id;
+    let lease = client.lease(pb::LeaseRequest { worker_id: w.clone() }).await.unwrap().into_inner().lease.unwrap();
+    let job = lease.job.unwrap();
+    assert_eq!(job.resume_checkpoint, None, "a first attempt has nothing to resume");
+    let sha = "ab".repeat(32);
+    let beat = |checkpoint: Option<&str>| pb::HeartbeatRequest {
+        worker_id: w.clone(),
+        job_id: job.job_id,
+        token: lease.token,
+        progress: Some(pb::Progress { epoch: 3, epochs: 9, checkpoint: checkpoint.map(str::to_owned), ..Default::default() }),
+    };
+    client.heartbeat(beat(Some(&sha))).await.unwrap();
+    client.heartbeat(beat(None)).await.unwrap(); // a beat without one keeps the last
+    let err = client.heartbeat(beat(Some("../../etc/passwd"))).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // The worker goes silent: the lease expires and the next attempt gets the checkpoint.
+    let end = Instant::now() + Duration::from_secs(15);
+    let again = loop {
+        if let Some(l) = client.lease(pb::LeaseRequest { worker_id: w.clone() }).await.unwrap().into_inner().lease {
+            break l.job.unwrap();
+        }
+        assert!(Instant::now() < end, "the expired job was never leased again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((again.job_id, again.attempt), (job.job_id, 2));
+    assert_eq!(again.resume_checkpoint, Some(sha));
+    coord.shutdown().await;
+}
 
 async fn higher_priority_jobs_are_leased_first(h: &Harness) {
     let coord = h.coordinator().await;

@@ -109,6 +109,7 @@ fn job_to_wire(j: &job::Model, input_artifacts: Vec<String>, spec_hash: String) 
         max_attempts: j.max_attempts.max(0) as u32,
         input_artifacts,
         spec_hash,
+        resume_checkpoint: j.checkpoint.clone(),
     }
 }
 
@@ -171,8 +172,14 @@ impl WorkerService for Services {
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
-        let progress = r.progress.map(|p| serde_json::json!({"epoch": p.epoch, "epochs": p.epochs, "loss": p.loss, "message": p.message}));
-        let out = self.store.heartbeat(&r.worker_id, r.job_id, r.token, progress).await?;
+        let checkpoint = match r.progress.as_ref().and_then(|p| p.checkpoint.clone()) {
+            Some(sha) => Some(crate::artifact::check_sha256(&sha).map(|_| sha)?),
+            None => None,
+        };
+        let progress = r.progress.map(|p| {
+            serde_json::json!({"epoch": p.epoch, "epochs": p.epochs, "loss": p.loss, "message": p.message, "checkpoint": p.checkpoint})
+        });
+        let out = self.store.heartbeat(&r.worker_id, r.job_id, r.token, progress, checkpoint).await?;
         Ok(Response::new(match out {
             HeartbeatOutcome::Extended(expires_at_ms) => pb::HeartbeatResponse { expires_at_ms, cancelled: false },
             HeartbeatOutcome::Cancelled => pb::HeartbeatResponse { expires_at_ms: 0, cancelled: true },

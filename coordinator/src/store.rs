@@ -672,13 +672,21 @@ impl Store {
         .await
     }
 
-    /// Extends a lease; tells the worker if the job was cancelled.
-    pub async fn heartbeat(&self, worker_id: &str, job_id: i64, token: i64, progress: Option<Json>) -> Result<HeartbeatOutcome> {
+    /// Extends a lease; tells the worker if the job was cancelled. A reported
+    /// `checkpoint` is kept beyond this attempt (see `jobs.checkpoint`).
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        job_id: i64,
+        token: i64,
+        progress: Option<Json>,
+        checkpoint: Option<String>,
+    ) -> Result<HeartbeatOutcome> {
         let now = now_ms();
         let extend = self.stmt(
-            "UPDATE jobs SET lease_expires_at_ms = $3 + lease_ttl_ms, progress = $4 \
+            "UPDATE jobs SET lease_expires_at_ms = $3 + lease_ttl_ms, progress = $4, checkpoint = COALESCE($5, checkpoint) \
              WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING lease_expires_at_ms AS n",
-            vec![job_id.into(), token.into(), now.into(), progress.into()],
+            vec![job_id.into(), token.into(), now.into(), progress.into(), checkpoint.into()],
         );
         let out = self
             .write_one(move |txn| {

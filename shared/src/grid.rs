@@ -63,7 +63,13 @@ pub struct JobSpec {
 pub fn expand(spec: &Spec) -> Vec<JobSpec> {
     let mut jobs = Vec::new();
     for family in &spec.families {
-        for (config, params) in family.configs() {
+        for (config, mut params) in family.configs() {
+            if family.reads_data()
+                && let Some(p) = params.as_object_mut()
+            {
+                let dataset = spec.dataset.clone().unwrap_or_default();
+                p.insert("dataset".into(), serde_json::to_value(dataset).expect("a dataset spec serialises to JSON"));
+            }
             for &seed in &spec.seeds {
                 let job = |stage: Stage, device: &str, depends_on: Vec<String>| JobSpec {
                     key: job_key(family.name(), &config, device, seed, stage),
@@ -140,6 +146,48 @@ mod tests {
         assert_eq!(jobs.len(), 4);
         assert_eq!(jobs[0].device, ALL_DEVICES);
         assert!(jobs[1..].iter().all(|j| j.depends_on == vec![jobs[0].key.clone()]));
+    }
+
+    #[test]
+    fn an_autoencoder_family_trains_per_machine_type_and_its_jobs_carry_settings_and_dataset() {
+        let spec = Spec::from_toml(
+            r#"
+            version = 1
+            name = "ae"
+            devices = ["fan", "pump"]
+            [dataset]
+            path = "dev"
+            fingerprint = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+            [[family]]
+            kind = "autoencoder"
+            epochs = 3
+            configs = [{ name = "a", hidden = 32, latent = 4 }, { name = "b", hidden = 64, latent = 8 }]
+            "#,
+        )
+        .unwrap();
+        let jobs = expand(&spec);
+        let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ae/a/fan/s1/train", "ae/a/fan/s1/eval", "ae/a/pump/s1/train", "ae/a/pump/s1/eval",
+                "ae/b/fan/s1/train", "ae/b/fan/s1/eval", "ae/b/pump/s1/train", "ae/b/pump/s1/eval",
+            ]
+        );
+        assert!(jobs.iter().all(|j| j.kind == "autoencoder"));
+        assert_eq!(jobs[5].depends_on, vec!["ae/b/fan/s1/train".to_owned()]);
+        let p = &jobs[4].params;
+        assert_eq!((p["hidden"].as_u64(), p["latent"].as_u64(), p["epochs"].as_u64()), (Some(64), Some(8), Some(3)));
+        assert_eq!(p["batch_size"], 128);
+        assert_eq!(p["dataset"]["path"], "dev");
+        assert_eq!(p["dataset"]["fingerprint"].as_str().map(str::len), Some(64));
+        assert_eq!(jobs[4].params, jobs[5].params, "train and eval read the same settings");
+    }
+
+    #[test]
+    fn noop_jobs_carry_no_dataset() {
+        let jobs = expand(&spec(1, 1, 1, "per_device"));
+        assert!(jobs[0].params.get("dataset").is_none());
     }
 
     proptest! {

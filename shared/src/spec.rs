@@ -49,10 +49,45 @@ pub struct Spec {
     /// Retry, lease and priority settings.
     #[serde(default)]
     pub queue: QueueSpec,
+    /// The dataset every training and evaluation job reads (absent: the worker's `--data` root as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetSpec>,
     /// The proxy-task families to train and evaluate.
     #[serde(rename = "family")]
     pub families: Vec<FamilySpec>,
 }
+
+/// Where the data of a sweep lies and what it must be.
+///
+/// Workers hold the dataset themselves (`asdsweep worker --data ROOT`); `path` is resolved
+/// under that root and never outside it, and a worker whose files do not give `fingerprint`
+/// refuses the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Directory of the dataset, relative to each worker's `--data` root (`"."`: the root itself).
+    #[serde(default = "default_dataset_path")]
+    pub path: String,
+    /// Layout name (dcase2020, dcase2021, merged, mimii, toyadmos); detected when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// Expected manifest fingerprint (`asdsweep data check --json` prints it); not checked when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+fn default_dataset_path() -> String {
+    ".".into()
+}
+
+impl Default for DatasetSpec {
+    fn default() -> Self {
+        Self { path: default_dataset_path(), layout: None, fingerprint: None }
+    }
+}
+
+/// Layout names a `[dataset]` may give (those of `dataset::Layout`).
+pub const LAYOUTS: [&str; 5] = ["dcase2020", "dcase2021", "merged", "mimii", "toyadmos"];
 
 fn default_seeds() -> Vec<u64> {
     vec![1]
@@ -99,6 +134,8 @@ pub enum FamilySpec {
     /// Diagnostic family for tests and benchmarks: jobs sleep and may fail on
     /// purpose; they train nothing and measure nothing.
     Noop(NoopFamily),
+    /// The study's autoencoder: trained per machine type on stacked log-mel frames.
+    Autoencoder(AutoencoderFamily),
 }
 
 impl FamilySpec {
@@ -106,6 +143,7 @@ impl FamilySpec {
     pub fn kind(&self) -> &'static str {
         match self {
             FamilySpec::Noop(_) => "noop",
+            FamilySpec::Autoencoder(_) => "autoencoder",
         }
     }
 
@@ -113,6 +151,7 @@ impl FamilySpec {
     pub fn name(&self) -> &str {
         match self {
             FamilySpec::Noop(f) => f.name.as_deref().unwrap_or("noop"),
+            FamilySpec::Autoencoder(f) => f.name.as_deref().unwrap_or("ae"),
         }
     }
 
@@ -120,6 +159,7 @@ impl FamilySpec {
     pub fn priority(&self) -> i32 {
         match self {
             FamilySpec::Noop(f) => f.priority,
+            FamilySpec::Autoencoder(f) => f.priority,
         }
     }
 
@@ -127,6 +167,7 @@ impl FamilySpec {
     pub fn training(&self) -> TrainingScope {
         match self {
             FamilySpec::Noop(f) => f.training,
+            FamilySpec::Autoencoder(_) => TrainingScope::PerDevice,
         }
     }
 
@@ -138,8 +179,105 @@ impl FamilySpec {
                 .iter()
                 .map(|c| (c.name.clone(), serde_json::to_value(c).unwrap_or_default()))
                 .collect(),
+            FamilySpec::Autoencoder(f) => f
+                .configs
+                .iter()
+                .map(|c| {
+                    let params = serde_json::json!({
+                        "hidden": c.hidden, "latent": c.latent,
+                        "epochs": f.epochs, "batch_size": f.batch_size, "lr": f.lr,
+                        "lr_step_epochs": f.lr_step_epochs, "lr_gamma": f.lr_gamma,
+                        "checkpoint_every": f.checkpoint_every, "frames": f.frames, "n_mels": f.n_mels,
+                    });
+                    (c.name.clone(), params)
+                })
+                .collect(),
         }
     }
+
+    /// True for families whose jobs read the dataset (their parameters carry `[dataset]`).
+    pub fn reads_data(&self) -> bool {
+        !matches!(self, FamilySpec::Noop(_))
+    }
+}
+
+/// The `autoencoder` family (see [`FamilySpec::Autoencoder`]): training settings shared by
+/// its configs (defaults are the study's), and the configs (hidden width × bottleneck width).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoencoderFamily {
+    /// Name in results; defaults to `ae`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Scheduling priority (higher runs first).
+    #[serde(default)]
+    pub priority: i32,
+    /// Training epochs (1..=10000; the study: 200).
+    #[serde(default = "ae_defaults::epochs")]
+    pub epochs: u32,
+    /// Mini-batch size (2..=65536; the study: 128).
+    #[serde(default = "ae_defaults::batch_size")]
+    pub batch_size: u32,
+    /// Initial AdamW learning rate (0 < lr ≤ 1; the study: 5e-4).
+    #[serde(default = "ae_defaults::lr")]
+    pub lr: f64,
+    /// Epochs between learning-rate decays (≥ 1; the study: 50).
+    #[serde(default = "ae_defaults::lr_step_epochs")]
+    pub lr_step_epochs: u32,
+    /// Decay factor (0 < γ < 1; the study: 0.5).
+    #[serde(default = "ae_defaults::lr_gamma")]
+    pub lr_gamma: f64,
+    /// A checkpoint is saved and uploaded every this many epochs (≥ 1), and at the end.
+    #[serde(default = "ae_defaults::checkpoint_every")]
+    pub checkpoint_every: u32,
+    /// Consecutive log-mel frames stacked into one input row (1..=32; the study: 5).
+    #[serde(default = "ae_defaults::frames")]
+    pub frames: u32,
+    /// Mel bands (8..=256; the study: 128).
+    #[serde(default = "ae_defaults::n_mels")]
+    pub n_mels: u32,
+    /// The grid of configs ("checkpoints").
+    pub configs: Vec<AeConfigSpec>,
+}
+
+/// The study's autoencoder training settings.
+mod ae_defaults {
+    pub fn epochs() -> u32 {
+        200
+    }
+    pub fn batch_size() -> u32 {
+        128
+    }
+    pub fn lr() -> f64 {
+        5e-4
+    }
+    pub fn lr_step_epochs() -> u32 {
+        50
+    }
+    pub fn lr_gamma() -> f64 {
+        0.5
+    }
+    pub fn checkpoint_every() -> u32 {
+        10
+    }
+    pub fn frames() -> u32 {
+        5
+    }
+    pub fn n_mels() -> u32 {
+        128
+    }
+}
+
+/// One autoencoder config: the widths of its layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AeConfigSpec {
+    /// Config name, unique within the family.
+    pub name: String,
+    /// Width of the hidden layers (1..=4096; the study: 64, 128, 256).
+    pub hidden: u32,
+    /// Width of the bottleneck (1..=hidden; the study: 4, 8, 16).
+    pub latent: u32,
 }
 
 /// The diagnostic `noop` family (see [`FamilySpec::Noop`]).
@@ -233,6 +371,9 @@ impl Spec {
                 format!("is {}; must be at least queue.backoff_base_ms ({})", q.backoff_max_ms, q.backoff_base_ms),
             );
         }
+        if let Some(d) = &self.dataset {
+            check_dataset(d)?;
+        }
         if self.families.is_empty() {
             return invalid("family", "is empty; add at least one [[family]] table".into());
         }
@@ -252,9 +393,66 @@ impl Spec {
                     return invalid(&format!("{key}.configs[{j}].name"), format!("repeats \"{name}\"; config names must be unique"));
                 }
             }
+            if let FamilySpec::Autoencoder(ae) = f {
+                check_autoencoder(&key, ae)?;
+            }
         }
         Ok(())
     }
+}
+
+/// Checks `value` lies in `range`, naming `key` and the range otherwise.
+fn check_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<()> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(SpecError::Invalid { key: key.to_owned(), problem: format!("is {value}; allowed {}..={}", range.start(), range.end()) })
+}
+
+fn check_autoencoder(key: &str, f: &AutoencoderFamily) -> Result<()> {
+    let t = f;
+    check_range(&format!("{key}.epochs"), t.epochs, 1..=10_000)?;
+    check_range(&format!("{key}.batch_size"), t.batch_size, 2..=65_536)?;
+    if !(t.lr > 0.0 && t.lr <= 1.0) {
+        return Err(SpecError::Invalid { key: format!("{key}.lr"), problem: format!("is {}; allowed 0 < lr <= 1", t.lr) });
+    }
+    check_range(&format!("{key}.lr_step_epochs"), t.lr_step_epochs, 1..=10_000)?;
+    if !(t.lr_gamma > 0.0 && t.lr_gamma < 1.0) {
+        return Err(SpecError::Invalid { key: format!("{key}.lr_gamma"), problem: format!("is {}; allowed 0 < lr_gamma < 1", t.lr_gamma) });
+    }
+    check_range(&format!("{key}.checkpoint_every"), t.checkpoint_every, 1..=10_000)?;
+    check_range(&format!("{key}.frames"), t.frames, 1..=32)?;
+    check_range(&format!("{key}.n_mels"), t.n_mels, 8..=256)?;
+    for (j, c) in f.configs.iter().enumerate() {
+        check_range(&format!("{key}.configs[{j}].hidden"), c.hidden, 1..=4096)?;
+        check_range(&format!("{key}.configs[{j}].latent"), c.latent, 1..=c.hidden)?;
+    }
+    Ok(())
+}
+
+fn check_dataset(d: &DatasetSpec) -> Result<()> {
+    let invalid = |key: &str, problem: String| Err(SpecError::Invalid { key: key.to_owned(), problem });
+    let path = std::path::Path::new(&d.path);
+    let inside = !d.path.is_empty()
+        && !d.path.contains('\\')
+        && path.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    if !inside {
+        return invalid(
+            "dataset.path",
+            format!("is \"{}\"; give a relative path inside each worker's --data root (no leading /, no ..)", d.path),
+        );
+    }
+    if let Some(layout) = &d.layout
+        && !LAYOUTS.contains(&layout.as_str())
+    {
+        return invalid("dataset.layout", format!("is \"{layout}\"; allowed: {}", LAYOUTS.join(", ")));
+    }
+    if let Some(fp) = &d.fingerprint
+        && !(fp.len() == 64 && fp.chars().all(|c| c.is_ascii_digit() || matches!(c, 'a'..='f')))
+    {
+        return invalid("dataset.fingerprint", format!("is \"{fp}\"; expected 64 lowercase hex digits (sha256), as `asdsweep data check --json` prints"));
+    }
+    Ok(())
 }
 
 /// Names end up in job keys, file names and report labels: keep them plain.
@@ -341,6 +539,90 @@ mod tests {
         assert!(err.contains("queue.max_attempts") && err.contains("1..=100"), "{err}");
         let err = Spec::from_toml(&GOOD.replace("version = 1", "version = 2")).unwrap_err().to_string();
         assert!(err.contains("`version`"), "{err}");
+    }
+
+    const AE: &str = r#"
+        version = 1
+        name = "ae"
+        devices = ["fan", "pump"]
+        [dataset]
+        path = "dcase/dev"
+        layout = "dcase2021"
+        fingerprint = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        [[family]]
+        kind = "autoencoder"
+        epochs = 2
+        checkpoint_every = 1
+        [[family.configs]]
+        name = "h64-l4"
+        hidden = 64
+        latent = 4
+        [[family.configs]]
+        name = "h128-l8"
+        hidden = 128
+        latent = 8
+    "#;
+
+    #[test]
+    fn an_autoencoder_family_takes_the_study_defaults_for_what_it_leaves_out() {
+        let spec = Spec::from_toml(AE).unwrap();
+        let FamilySpec::Autoencoder(f) = &spec.families[0] else { panic!("not an autoencoder: {:?}", spec.families[0]) };
+        assert_eq!((f.epochs, f.checkpoint_every), (2, 1));
+        assert_eq!((f.batch_size, f.lr, f.lr_step_epochs, f.lr_gamma, f.frames, f.n_mels), (128, 5e-4, 50, 0.5, 5, 128));
+        assert_eq!(spec.families[0].name(), "ae");
+        assert_eq!(spec.families[0].training(), TrainingScope::PerDevice);
+        let configs = spec.families[0].configs();
+        assert_eq!(configs[1].0, "h128-l8");
+        assert_eq!(configs[1].1["hidden"], 128);
+        assert_eq!(configs[1].1["latent"], 8);
+        assert_eq!(configs[1].1["epochs"], 2);
+        assert_eq!(configs[1].1["lr_gamma"], 0.5);
+        let d = spec.dataset.as_ref().unwrap();
+        assert_eq!((d.path.as_str(), d.layout.as_deref()), ("dcase/dev", Some("dcase2021")));
+    }
+
+    #[test]
+    fn a_spec_without_a_dataset_section_keeps_its_hash() {
+        // Specs written before `[dataset]` existed must keep their identity (no duplicate sweeps).
+        let spec = Spec::from_toml(GOOD).unwrap();
+        assert!(spec.dataset.is_none());
+        assert!(!serde_json::to_string(&spec).unwrap().contains("dataset"));
+    }
+
+    #[test]
+    fn autoencoder_settings_out_of_range_name_the_key_and_the_range() {
+        let err = Spec::from_toml(&AE.replace("epochs = 2", "epochs = 0")).unwrap_err().to_string();
+        assert!(err.contains("family[0].epochs") && err.contains("1..=10000"), "{err}");
+        let err = Spec::from_toml(&AE.replace("latent = 8", "latent = 256")).unwrap_err().to_string();
+        assert!(err.contains("family[0].configs[1].latent") && err.contains("1..=128"), "{err}");
+        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "lr_gamma = 1.0")).unwrap_err().to_string();
+        assert!(err.contains("family[0].lr_gamma") && err.contains("0 < lr_gamma < 1"), "{err}");
+        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "checkpoint_every = 0")).unwrap_err().to_string();
+        assert!(err.contains("family[0].checkpoint_every"), "{err}");
+    }
+
+    #[test]
+    fn unknown_autoencoder_keys_are_named_with_the_allowed_ones() {
+        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "checkpoint_evry = 1")).unwrap_err().to_string();
+        assert!(err.contains("checkpoint_evry") && err.contains("checkpoint_every"), "{err}");
+        let err = Spec::from_toml(&AE.replace("latent = 4", "latnt = 4")).unwrap_err().to_string();
+        assert!(err.contains("latnt") && err.contains("latent"), "{err}");
+        let err = Spec::from_toml(&AE.replace("kind = \"autoencoder\"", "kind = \"autoencodr\"")).unwrap_err().to_string();
+        assert!(err.contains("autoencodr") && err.contains("autoencoder") && err.contains("noop"), "{err}");
+    }
+
+    #[test]
+    fn dataset_paths_must_stay_inside_the_worker_root_and_keys_must_be_known() {
+        for bad in ["../elsewhere", "/etc", "a/../../b", ""] {
+            let err = Spec::from_toml(&AE.replace("\"dcase/dev\"", &format!("\"{bad}\""))).unwrap_err().to_string();
+            assert!(err.contains("`dataset.path`") && err.contains("--data root"), "{bad}: {err}");
+        }
+        let err = Spec::from_toml(&AE.replace("\"dcase2021\"", "\"dcase2099\"")).unwrap_err().to_string();
+        assert!(err.contains("dataset.layout") && err.contains("dcase2099") && err.contains("toyadmos"), "{err}");
+        let err = Spec::from_toml(&AE.replace("fingerprint = \"0123", "fingerprint = \"X123")).unwrap_err().to_string();
+        assert!(err.contains("dataset.fingerprint") && err.contains("64 lowercase hex"), "{err}");
+        let err = Spec::from_toml(&AE.replace("layout =", "layot =")).unwrap_err().to_string();
+        assert!(err.contains("layot") && err.contains("fingerprint"), "{err}");
     }
 
     #[test]

@@ -4,10 +4,15 @@
 //! finished result is held until the coordinator has answered for it, so a
 //! coordinator restart loses no result.
 
+use crate::artifacts::Artifacts;
+use crate::data::DataRoot;
 use crate::registry::{JobContext, JobError, Registry};
 use asdsweep_shared::auth::Bearer;
-use asdsweep_shared::proto::{self as pb, AuthChannel, worker_service_client::WorkerServiceClient};
+use asdsweep_shared::proto::{
+    self as pb, AuthChannel, artifact_service_client::ArtifactServiceClient, worker_service_client::WorkerServiceClient,
+};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,6 +46,10 @@ pub struct WorkerConfig {
     pub patience: Duration,
     /// Bearer token for the coordinator (`None`: send none).
     pub token: Option<String>,
+    /// Dataset root (`--data`); jobs that read data fail without one.
+    pub data_root: Option<PathBuf>,
+    /// Where downloaded artifacts (checkpoints) are cached.
+    pub cache_dir: PathBuf,
 }
 
 impl WorkerConfig {
@@ -58,6 +67,8 @@ impl WorkerConfig {
             exit_when_idle: None,
             patience: Duration::from_secs(300),
             token: None,
+            data_root: None,
+            cache_dir: std::env::temp_dir().join("asdsweep-artifact-cache"),
         }
     }
 }
@@ -93,6 +104,9 @@ pub enum Error {
         /// The last error.
         last: String,
     },
+    /// The dataset root cannot be used.
+    #[error("--data: {0}")]
+    Data(#[from] crate::data::DataError),
     /// The coordinator rejected a call in a way a retry cannot fix.
     #[error("coordinator rejected {call}: {status}")]
     Rejected {
@@ -118,6 +132,8 @@ struct Shared {
     cfg: WorkerConfig,
     registry: Registry,
     client: WorkerServiceClient<AuthChannel>,
+    artifacts: Artifacts,
+    data: Option<Arc<DataRoot>>,
     /// Worker id and heartbeat interval; replaced if the coordinator forgets us.
     identity: Mutex<(String, Duration)>,
     shutdown: CancellationToken,
@@ -252,8 +268,16 @@ impl Shared {
             Err(e) => serde_json::Value::String(format!("unparseable parameters: {e}")),
         };
         let cancel = CancellationToken::new();
-        let (progress_tx, progress_rx) = watch::channel(pb::Progress::default());
-        let ctx = JobContext { job: job.clone(), params, cancel: cancel.clone(), progress: progress_tx };
+        let (progress_tx, mut progress_rx) = watch::channel(pb::Progress::default());
+        let ctx = JobContext {
+            job: job.clone(),
+            params,
+            cancel: cancel.clone(),
+            progress: progress_tx,
+            artifacts: self.artifacts.clone(),
+            data: self.data.clone(),
+            device: self.cfg.device.clone(),
+        };
         let mut running = tokio::spawn(self.registry.dispatch(ctx));
         let mut beat = tokio::time::interval(hb_interval);
         beat.tick().await; // the first tick is immediate; the claim itself started the lease
@@ -264,33 +288,50 @@ impl Shared {
             Lost,
         }
         let mut stop = Stop::None;
+        // A new checkpoint is reported at once rather than at the next beat, so a worker
+        // killed right after an upload still leaves it to the next attempt.
+        let mut watching = true;
+        let mut reported_checkpoint: Option<String> = None;
         let outcome = loop {
-            tokio::select! {
+            let send_now = tokio::select! {
                 joined = &mut running => break match joined {
                     Ok(r) => r,
                     Err(e) if e.is_panic() => Err(JobError::retryable(format!("job {} panicked: {}", job.job_key, panic_message(e)))),
                     Err(e) => Err(JobError::retryable(format!("job {} task failed: {e}", job.job_key))),
                 },
-                _ = beat.tick(), if stop == Stop::None => {
-                    let req = pb::HeartbeatRequest { worker_id: worker_id.clone(), job_id: job.job_id, token, progress: Some(progress_rx.borrow().clone()) };
-                    match self.client.clone().heartbeat(req).await {
-                        Ok(r) if r.get_ref().cancelled => {
-                            tracing::info!(job = %job.job_key, "sweep cancelled; stopping the job");
-                            stop = Stop::Lost;
-                            cancel.cancel();
-                        }
-                        Ok(_) => {}
-                        Err(s) if transient(&s) => tracing::warn!(job = %job.job_key, error = %s.message(), "heartbeat not delivered; will retry"),
-                        Err(s) => {
-                            tracing::warn!(job = %job.job_key, error = %s.message(), "lease lost; stopping the job");
-                            stop = Stop::Lost;
-                            cancel.cancel();
-                        }
+                _ = beat.tick(), if stop == Stop::None => true,
+                changed = progress_rx.changed(), if stop == Stop::None && watching => match changed {
+                    Ok(()) => progress_rx.borrow_and_update().checkpoint != reported_checkpoint,
+                    Err(_) => {
+                        watching = false;
+                        false
                     }
-                }
+                },
                 _ = self.shutdown.cancelled(), if stop == Stop::None => {
                     tracing::info!(job = %job.job_key, "shutting down: stopping the job and handing its lease back");
                     stop = Stop::Shutdown;
+                    cancel.cancel();
+                    false
+                }
+            };
+            if !send_now {
+                continue;
+            }
+            let progress = progress_rx.borrow().clone();
+            reported_checkpoint = progress.checkpoint.clone();
+            let req = pb::HeartbeatRequest { worker_id: worker_id.clone(), job_id: job.job_id, token, progress: Some(progress) };
+            match self.client.clone().heartbeat(req).await {
+                Ok(r) if r.get_ref().cancelled => {
+                    tracing::info!(job = %job.job_key, "sweep cancelled; stopping the job");
+                    stop = Stop::Lost;
+                    cancel.cancel();
+                }
+                Ok(_) => {}
+                // Every beat carries the latest checkpoint, so the next one reports it.
+                Err(s) if transient(&s) => tracing::warn!(job = %job.job_key, error = %s.message(), "heartbeat not delivered; will retry"),
+                Err(s) => {
+                    tracing::warn!(job = %job.job_key, error = %s.message(), "lease lost; stopping the job");
+                    stop = Stop::Lost;
                     cancel.cancel();
                 }
             }
@@ -366,8 +407,11 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry, shutdown: Cancell
         .tcp_nodelay(true)
         .connect_lazy();
     let bearer = Bearer::new(cfg.token.as_deref()).map_err(|e| Error::Address(cfg.coordinator.clone(), e))?;
+    let data = cfg.data_root.as_deref().map(DataRoot::open).transpose()?.map(Arc::new);
     let shared = Arc::new(Shared {
-        client: WorkerServiceClient::with_interceptor(channel, bearer),
+        client: WorkerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+        artifacts: Artifacts::new(ArtifactServiceClient::with_interceptor(channel, bearer), cfg.cache_dir.clone()),
+        data,
         registry,
         identity: Mutex::new((String::new(), Duration::from_secs(5))),
         shutdown,

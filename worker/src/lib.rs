@@ -6,10 +6,14 @@
 //! - [`backend`]: `--device` to a burn device.
 //! - [`families`]: the model families (training with burn).
 //! - [`execution_loop`]: register, lease, heartbeat, complete or fail.
+//! - [`artifacts`]: uploads to and verified, cached downloads from the artifact service.
+//! - [`data`]: the `--data` root, dataset manifests and the log-mel cache.
 
 #![warn(missing_docs)]
 
+pub mod artifacts;
 pub mod backend;
+pub mod data;
 pub mod execution_loop;
 pub mod families;
 pub mod noop;

@@ -1,6 +1,8 @@
 //! Job kinds: a worker dispatches each leased job on its `kind` through one
 //! [`Registry`]. Model families plug in here as further [`JobKind`]s.
 
+use crate::artifacts::Artifacts;
+use crate::data::DataRoot;
 use asdsweep_shared::proto::{JobMetrics, Job, Progress};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
@@ -17,8 +19,14 @@ pub struct JobContext {
     pub params: serde_json::Value,
     /// Cancelled when the job must stop (sweep cancelled, lease lost, shutdown).
     pub cancel: CancellationToken,
-    /// Latest progress; sent with every heartbeat.
+    /// Latest progress; sent with every heartbeat, and at once when its `checkpoint` changes.
     pub progress: watch::Sender<Progress>,
+    /// The coordinator's artifact store, with this worker's cache.
+    pub artifacts: Artifacts,
+    /// The worker's dataset root (`--data`), if it was given one.
+    pub data: Option<Arc<DataRoot>>,
+    /// The device jobs train on (`--device`: `cpu`, `cuda:0`).
+    pub device: String,
 }
 
 /// A finished job's report.
@@ -67,7 +75,7 @@ impl Registry {
 
     /// Every kind this build provides.
     pub fn builtin() -> Registry {
-        Registry::new().with(crate::noop::Noop)
+        Registry::new().with(crate::noop::Noop).with(crate::families::ae::job::AutoencoderKind)
     }
 
     /// Adds a kind.

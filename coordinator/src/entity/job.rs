@@ -60,6 +60,8 @@ pub struct Model {
     pub started_at_ms: Option<i64>,
     /// End of the job.
     pub finished_at_ms: Option<i64>,
+    /// Latest checkpoint (sha256) reported by any attempt; kept across claims so a retry resumes.
+    pub checkpoint: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

@@ -5,9 +5,15 @@
 //! AdamW, learning rate halved every 50 epochs, the state with the lowest
 //! training loss kept.
 
+pub mod checkpoint;
+pub mod job;
+
+pub use checkpoint::{Checkpoint, Progress};
+
+use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::Config;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
@@ -139,33 +145,130 @@ impl Autoencoder {
     }
 }
 
-/// The outcome of training.
+/// Why training could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum AeError {
+    /// The rows do not fit the model's input width, or there are too few of them.
+    #[error("training data: {0}")]
+    Data(String),
+    /// A checkpoint does not belong to this run or cannot be decoded.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// burn refused a setting (e.g. the learning-rate schedule).
+    #[error("training setting: {0}")]
+    Setting(String),
+}
+
+/// What `on_epoch` decides after each epoch.
+pub use std::ops::ControlFlow;
+
+/// The state of a run at the end of an epoch, handed to `on_epoch`.
+pub struct EpochEnd<'a> {
+    /// Epoch just finished (1-based).
+    pub epoch: usize,
+    /// Its mean training loss.
+    pub loss: f32,
+    cfg: &'a AeTrainingConfig,
+    model: &'a Autoencoder,
+    optim: &'a ModuleOptimizer,
+    best: &'a Best,
+    losses: &'a [f32],
+    train_seconds: f64,
+}
+
+/// The lowest-loss state so far: loss, epoch, and the model without autodiff.
+type Best = Option<(f32, usize, Autoencoder)>;
+
+impl EpochEnd<'_> {
+    /// Everything needed to go on from here, or to evaluate the best state: model,
+    /// optimizer state, best state, loss curve and config.
+    pub fn checkpoint(&self) -> Result<Checkpoint, AeError> {
+        let (best_loss, best_epoch, best) =
+            self.best.as_ref().map(|(l, e, m)| (*l, *e, m.clone())).unwrap_or((f32::NAN, 0, self.model.valid()));
+        Checkpoint::from_parts(
+            self.cfg.clone(),
+            Progress { epoch: self.epoch, losses: self.losses.to_vec(), best_epoch, best_loss, train_seconds: self.train_seconds },
+            self.model.valid(),
+            self.optim,
+            best,
+        )
+    }
+}
+
+/// The outcome of a run.
 pub struct Trained {
-    /// The state with the lowest epoch loss.
+    /// The state with the lowest epoch loss (without autodiff).
     pub model: Autoencoder,
-    /// Mean training loss per epoch.
+    /// Mean training loss per epoch, from epoch 1 (including epochs of a resumed checkpoint).
     pub losses: Vec<f32>,
     /// Epoch (1-based) whose state was kept.
     pub best_epoch: usize,
+    /// False when `on_epoch` stopped the run before its last epoch.
+    pub finished: bool,
 }
 
-/// Trains on `rows` (row-major, `n × input_dim`), calling `on_epoch(epoch, loss)`
-/// after each epoch. Deterministic for a seed on the CPU backend.
-pub fn train(cfg: &AeTrainingConfig, rows: &[f32], device: &Device, mut on_epoch: impl FnMut(usize, f32)) -> Trained {
+/// Trains on `rows` (row-major, `n × input_dim`), from scratch or from `resume`, calling
+/// `on_epoch` after each epoch; [`ControlFlow::Break`] stops the run there (cancellation).
+/// Deterministic for a seed on the CPU backend, and a resumed run repeats the loss curve
+/// of an uninterrupted one: shuffles are drawn per epoch from (seed, epoch), the optimizer
+/// state and the learning-rate schedule are restored.
+pub fn train(
+    cfg: &AeTrainingConfig,
+    rows: &[f32],
+    device: &Device,
+    resume: Option<&Checkpoint>,
+    mut on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
+) -> Result<Trained, AeError> {
     let dim = cfg.model.input_dim;
+    if dim == 0 || rows.len() % dim != 0 {
+        return Err(AeError::Data(format!("{} values are not rows of width {dim}", rows.len())));
+    }
     let n = rows.len() / dim;
+    if n < 2 {
+        return Err(AeError::Data(format!("{n} rows; batch normalisation needs at least 2")));
+    }
+    let inner = device.clone();
     let device = device.clone().autodiff();
     let mut model = cfg.model.init(&device, cfg.seed);
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).with_epsilon(1e-8).init();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut best: Option<(f32, usize, Autoencoder)> = None;
+    let mut schedule = StepLrSchedulerConfig::new(cfg.lr, cfg.lr_step_epochs.max(1))
+        .with_gamma(cfg.lr_gamma)
+        .init()
+        .map_err(AeError::Setting)?;
+    let mut best: Best = None;
     let mut losses = Vec::with_capacity(cfg.epochs);
-    for epoch in 1..=cfg.epochs {
-        let lr = cfg.lr * cfg.lr_gamma.powi(((epoch - 1) / cfg.lr_step_epochs.max(1)) as i32);
+    let mut train_seconds = 0.0;
+    if let Some(c) = resume {
+        if c.config != *cfg {
+            return Err(AeError::Checkpoint(format!(
+                "it was trained with {} but this job asks for {}",
+                serde_json::to_string(&c.config).unwrap_or_default(),
+                serde_json::to_string(cfg).unwrap_or_default()
+            )));
+        }
+        model = c.load_model(model)?;
+        optim = c.load_optimizer(optim)?;
+        best = (c.progress.best_epoch > 0)
+            .then(|| c.best_model(&inner).map(|m| (c.progress.best_loss, c.progress.best_epoch, m)))
+            .transpose()?;
+        losses = c.progress.losses.clone();
+        train_seconds = c.progress.train_seconds;
+        // The schedule is a pure function of the epoch: replay it to where the run stopped.
+        for _ in 0..c.progress.epoch {
+            schedule.step();
+        }
+    }
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for epoch in losses.len() + 1..=cfg.epochs {
+        let started = std::time::Instant::now();
+        let lr = schedule.step();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(epoch as u64);
+        order.clear();
+        order.extend(0..n);
         order.shuffle(&mut rng);
         let (mut sum, mut seen) = (0.0f64, 0usize);
-        for batch in order.chunks(cfg.batch_size) {
+        for batch in order.chunks(cfg.batch_size.max(2)) {
             // BatchNorm needs more than one row to estimate a variance.
             if batch.len() < 2 {
                 continue;
@@ -178,19 +281,24 @@ pub fn train(cfg: &AeTrainingConfig, rows: &[f32], device: &Device, mut on_epoch
             let loss = (model.forward(x.clone()) - x).powi_scalar(2).mean();
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = optim.step(lr.clone(), model, grads);
             sum += value as f64 * batch.len() as f64;
             seen += batch.len();
         }
         let epoch_loss = if seen == 0 { f32::NAN } else { (sum / seen as f64) as f32 };
         losses.push(epoch_loss);
-        on_epoch(epoch, epoch_loss);
         if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
-            best = Some((epoch_loss, epoch, model.clone()));
+            best = Some((epoch_loss, epoch, model.valid()));
+        }
+        train_seconds += started.elapsed().as_secs_f64();
+        let end = EpochEnd { epoch, loss: epoch_loss, cfg, model: &model, optim: &optim, best: &best, losses: &losses, train_seconds };
+        if on_epoch(&end).is_break() && epoch < cfg.epochs {
+            let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
+            return Ok(Trained { model, losses, best_epoch, finished: false });
         }
     }
-    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model));
-    Trained { model, losses, best_epoch }
+    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
+    Ok(Trained { model, losses, best_epoch, finished: true })
 }
 
 #[cfg(test)]
@@ -221,13 +329,22 @@ mod tests {
         AeTrainingConfig::new(AeConfig::new().with_hidden(32).with_latent(4)).with_epochs(3).with_batch_size(16).with_seed(seed)
     }
 
+    fn go_on(_: &EpochEnd<'_>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    fn outputs(model: &Autoencoder, rows: &[f32], device: &Device) -> Vec<f32> {
+        let x = Tensor::<2>::from_data(TensorData::new(rows.to_vec(), [rows.len() / INPUT_DIM, INPUT_DIM]), device);
+        model.forward(x).into_data().try_to_vec::<f32>().unwrap()
+    }
+
     #[test]
     fn the_same_seed_gives_the_same_loss_curve_and_another_seed_another() {
         let rows = data(64, 7);
         let device = Device::flex();
-        let a = train(&tiny(1), &rows, &device, |_, _| {}).losses;
-        let b = train(&tiny(1), &rows, &device, |_, _| {}).losses;
-        let c = train(&tiny(2), &rows, &device, |_, _| {}).losses;
+        let a = train(&tiny(1), &rows, &device, None, go_on).unwrap().losses;
+        let b = train(&tiny(1), &rows, &device, None, go_on).unwrap().losses;
+        let c = train(&tiny(2), &rows, &device, None, go_on).unwrap().losses;
         assert_eq!(a.len(), 3);
         assert_eq!(a, b, "same seed, same curve");
         assert_ne!(a, c, "another seed, another curve");
@@ -238,10 +355,99 @@ mod tests {
     fn training_lowers_the_reconstruction_loss_and_keeps_the_best_epoch() {
         let rows = data(128, 3);
         let mut seen = Vec::new();
-        let t = train(&tiny(5).with_epochs(8).with_lr(1e-2), &rows, &Device::flex(), |e, l| seen.push((e, l)));
+        let t = train(&tiny(5).with_epochs(8).with_lr(1e-2), &rows, &Device::flex(), None, |e| {
+            seen.push((e.epoch, e.loss));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(seen.len(), 8);
+        assert!(t.finished);
         assert!(t.losses[7] < t.losses[0], "{:?}", t.losses);
         let best = t.losses.iter().cloned().fold(f32::INFINITY, f32::min);
         assert_eq!(t.losses[t.best_epoch - 1], best);
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips_to_a_model_with_identical_outputs() {
+        let rows = data(48, 11);
+        let device = Device::flex();
+        let cfg = tiny(3).with_epochs(2);
+        let mut saved = None;
+        let t = train(&cfg, &rows, &device, None, |e| {
+            saved = Some(e.checkpoint().unwrap().encode());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let blob = saved.unwrap();
+        let back = Checkpoint::decode(&blob).unwrap();
+        assert_eq!(back.config, cfg);
+        assert_eq!(back.progress.epoch, 2);
+        assert_eq!(back.progress.losses, t.losses);
+        assert_eq!(back.progress.best_epoch, t.best_epoch);
+        let loaded = back.best_model(&device).unwrap();
+        assert_eq!(outputs(&loaded, &rows[..5 * INPUT_DIM], &device), outputs(&t.model, &rows[..5 * INPUT_DIM], &device));
+        assert_eq!(back.encode(), blob, "decode then encode gives the same bytes");
+    }
+
+    #[test]
+    fn a_resumed_run_repeats_the_uninterrupted_loss_curve_and_weights() {
+        let rows = data(80, 5);
+        let device = Device::flex();
+        let cfg = tiny(9).with_epochs(5).with_lr_step_epochs(2);
+        let whole = train(&cfg, &rows, &device, None, go_on).unwrap();
+        // Stop after epoch 2 with a checkpoint, as a worker killed there would have left it.
+        let mut at_two = None;
+        let first = train(&cfg, &rows, &device, None, |e| {
+            if e.epoch == 2 {
+                at_two = Some(e.checkpoint().unwrap().encode());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!(!first.finished);
+        assert_eq!(first.losses.len(), 2);
+        let cp = Checkpoint::decode(&at_two.unwrap()).unwrap();
+        let mut epochs = Vec::new();
+        let resumed = train(&cfg, &rows, &device, Some(&cp), |e| {
+            epochs.push(e.epoch);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(epochs, [3, 4, 5], "the resumed run starts after the checkpoint's epoch");
+        assert_eq!(resumed.losses, whole.losses, "same loss curve as without the interruption");
+        assert_eq!(resumed.best_epoch, whole.best_epoch);
+        assert_eq!(outputs(&resumed.model, &rows[..4 * INPUT_DIM], &device), outputs(&whole.model, &rows[..4 * INPUT_DIM], &device));
+    }
+
+    #[test]
+    fn a_checkpoint_of_other_settings_is_refused() {
+        let rows = data(32, 1);
+        let device = Device::flex();
+        let mut blob = None;
+        train(&tiny(1).with_epochs(1), &rows, &device, None, |e| {
+            blob = Some(e.checkpoint().unwrap().encode());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let cp = Checkpoint::decode(&blob.unwrap()).unwrap();
+        let err = train(&tiny(1).with_epochs(2).with_lr(1e-3), &rows, &device, Some(&cp), go_on).err().unwrap().to_string();
+        assert!(err.contains("checkpoint") && err.contains("0.001"), "{err}");
+    }
+
+    #[test]
+    fn truncated_or_foreign_blobs_are_not_checkpoints() {
+        let rows = data(32, 2);
+        let mut blob = None;
+        train(&tiny(1).with_epochs(1), &rows, &Device::flex(), None, |e| {
+            blob = Some(e.checkpoint().unwrap().encode());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let blob = blob.unwrap();
+        let err = Checkpoint::decode(&blob[..blob.len() - 1]).err().unwrap().to_string();
+        assert!(err.contains("truncated or corrupt"), "{err}");
+        let err = Checkpoint::decode(b"PK\x03\x04 a zip file").err().unwrap().to_string();
+        assert!(err.contains("not an autoencoder checkpoint"), "{err}");
     }
 }

@@ -1,0 +1,254 @@
+//! The autoencoder family end to end through real processes: `asdsweep synth` makes a
+//! small dataset, `serve` runs on a temporary SQLite, `worker --data` processes train
+//! and evaluate, and a worker killed with SIGKILL mid-training leaves a checkpoint that
+//! the next attempt resumes from.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_asdsweep");
+
+fn asdsweep(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("asdsweep runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let db = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--db", &db, "--heartbeat-ms", "200", "--reap-ms", "100"])
+        .arg("--artifacts")
+        .arg(dir.join("artifacts"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Proc(child);
+    let end = Instant::now() + Duration::from_secs(20);
+    while asdsweep(&["status", "--coordinator", &addr]).status.code() != Some(0) {
+        assert!(Instant::now() < end, "serve did not come up on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, addr)
+}
+
+/// A worker on `data` logging to `log` (info level).
+fn worker(addr: &str, data: &Path, cache: &Path, log: &Path) -> Proc {
+    let child = Command::new(BIN)
+        .args(["worker", "--coordinator", addr])
+        .arg("--data")
+        .arg(data)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// Synthesises a small DCASE-style dataset under `root/synth` and returns its fingerprint.
+fn synth(root: &Path, train: &str, seconds: &str) -> String {
+    let dir = root.join("synth");
+    let out = asdsweep(&[
+        "synth", "--out", dir.to_str().unwrap(), "--devices", "fan,pump", "--sections", "2", "--train", train, "--test", "2",
+        "--seconds", seconds, "--seed", "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let check = asdsweep(&["data", "check", dir.to_str().unwrap(), "--json", "--headers-only"]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&check.stderr)));
+    report["fingerprint"].as_str().expect("data check prints the fingerprint").to_owned()
+}
+
+fn results(addr: &str, sweep: &str) -> Vec<serde_json::Value> {
+    let out = asdsweep(&["results", sweep, "--format", "json", "--coordinator", addr]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+fn wait_finished(addr: &str, sweep: &str, timeout: Duration, logs: &[PathBuf]) {
+    let end = Instant::now() + timeout;
+    loop {
+        let status = text(&asdsweep(&["status", sweep, "--coordinator", addr]).stdout);
+        if status.contains("[finished]") {
+            return;
+        }
+        if Instant::now() > end {
+            let logs: Vec<String> = logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect();
+            panic!("sweep {sweep} did not finish in {timeout:?}:\n{status}\n{}", logs.join("\n---\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_configs_on_two_machine_types_train_then_evaluate_with_every_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fingerprint = synth(&data, "3", "1.0");
+    let spec = dir.path().join("ae.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+version = 1
+name = "ae-e2e"
+devices = ["fan", "pump"]
+[queue]
+lease_ttl_ms = 20000
+[dataset]
+path = "synth"
+fingerprint = "{fingerprint}"
+[[family]]
+kind = "autoencoder"
+epochs = 2
+batch_size = 32
+checkpoint_every = 1
+configs = [{{ name = "h16-l4", hidden = 16, latent = 4 }}, {{ name = "h24-l8", hidden = 24, latent = 8 }}]
+"#
+        ),
+    )
+    .unwrap();
+    let (_server, addr) = serve(dir.path());
+    let out = asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(8 jobs)"), "{}", text(&out.stdout));
+    let logs = [dir.path().join("w1.log"), dir.path().join("w2.log")];
+    let cache = dir.path().join("cache");
+    let _w1 = worker(&addr, &data, &cache, &logs[0]);
+    let _w2 = worker(&addr, &data, &cache, &logs[1]);
+    wait_finished(&addr, "ae-e2e", Duration::from_secs(240), &logs);
+
+    let rows = results(&addr, "ae-e2e");
+    assert_eq!(rows.len(), 8);
+    for r in &rows {
+        assert_eq!(r["state"], "succeeded", "{r:#}");
+        let p = &r["provenance"];
+        assert_eq!(p["dataset_fingerprint"], fingerprint.as_str(), "{r:#}");
+        for key in ["spec_hash", "seed", "backend", "device", "code_version", "epochs_run", "best_loss", "best_epoch", "wall_s", "checkpoint"] {
+            assert!(!p[key].is_null(), "provenance.{key} missing in {r:#}");
+        }
+        assert_eq!(p["epochs_run"], 2, "{r:#}");
+        assert_eq!(p["backend"], "flex");
+    }
+    let mut cells = Vec::new();
+    for r in rows.iter().filter(|r| r["stage"] == "eval") {
+        cells.push((r["config"].as_str().unwrap().to_owned(), r["device"].as_str().unwrap().to_owned()));
+        assert_eq!(r["proxy_metric"], "ae_l1", "{r:#}");
+        let l1 = r["proxy_value"].as_f64().unwrap_or_else(|| panic!("no proxy value in {r:#}"));
+        assert!(l1.is_finite() && l1 > 0.0, "{r:#}");
+        for key in ["lp_in_auc", "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc"] {
+            let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {r:#}"));
+            assert!((0.0..=1.0).contains(&v), "{key} = {v} in {r:#}");
+        }
+        assert_eq!(r["extra"]["problems"], serde_json::json!({}), "{r:#}");
+    }
+    cells.sort();
+    assert_eq!(
+        cells,
+        [("h16-l4", "fan"), ("h16-l4", "pump"), ("h24-l8", "fan"), ("h24-l8", "pump")].map(|(c, d)| (c.to_owned(), d.to_owned()))
+    );
+    for r in rows.iter().filter(|r| r["stage"] == "train") {
+        assert_eq!(r["extra"]["losses"].as_array().map(Vec::len), Some(2), "{r:#}");
+        assert_eq!(r["extra"]["resumed_from_epoch"], 0, "{r:#}");
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_training_leaves_a_checkpoint_the_next_attempt_resumes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth(&data, "12", "2.0");
+    let spec = dir.path().join("kill.toml");
+    let epochs = 40;
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+version = 1
+name = "ae-kill"
+devices = ["fan"]
+[queue]
+max_attempts = 3
+lease_ttl_ms = 1000
+backoff_base_ms = 0
+backoff_max_ms = 0
+[dataset]
+path = "synth"
+[[family]]
+kind = "autoencoder"
+epochs = {epochs}
+batch_size = 16
+checkpoint_every = 1
+configs = [{{ name = "h32-l4", hidden = 32, latent = 4 }}]
+"#
+        ),
+    )
+    .unwrap();
+    let (_server, addr) = serve(dir.path());
+    assert!(asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr]).status.success());
+    let cache = dir.path().join("cache");
+    let first_log = dir.path().join("first.log");
+    let mut first = worker(&addr, &data, &cache, &first_log);
+
+    // Two uploads logged: the first one has surely been reported (the worker heartbeats a
+    // new checkpoint at once, long before the next epoch ends).
+    let end = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(&first_log).unwrap_or_default().matches("checkpoint uploaded").count() < 2 {
+        assert!(Instant::now() < end, "no checkpoints: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
+        assert!(first.0.try_wait().unwrap().is_none(), "worker exited: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.0.kill().unwrap(); // SIGKILL
+    first.0.wait().unwrap();
+    let killed_log = std::fs::read_to_string(&first_log).unwrap();
+    assert!(!killed_log.contains("reported"), "the job finished before the kill; make it longer:\n{killed_log}");
+
+    let second_log = dir.path().join("second.log");
+    let _second = worker(&addr, &data, &dir.path().join("cache2"), &second_log);
+    wait_finished(&addr, "ae-kill", Duration::from_secs(240), &[second_log.clone()]);
+
+    let log = std::fs::read_to_string(&second_log).unwrap();
+    let line = log.lines().find(|l| l.contains("resuming ae/h32-l4/fan/s1/train from epoch")).unwrap_or_else(|| panic!("{log}"));
+    let epoch: usize = line
+        .split("from epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(epoch >= 1 && epoch < epochs, "{line}");
+    assert!(line.contains("(checkpoint "), "{line}");
+
+    let rows = results(&addr, "ae-kill");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let train = rows.iter().find(|r| r["stage"] == "train").unwrap();
+    assert_eq!(train["state"], "succeeded", "{train:#}");
+    assert_eq!(train["attempts"], 2, "one killed attempt, one that resumed: {train:#}");
+    assert_eq!(train["extra"]["resumed_from_epoch"], epoch, "{train:#}");
+    assert_eq!(train["extra"]["losses"].as_array().map(Vec::len), Some(epochs), "the curve keeps the killed attempt's epochs");
+    let eval = rows.iter().find(|r| r["stage"] == "eval").unwrap();
+    assert_eq!(eval["state"], "succeeded", "{eval:#}");
+    assert_eq!(eval["provenance"]["checkpoint"], train["provenance"]["checkpoint"]);
+    assert_eq!(log.matches("resuming ").count(), 1, "{log}");
+}

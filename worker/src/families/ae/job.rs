@@ -1,0 +1,429 @@
+//! The `autoencoder` job kind: the `train` stage trains one config on one machine
+//! type's training normals, uploading checkpoints as it goes and resuming from the last
+//! one an earlier attempt reported; the `eval` stage loads the trained checkpoint and
+//! measures the proxy metric (mean L1 reconstruction error on test normals) and the
+//! ASD quality of the reconstruction residual (linear probes and Mahalanobis).
+
+use super::{AeConfig, AeTrainingConfig, Checkpoint, ControlFlow};
+use crate::backend;
+use crate::data::{DataRoot, Dataset};
+use crate::registry::{JobContext, JobError, JobKind, JobOutput};
+use asdsweep_shared::dataset::{Entry, Label, Split};
+use asdsweep_shared::logmel::stack_frames;
+use asdsweep_shared::metrics::proxy::mean_l1_error;
+use asdsweep_shared::probe::linear::LinearProbeConfig;
+use asdsweep_shared::probe::report::{self, ClipEmbedding, ManifestEntry, ProbeOptions, run_probes};
+use asdsweep_shared::spec::DatasetSpec;
+use burn::tensor::{Device, Tensor, TensorData};
+use futures::future::BoxFuture;
+use ndarray::{Array2, Axis};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Name of the proxy metric an evaluation reports.
+pub const PROXY_METRIC: &str = "ae_l1";
+
+/// The autoencoder job kind (see the module docs).
+pub struct AutoencoderKind;
+
+/// A job's parameters, as the grid writes them (`shared::spec::AutoencoderFamily`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    hidden: usize,
+    latent: usize,
+    epochs: usize,
+    batch_size: usize,
+    lr: f64,
+    lr_step_epochs: usize,
+    lr_gamma: f64,
+    checkpoint_every: usize,
+    frames: usize,
+    n_mels: usize,
+    dataset: DatasetSpec,
+}
+
+impl Params {
+    fn training(&self, seed: u64) -> AeTrainingConfig {
+        AeTrainingConfig::new(
+            AeConfig::new().with_hidden(self.hidden).with_latent(self.latent).with_input_dim(self.frames * self.n_mels),
+        )
+        .with_epochs(self.epochs)
+        .with_batch_size(self.batch_size)
+        .with_lr(self.lr)
+        .with_lr_step_epochs(self.lr_step_epochs)
+        .with_lr_gamma(self.lr_gamma)
+        .with_seed(seed)
+    }
+}
+
+impl JobKind for AutoencoderKind {
+    fn name(&self) -> &'static str {
+        "autoencoder"
+    }
+
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        Box::pin(async move {
+            let key = ctx.job.job_key.clone();
+            let params: Params = serde_json::from_value(ctx.params.clone())
+                .map_err(|e| JobError::permanent(format!("autoencoder job {key}: bad parameters: {e}")))?;
+            match ctx.job.stage.as_str() {
+                "train" => train(ctx, params).await,
+                "eval" => evaluate(ctx, params).await,
+                other => Err(JobError::permanent(format!("autoencoder job {key}: unknown stage \"{other}\"; expected train or eval"))),
+            }
+        })
+    }
+}
+
+/// Runs blocking work (scans, decoding, training) off the async runtime; a panic becomes a failure.
+async fn blocking<T: Send + 'static>(
+    key: &str,
+    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| JobError::retryable(format!("job {key}: worker thread failed: {e}")))?
+}
+
+/// Clips of one machine type in a split (`label`: only that label).
+fn clips<'a>(ds: &'a Dataset, device: &str, split: Split, label: Option<Label>) -> Vec<&'a Entry> {
+    ds.manifest.entries.iter().filter(|e| e.device == device && e.split == split && label.is_none_or(|l| e.label == l)).collect()
+}
+
+/// Machine types the dataset holds, for error messages.
+fn machine_types(ds: &Dataset) -> String {
+    let mut types: Vec<&str> = ds.manifest.entries.iter().map(|e| e.device.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    if types.is_empty() { "none".into() } else { types.join(", ") }
+}
+
+/// The dataset a job names, with its fingerprint checked.
+async fn open_dataset(ctx: &JobContext, spec: &DatasetSpec) -> Result<(Arc<DataRoot>, Arc<Dataset>), JobError> {
+    let key = ctx.job.job_key.clone();
+    let data = ctx.data.clone().ok_or_else(|| {
+        JobError::retryable(format!("job {key} reads a dataset, but this worker was started without --data DIR"))
+    })?;
+    let spec = spec.clone();
+    let root = data.clone();
+    let ds = blocking(&key.clone(), move || {
+        root.dataset(&spec).map_err(|e| JobError::retryable(format!("job {key}: {e}")))
+    })
+    .await?;
+    Ok((data, ds))
+}
+
+/// Stacked-frame rows of each clip, `[rows, frames × n_mels]`.
+fn rows_of(data: &DataRoot, ds: &Dataset, clips: &[&Entry], p: &Params, key: &str) -> Result<Vec<Array2<f32>>, JobError> {
+    let logmels = data.logmels(ds, clips, p.n_mels).map_err(|e| JobError::permanent(format!("job {key}: {e}")))?;
+    Ok(logmels.iter().map(|lm| stack_frames(lm.view(), p.frames)).collect())
+}
+
+fn device_of(ctx: &JobContext) -> Result<backend::Selected, JobError> {
+    backend::select(&ctx.device).map_err(|e| JobError::permanent(format!("job {}: {e}", ctx.job.job_key)))
+}
+
+/// The last checkpoint an earlier attempt reported, if it can be used; else `None` (start over).
+async fn resume_point(ctx: &JobContext, cfg: &AeTrainingConfig) -> Option<(Checkpoint, String)> {
+    let sha = ctx.job.resume_checkpoint.clone()?;
+    let key = &ctx.job.job_key;
+    let cp = match ctx.artifacts.get(&sha).await {
+        Ok(bytes) => Checkpoint::decode(&bytes),
+        Err(e) => {
+            tracing::warn!(job = %key, error = %e, "cannot fetch the checkpoint of the last attempt; training from epoch 0");
+            return None;
+        }
+    };
+    match cp {
+        Ok(cp) if cp.config == *cfg => Some((cp, sha)),
+        Ok(_) => {
+            tracing::warn!(job = %key, checkpoint = %sha, "the last attempt's checkpoint has other settings; training from epoch 0");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(job = %key, checkpoint = %sha, error = %e, "unusable checkpoint; training from epoch 0");
+            None
+        }
+    }
+}
+
+async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
+    let started = Instant::now();
+    let key = ctx.job.job_key.clone();
+    let machine = ctx.job.device.clone();
+    let selected = device_of(&ctx)?;
+    let cfg = p.training(ctx.job.seed as u64);
+    let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
+    let (k, d, params) = (key.clone(), ds.clone(), p.clone());
+    let (rows, n_clips) = blocking(&key, move || {
+        let train = clips(&d, &machine, Split::Train, Some(Label::Normal));
+        if train.is_empty() {
+            return Err(JobError::permanent(format!(
+                "job {k}: no training normals of machine type \"{machine}\" in {} (machine types there: {})",
+                d.manifest.root.display(),
+                machine_types(&d)
+            )));
+        }
+        let rows: Vec<f32> = rows_of(&data, &d, &train, &params, &k)?.iter().flat_map(|r| r.iter().copied()).collect();
+        Ok((rows, train.len()))
+    })
+    .await?;
+
+    let resume = resume_point(&ctx, &cfg).await;
+    let resumed_from = resume.as_ref().map_or(0, |(cp, _)| cp.progress.epoch);
+    if let Some((cp, sha)) = &resume {
+        tracing::info!("resuming {key} from epoch {} (checkpoint {sha})", cp.progress.epoch);
+        ctx.progress.send_modify(|pr| pr.checkpoint = Some(sha.clone()));
+    }
+
+    // Checkpoints go from the training thread to an uploader task; every uploaded one is
+    // reported (the worker loop heartbeats it at once), the last one is the result.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<u8>)>(1);
+    let artifacts = ctx.artifacts.clone();
+    let progress = ctx.progress.clone();
+    let uploader = async move {
+        let mut last: Option<(usize, String)> = None;
+        while let Some((epoch, blob)) = rx.recv().await {
+            let sha = artifacts.put(blob, "checkpoint").await?;
+            tracing::info!(epoch, checkpoint = %sha, "checkpoint uploaded");
+            progress.send_modify(|pr| pr.checkpoint = Some(sha.clone()));
+            last = Some((epoch, sha));
+        }
+        Ok::<_, crate::artifacts::ArtifactError>(last)
+    };
+    let (cancel, progress, every, epochs) = (ctx.cancel.clone(), ctx.progress.clone(), p.checkpoint_every.max(1), cfg.epochs);
+    let (k, train_cfg) = (key.clone(), cfg.clone());
+    let device = selected.device.clone();
+    let training = blocking(&key, move || {
+        let resume = resume.map(|(cp, _)| cp);
+        let mut failure = None;
+        let trained = super::train(&train_cfg, &rows, &device, resume.as_ref(), |end| {
+            progress.send_modify(|pr| {
+                pr.epoch = end.epoch as u32;
+                pr.epochs = epochs as u32;
+                pr.loss = Some(end.loss as f64);
+            });
+            if end.epoch % every == 0 || end.epoch == epochs {
+                let sent = end.checkpoint().map_err(|e| e.to_string()).and_then(|c| {
+                    tx.blocking_send((end.epoch, c.encode())).map_err(|_| "the checkpoint uploader stopped".to_owned())
+                });
+                if let Err(e) = sent {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            if cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
+        Ok((trained, failure))
+    });
+    let (training, uploaded) = tokio::join!(training, uploader);
+    let (trained, failure) = training?;
+    let uploaded = uploaded.map_err(|e| JobError::retryable(format!("job {key}: uploading a checkpoint: {e}")))?;
+    if let Some(why) = failure {
+        return Err(JobError::retryable(format!("job {key}: checkpoint at epoch {}: {why}", trained.losses.len())));
+    }
+    if !trained.finished {
+        return Err(JobError::retryable(format!("job {key}: stopped at epoch {} of {}", trained.losses.len(), cfg.epochs)));
+    }
+    let Some((_, sha)) = uploaded.filter(|(e, _)| *e == cfg.epochs) else {
+        return Err(JobError::retryable(format!("job {key}: the final checkpoint was not uploaded")));
+    };
+    let best_loss = trained.losses.get(trained.best_epoch.wrapping_sub(1)).copied();
+    Ok(JobOutput {
+        proxy_metric: "ae_train_mse".into(),
+        extra_json: json!({
+            "epochs": trained.losses.len(),
+            "best_epoch": trained.best_epoch,
+            "best_loss": best_loss,
+            "final_loss": trained.losses.last(),
+            "losses": trained.losses,
+            "resumed_from_epoch": resumed_from,
+            "train_clips": n_clips,
+        })
+        .to_string(),
+        provenance_json: json!({
+            "spec_hash": ctx.job.spec_hash,
+            "dataset_fingerprint": ds.fingerprint,
+            "seed": ctx.job.seed,
+            "backend": selected.backend,
+            "device": selected.name,
+            "code_version": env!("CARGO_PKG_VERSION"),
+            "epochs_run": trained.losses.len(),
+            "best_loss": best_loss,
+            "best_epoch": trained.best_epoch,
+            "resumed_from_epoch": resumed_from,
+            "checkpoint": sha,
+            "config": cfg,
+            "wall_s": started.elapsed().as_secs_f64(),
+        })
+        .to_string(),
+        artifacts: vec![sha],
+        ..Default::default()
+    })
+}
+
+/// A clip's reconstruction residual `x − x̂`, `[rows, dim]`, and its input.
+fn residual(model: &super::Autoencoder, rows: &Array2<f32>, device: &Device) -> Result<(Array2<f64>, Array2<f64>), String> {
+    let (n, dim) = rows.dim();
+    let x = Tensor::<2>::from_data(TensorData::new(rows.iter().copied().collect::<Vec<f32>>(), [n, dim]), device);
+    let recon: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().map_err(|e| format!("reading the reconstruction: {e:?}"))?;
+    let recon = Array2::from_shape_vec((n, dim), recon.into_iter().map(f64::from).collect()).map_err(|e| e.to_string())?;
+    let input = rows.mapv(f64::from);
+    Ok((&input - &recon, input))
+}
+
+async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
+    let started = Instant::now();
+    let key = ctx.job.job_key.clone();
+    let machine = ctx.job.device.clone();
+    let selected = device_of(&ctx)?;
+    let cfg = p.training(ctx.job.seed as u64);
+    let sha = match ctx.job.input_artifacts.as_slice() {
+        [sha] => sha.clone(),
+        other => {
+            return Err(JobError::permanent(format!(
+                "job {key}: expected the one checkpoint of its training job as input, got {} artifacts",
+                other.len()
+            )));
+        }
+    };
+    ctx.progress.send_modify(|pr| pr.message = format!("fetching checkpoint {sha}"));
+    let blob = ctx.artifacts.get(&sha).await.map_err(|e| JobError::retryable(format!("job {key}: {e}")))?;
+    let cp = Checkpoint::decode(&blob).map_err(|e| JobError::permanent(format!("job {key}: artifact {sha}: {e}")))?;
+    if cp.config != cfg {
+        return Err(JobError::permanent(format!(
+            "job {key}: checkpoint {sha} was trained with {} but this job evaluates {}",
+            serde_json::to_string(&cp.config).unwrap_or_default(),
+            serde_json::to_string(&cfg).unwrap_or_default()
+        )));
+    }
+    let trained = cp.progress.clone();
+    let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
+    ctx.progress.send_modify(|pr| pr.message = "embedding and probing".into());
+    let (k, d, device, seed) = (key.clone(), ds.clone(), selected.device.clone(), ctx.job.seed as u64);
+    let scored = blocking(&key, move || {
+        let train = clips(&d, &machine, Split::Train, Some(Label::Normal));
+        let test = clips(&d, &machine, Split::Test, None);
+        if train.is_empty() || test.is_empty() {
+            return Err(JobError::permanent(format!(
+                "job {k}: machine type \"{machine}\" has {} training normals and {} test clips in {}; both are needed (machine types there: {})",
+                train.len(),
+                test.len(),
+                d.manifest.root.display(),
+                machine_types(&d)
+            )));
+        }
+        let model = cp.best_model(&device).map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
+        let mut embeddings = Vec::with_capacity(train.len() + test.len());
+        let (mut normal_inputs, mut normal_recons) = (Vec::new(), Vec::new());
+        for (split, set) in [(report::Split::Train, &train), (report::Split::Test, &test)] {
+            for (entry, rows) in set.iter().zip(rows_of(&data, &d, set, &p, &k)?) {
+                if rows.nrows() == 0 {
+                    return Err(JobError::permanent(format!("job {k}: {} is shorter than {} frames", entry.path, p.frames)));
+                }
+                let (res, input) = residual(&model, &rows, &device).map_err(|e| JobError::retryable(format!("job {k}: {}: {e}", entry.path)))?;
+                let is_anomaly = entry.label == Label::Anomaly;
+                if split == report::Split::Test && !is_anomaly {
+                    normal_recons.push(&input - &res);
+                    normal_inputs.push(input);
+                }
+                embeddings.push(ClipEmbedding {
+                    entry: ManifestEntry { file: entry.path.clone(), section: format!("{:02}", entry.section), split, is_anomaly, line: 0 },
+                    rows: res,
+                });
+            }
+        }
+        let proxy = if normal_inputs.is_empty() {
+            Err(format!("machine type \"{machine}\" has no normal test clips"))
+        } else {
+            let cat = |m: &[Array2<f64>]| ndarray::concatenate(Axis(0), &m.iter().map(|a| a.view()).collect::<Vec<_>>());
+            match (cat(&normal_inputs), cat(&normal_recons)) {
+                (Ok(x), Ok(r)) => mean_l1_error(x.view(), r.view()).map_err(|e| e.to_string()),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            }
+        };
+        Ok(probe_all(&embeddings, seed, proxy, train.len(), test.len()))
+    })
+    .await?;
+    let mut out = scored;
+    out.provenance_json = json!({
+        "spec_hash": ctx.job.spec_hash,
+        "dataset_fingerprint": ds.fingerprint,
+        "seed": ctx.job.seed,
+        "backend": selected.backend,
+        "device": selected.name,
+        "code_version": env!("CARGO_PKG_VERSION"),
+        "checkpoint": sha,
+        "epochs_run": trained.epoch,
+        "best_loss": trained.best_loss,
+        "best_epoch": trained.best_epoch,
+        "train_s": trained.train_seconds,
+        "config": cfg,
+        "wall_s": started.elapsed().as_secs_f64(),
+    })
+    .to_string();
+    Ok(out)
+}
+
+/// Runs the Mahalanobis and both linear probes on the residual embeddings. A probe that
+/// cannot run on this data (say, one section only: no leave-one-section-out) leaves its
+/// metrics empty and says why in `extra.problems`; the others still report.
+fn probe_all(clips: &[ClipEmbedding], seed: u64, proxy: Result<f64, String>, n_train: usize, n_test: usize) -> JobOutput {
+    let none = ProbeOptions {
+        mahalanobis: false,
+        linear_in_domain: false,
+        linear_out_of_domain: false,
+        linear: LinearProbeConfig { seed, ..LinearProbeConfig::default() },
+        ..ProbeOptions::default()
+    };
+    let mut problems = serde_json::Map::new();
+    let mut note = |name: &str, e: String| {
+        tracing::warn!(probe = name, error = %e, "probe not run");
+        problems.insert(name.to_owned(), e.into());
+    };
+    let mut out = JobOutput { proxy_metric: PROXY_METRIC.into(), ..Default::default() };
+    match proxy {
+        Ok(v) => out.proxy_value = Some(v),
+        Err(e) => note("ae_l1", e),
+    }
+    let mut md_hmean = None;
+    match run_probes(clips, &ProbeOptions { mahalanobis: true, ..none.clone() }) {
+        Ok(r) => {
+            if let Some(md) = r.mahalanobis {
+                out.md_auc = md.evaluation.mean.auc;
+                out.md_pauc = md.evaluation.mean.pauc;
+                md_hmean = Some(md.evaluation.hmean);
+            }
+        }
+        Err(e) => note("mahalanobis", e.to_string()),
+    }
+    match run_probes(clips, &ProbeOptions { linear_in_domain: true, ..none.clone() }) {
+        Ok(r) => {
+            if let Some(lp) = r.linear_in_domain {
+                out.lp_in_auc = Some(lp.auc);
+                out.lp_in_pauc = Some(lp.pauc);
+            }
+        }
+        Err(e) => note("linear_in_domain", e.to_string()),
+    }
+    match run_probes(clips, &ProbeOptions { linear_out_of_domain: true, ..none }) {
+        Ok(r) => {
+            if let Some(lp) = r.linear_out_of_domain {
+                out.lp_out_auc = Some(lp.auc);
+                out.lp_out_pauc = Some(lp.pauc);
+            }
+        }
+        Err(e) => note("linear_out_of_domain", e.to_string()),
+    }
+    out.extra_json = json!({
+        "md_hmean_auc": md_hmean.and_then(|h| h.auc),
+        "md_hmean_pauc": md_hmean.and_then(|h| h.pauc),
+        "train_clips": n_train,
+        "test_clips": n_test,
+        "pauc": "McClish-standardised, max FPR 0.1",
+        "problems": problems,
+    })
+    .to_string();
+    out
+}
