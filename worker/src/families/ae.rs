@@ -421,6 +421,29 @@ mod tests {
     }
 
     #[test]
+    fn resuming_from_the_last_epoch_trains_nothing_more() {
+        let rows = data(32, 4);
+        let device = Device::flex();
+        let cfg = tiny(2).with_epochs(2);
+        let mut last = None;
+        let whole = train(&cfg, &rows, &device, None, |e| {
+            last = Some(e.checkpoint().unwrap().encode());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let cp = Checkpoint::decode(&last.unwrap()).unwrap();
+        let mut calls = 0;
+        let again = train(&cfg, &rows, &device, Some(&cp), |_| {
+            calls += 1;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(calls, 0);
+        assert!(again.finished);
+        assert_eq!((again.losses, again.best_epoch), (whole.losses, whole.best_epoch));
+    }
+
+    #[test]
     fn a_checkpoint_of_other_settings_is_refused() {
         let rows = data(32, 1);
         let device = Device::flex();

@@ -171,6 +171,7 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
 
     let resume = resume_point(&ctx, &cfg).await;
     let resumed_from = resume.as_ref().map_or(0, |(cp, _)| cp.progress.epoch);
+    let resumed_sha = resume.as_ref().map(|(_, sha)| sha.clone());
     if let Some((cp, sha)) = &resume {
         tracing::info!("resuming {key} from epoch {} (checkpoint {sha})", cp.progress.epoch);
         ctx.progress.send_modify(|pr| pr.checkpoint = Some(sha.clone()));
@@ -226,8 +227,11 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     if !trained.finished {
         return Err(JobError::retryable(format!("job {key}: stopped at epoch {} of {}", trained.losses.len(), cfg.epochs)));
     }
-    let Some((_, sha)) = uploaded.filter(|(e, _)| *e == cfg.epochs) else {
-        return Err(JobError::retryable(format!("job {key}: the final checkpoint was not uploaded")));
+    // A killed attempt may have uploaded the last epoch's checkpoint already: it is the result.
+    let sha = match (uploaded, resumed_sha) {
+        (Some((epoch, sha)), _) if epoch == cfg.epochs => sha,
+        (None, Some(sha)) if resumed_from == cfg.epochs => sha,
+        _ => return Err(JobError::retryable(format!("job {key}: the final checkpoint was not uploaded"))),
     };
     let best_loss = trained.losses.get(trained.best_epoch.wrapping_sub(1)).copied();
     Ok(JobOutput {
