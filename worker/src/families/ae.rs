@@ -386,7 +386,6 @@ mod tests {
         assert_eq!(back.progress.best_epoch, t.best_epoch);
         let loaded = back.best_model(&device).unwrap();
         assert_eq!(outputs(&loaded, &rows[..5 * INPUT_DIM], &device), outputs(&t.model, &rows[..5 * INPUT_DIM], &device));
-        assert_eq!(back.encode(), blob, "decode then encode gives the same bytes");
     }
 
     #[test]
