@@ -94,10 +94,13 @@ impl FeatureCache {
     }
 }
 
+/// Scanned datasets by (directory, layout asked for).
+type DatasetCache = HashMap<(PathBuf, Option<Layout>), Arc<Dataset>>;
+
 /// The dataset root of a worker, with its caches.
 pub struct DataRoot {
     root: PathBuf,
-    datasets: Mutex<HashMap<(PathBuf, Option<Layout>), Arc<Dataset>>>,
+    datasets: Mutex<DatasetCache>,
     features: Mutex<FeatureCache>,
 }
 

@@ -220,7 +220,7 @@ pub fn train(
     mut on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
 ) -> Result<Trained, AeError> {
     let dim = cfg.model.input_dim;
-    if dim == 0 || rows.len() % dim != 0 {
+    if dim == 0 || !rows.len().is_multiple_of(dim) {
         return Err(AeError::Data(format!("{} values are not rows of width {dim}", rows.len())));
     }
     let n = rows.len() / dim;
