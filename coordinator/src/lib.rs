@@ -8,6 +8,7 @@
 //! - [`operator`]: the operator's calls and their rendering.
 //! - [`server`]: starting and stopping a coordinator.
 //! - [`bench`]: the queue benchmark.
+//! - [`local`]: a whole sweep on one machine (`asdsweep run`).
 
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod artifact;
 pub mod bench;
 pub mod entity;
 pub mod error;
+pub mod local;
 pub mod operator;
 pub mod queue;
 pub mod server;
