@@ -90,37 +90,19 @@ pub struct Autoencoder {
     output: Linear,
 }
 
-/// burn draws initial weights from the device's generator, which is shared by
-/// every thread: seeding and initialising under one lock keeps concurrent jobs
-/// (worker slots, parallel tests) from drawing from each other's sequence.
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 impl AeConfig {
     /// Builds a model on `device` with weights drawn from `seed`.
     pub fn init(&self, device: &Device, seed: u64) -> Autoencoder {
-        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        device.seed(seed);
-        let encoder = (0..self.depth)
-            .map(|i| Block::new(if i == 0 { self.input_dim } else { self.hidden }, self.hidden, device))
-            .collect();
-        let bottleneck = Block::new(self.hidden, self.latent, device);
-        let decoder = (0..self.depth)
-            .map(|i| Block::new(if i == 0 { self.latent } else { self.hidden }, self.hidden, device))
-            .collect();
-        let model =
-            Autoencoder { encoder, bottleneck, decoder, output: LinearConfig::new(self.hidden, self.input_dim).init(device) };
-        // Parameters are initialised lazily, on first use: draw them now, under the lock.
-        model.visit(&mut Materialize);
-        model
-    }
-}
-
-/// Touches every parameter so that its lazy initialiser runs.
-struct Materialize;
-
-impl burn::module::ModuleVisitor for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        let _ = param.val();
+        super::init_seeded(device, seed, || {
+            let encoder = (0..self.depth)
+                .map(|i| Block::new(if i == 0 { self.input_dim } else { self.hidden }, self.hidden, device))
+                .collect();
+            let bottleneck = Block::new(self.hidden, self.latent, device);
+            let decoder = (0..self.depth)
+                .map(|i| Block::new(if i == 0 { self.latent } else { self.hidden }, self.hidden, device))
+                .collect();
+            Autoencoder { encoder, bottleneck, decoder, output: LinearConfig::new(self.hidden, self.input_dim).init(device) }
+        })
     }
 }
 
