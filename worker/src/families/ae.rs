@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn every_grid_config_maps_640_wide_rows_back_to_640() {
-        let device = Device::flex();
+        let device = crate::families::test_device();
         for hidden in [64, 128, 256] {
             for latent in [4, 8, 16] {
                 let model = AeConfig::new().with_hidden(hidden).with_latent(latent).init(&device, 1);
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_loss_curve_and_another_seed_another() {
         let rows = data(64, 7);
-        let device = Device::flex();
+        let device = crate::families::test_device();
         let a = train(&tiny(1), &rows, &device, |_, _| {}).losses;
         let b = train(&tiny(1), &rows, &device, |_, _| {}).losses;
         let c = train(&tiny(2), &rows, &device, |_, _| {}).losses;
@@ -220,7 +220,7 @@ mod tests {
     fn training_lowers_the_reconstruction_loss_and_keeps_the_best_epoch() {
         let rows = data(128, 3);
         let mut seen = Vec::new();
-        let t = train(&tiny(5).with_epochs(8).with_lr(1e-2), &rows, &Device::flex(), |e, l| seen.push((e, l)));
+        let t = train(&tiny(5).with_epochs(8).with_lr(1e-2), &rows, &crate::families::test_device(), |e, l| seen.push((e, l)));
         assert_eq!(seen.len(), 8);
         assert!(t.losses[7] < t.losses[0], "{:?}", t.losses);
         let best = t.losses.iter().cloned().fold(f32::INFINITY, f32::min);

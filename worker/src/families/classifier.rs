@@ -94,8 +94,12 @@ impl<'a> Clips<'a> {
     /// Views `data` as clips of `mels × frames` values each.
     pub fn new(data: &'a [f32], mels: usize, frames: usize) -> Result<Self, ClassifierError> {
         let per_clip = mels * frames;
-        if per_clip == 0 || data.len() % per_clip != 0 {
-            return Err(ClassifierError::Ragged { values: data.len(), mels, frames });
+        if per_clip == 0 || !data.len().is_multiple_of(per_clip) {
+            return Err(ClassifierError::Ragged {
+                values: data.len(),
+                mels,
+                frames,
+            });
         }
         Ok(Clips { data, mels, frames })
     }
@@ -120,7 +124,10 @@ impl<'a> Clips<'a> {
                 buf.extend_from_slice(&self.data[start..start + crop]);
             }
         }
-        Tensor::from_data(TensorData::new(buf, [clips.len(), 1, self.mels, crop]), device)
+        Tensor::from_data(
+            TensorData::new(buf, [clips.len(), 1, self.mels, crop]),
+            device,
+        )
     }
 }
 
@@ -142,7 +149,11 @@ impl FromStr for HeadKind {
         match s {
             "cross_entropy" => Ok(HeadKind::CrossEntropy),
             "arcface" => Ok(HeadKind::ArcFace),
-            other => Err(ConfigError { key: "head", value: other.to_owned(), expected: "cross_entropy or arcface" }),
+            other => Err(ConfigError {
+                key: "head",
+                value: other.to_owned(),
+                expected: "cross_entropy or arcface",
+            }),
         }
     }
 }
@@ -220,7 +231,11 @@ fn check_positive(key: &'static str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(ConfigError { key, value: value.to_string(), expected: "a finite number above 0" })
+        Err(ConfigError {
+            key,
+            value: value.to_string(),
+            expected: "a finite number above 0",
+        })
     }
 }
 
@@ -235,10 +250,18 @@ impl ClassifierConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.classes < 2 {
-            return Err(ConfigError { key: "classes", value: self.classes.to_string(), expected: "at least 2" });
+            return Err(ConfigError {
+                key: "classes",
+                value: self.classes.to_string(),
+                expected: "at least 2",
+            });
         }
         if self.crop_frames == 0 {
-            return Err(ConfigError { key: "crop_frames", value: "0".into(), expected: "at least 1" });
+            return Err(ConfigError {
+                key: "crop_frames",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
         if !(self.arcface_margin.is_finite() && self.arcface_margin >= 0.0) {
             return Err(ConfigError {
@@ -256,10 +279,19 @@ impl ClassifierConfig {
         let layout = self.backbone.layout()?;
         let backbone = self.backbone.init(device, seed)?;
         // The head draws from its own stream, derived from the job seed.
-        let head = super::init_seeded(device, seed.wrapping_add(0x9e37_79b9_7f4a_7c15), || match self.head {
-            HeadKind::CrossEntropy => Head::CrossEntropy(LinearConfig::new(layout.embedding_dim(), self.classes).init(device)),
-            HeadKind::ArcFace => Head::ArcFace(ArcFaceConfig::new(layout.embedding_dim(), self.classes).init(device)),
-        });
+        let head =
+            super::init_seeded(
+                device,
+                seed.wrapping_add(0x9e37_79b9_7f4a_7c15),
+                || match self.head {
+                    HeadKind::CrossEntropy => Head::CrossEntropy(
+                        LinearConfig::new(layout.embedding_dim(), self.classes).init(device),
+                    ),
+                    HeadKind::ArcFace => Head::ArcFace(
+                        ArcFaceConfig::new(layout.embedding_dim(), self.classes).init(device),
+                    ),
+                },
+            );
         Ok(Classifier {
             backbone,
             head,
@@ -295,7 +327,9 @@ impl Classifier {
     pub fn loss(&self, x: Tensor<4>, targets: Tensor<1, Int>) -> Tensor<1> {
         let (scores, _) = self.forward(x);
         match &self.head {
-            Head::CrossEntropy(_) => CrossEntropyLossConfig::new().init(&scores.device()).forward(scores, targets),
+            Head::CrossEntropy(_) => CrossEntropyLossConfig::new()
+                .init(&scores.device())
+                .forward(scores, targets),
             Head::ArcFace(_) => arcface_loss(scores, targets, self.margin, self.scale),
         }
     }
@@ -325,7 +359,10 @@ impl Classifier {
 
     fn centred_offset(&self, clips: &Clips) -> Result<usize, ClassifierError> {
         if clips.frames < self.crop_frames {
-            return Err(ClassifierError::ClipTooShort { frames: clips.frames, crop_frames: self.crop_frames });
+            return Err(ClassifierError::ClipTooShort {
+                frames: clips.frames,
+                crop_frames: self.crop_frames,
+            });
         }
         Ok((clips.frames - self.crop_frames) / 2)
     }
@@ -349,10 +386,19 @@ impl Classifier {
 
     /// Embeddings of the centred window of each clip, row-major `[clips, embedding_dim]`.
     /// The model must live on `device` (a trained model lives on the device given to [`train`]).
-    pub fn embeddings(&self, clips: &Clips, device: &Device) -> Result<Embeddings, ClassifierError> {
+    pub fn embeddings(
+        &self,
+        clips: &Clips,
+        device: &Device,
+    ) -> Result<Embeddings, ClassifierError> {
         let mut values = Vec::with_capacity(clips.len() * self.embedding_dim());
-        self.each_batch(clips, device, |_, e| values.extend(e.into_data().iter::<f32>()))?;
-        Ok(Embeddings { dim: self.embedding_dim(), values })
+        self.each_batch(clips, device, |_, e| {
+            values.extend(e.into_data().iter::<f32>())
+        })?;
+        Ok(Embeddings {
+            dim: self.embedding_dim(),
+            values,
+        })
     }
 
     /// Predicted class of each clip: the largest logit, or for ArcFace the largest cosine.
@@ -366,13 +412,20 @@ impl Classifier {
 
     /// The proxy metric: macro-F1 of the predictions on held-out `clips` against `labels`
     /// (scikit-learn's `f1_score(average="macro")`).
-    pub fn macro_f1(&self, clips: &Clips, labels: &[usize], device: &Device) -> Result<f64, ClassifierError> {
+    pub fn macro_f1(
+        &self,
+        clips: &Clips,
+        labels: &[usize],
+        device: &Device,
+    ) -> Result<f64, ClassifierError> {
         if clips.is_empty() {
             return Err(ClassifierError::NoClips("score"));
         }
         check_labels(clips, labels, self.classes)?;
         let predicted = self.predict(clips, device)?;
-        Ok(asdsweep_shared::metrics::proxy::macro_f1(labels, &predicted)?)
+        Ok(asdsweep_shared::metrics::proxy::macro_f1(
+            labels, &predicted,
+        )?)
     }
 }
 
@@ -399,10 +452,17 @@ impl Embeddings {
 
 fn check_labels(clips: &Clips, labels: &[usize], classes: usize) -> Result<(), ClassifierError> {
     if labels.len() != clips.len() {
-        return Err(ClassifierError::LabelCount { clips: clips.len(), labels: labels.len() });
+        return Err(ClassifierError::LabelCount {
+            clips: clips.len(),
+            labels: labels.len(),
+        });
     }
     match labels.iter().position(|&l| l >= classes) {
-        Some(clip) => Err(ClassifierError::LabelOutOfRange { clip, label: labels[clip], classes }),
+        Some(clip) => Err(ClassifierError::LabelOutOfRange {
+            clip,
+            label: labels[clip],
+            classes,
+        }),
         None => Ok(()),
     }
 }
@@ -431,19 +491,34 @@ pub fn train(
         return Err(ClassifierError::NoClips("train on"));
     }
     if cfg.batch_size == 0 {
-        return Err(ConfigError { key: "batch_size", value: "0".into(), expected: "at least 1" }.into());
+        return Err(ConfigError {
+            key: "batch_size",
+            value: "0".into(),
+            expected: "at least 1",
+        }
+        .into());
     }
     check_labels(clips, labels, cfg.model.classes)?;
     let crop = cfg.model.crop_frames;
     if clips.frames < crop {
-        return Err(ClassifierError::ClipTooShort { frames: clips.frames, crop_frames: crop });
+        return Err(ClassifierError::ClipTooShort {
+            frames: clips.frames,
+            crop_frames: crop,
+        });
     }
     let train_device = device.clone().autodiff();
     let mut model = cfg.model.init(&train_device, cfg.seed)?;
-    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).with_epsilon(1e-8).init();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .with_epsilon(1e-8)
+        .init();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
     let n = clips.len();
-    let usable = if n >= cfg.batch_size { n - n % cfg.batch_size } else { n };
+    let usable = if n >= cfg.batch_size {
+        n - n % cfg.batch_size
+    } else {
+        n
+    };
     let mut order: Vec<usize> = (0..n).collect();
     let mut best: Option<(f32, usize, Classifier)> = None;
     let mut losses = Vec::with_capacity(cfg.epochs);
@@ -452,10 +527,14 @@ pub fn train(
         order.shuffle(&mut rng);
         let (mut sum, mut seen) = (0.0f64, 0usize);
         for batch in order[..usable].chunks(cfg.batch_size) {
-            let offsets: Vec<usize> = batch.iter().map(|_| rng.random_range(0..=clips.frames - crop)).collect();
+            let offsets: Vec<usize> = batch
+                .iter()
+                .map(|_| rng.random_range(0..=clips.frames - crop))
+                .collect();
             let x = clips.batch(batch, &offsets, crop, &train_device);
             let targets: Vec<i64> = batch.iter().map(|&i| labels[i] as i64).collect();
-            let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [batch.len()]), &train_device);
+            let targets =
+                Tensor::<1, Int>::from_data(TensorData::new(targets, [batch.len()]), &train_device);
             let loss = model.loss(x, targets);
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -471,7 +550,11 @@ pub fn train(
         }
     }
     let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model));
-    Ok(Trained { model: model.valid(), losses, best_epoch })
+    Ok(Trained {
+        model: model.valid(),
+        losses,
+        best_epoch,
+    })
 }
 
 #[cfg(test)]
@@ -487,7 +570,11 @@ mod tests {
         let labels: Vec<usize> = (0..n).map(|i| i % classes).collect();
         for &label in &labels {
             for mel in 0..MELS {
-                let tone = if mel.abs_diff(20 + 30 * label) <= 2 { 3.0 } else { 0.0 };
+                let tone = if mel.abs_diff(20 + 30 * label) <= 2 {
+                    3.0
+                } else {
+                    0.0
+                };
                 values.extend((0..frames).map(|_| tone + rng.random_range(-1.0f32..1.0)));
             }
         }
@@ -496,17 +583,27 @@ mod tests {
 
     fn tiny(head: HeadKind, seed: u64) -> ClassifierTrainingConfig {
         let backbone = ResNetConfig::new().with_width_multiplier(0.125);
-        let model = ClassifierConfig::new(backbone, 3).with_head(head).with_crop_frames(32);
-        ClassifierTrainingConfig::new(model).with_epochs(2).with_batch_size(8).with_lr(1e-3).with_seed(seed)
+        let model = ClassifierConfig::new(backbone, 3)
+            .with_head(head)
+            .with_crop_frames(32);
+        ClassifierTrainingConfig::new(model)
+            .with_epochs(2)
+            .with_batch_size(8)
+            .with_lr(1e-3)
+            .with_seed(seed)
     }
 
     #[test]
     fn the_same_seed_gives_the_same_loss_curve_and_another_seed_another() {
         let (values, labels) = data(16, 3, 40, 1);
         let clips = Clips::new(&values, MELS, 40).expect("whole clips");
-        let device = Device::flex();
+        let device = crate::families::test_device();
         for head in [HeadKind::CrossEntropy, HeadKind::ArcFace] {
-            let run = |seed| train(&tiny(head, seed), &clips, &labels, &device, |_, _| {}).expect("trains").losses;
+            let run = |seed| {
+                train(&tiny(head, seed), &clips, &labels, &device, |_, _| {})
+                    .expect("trains")
+                    .losses
+            };
             let (a, b, c) = (run(1), run(1), run(2));
             assert_eq!(a.len(), 2);
             assert_eq!(a, b, "{head:?}: same seed, same curve");
@@ -521,16 +618,24 @@ mod tests {
         let clips = Clips::new(&values, MELS, 40).expect("whole clips");
         let (held_values, held_labels) = data(12, 3, 40, 3);
         let held = Clips::new(&held_values, MELS, 40).expect("whole clips");
-        let device = Device::flex();
+        let device = crate::families::test_device();
         for head in [HeadKind::CrossEntropy, HeadKind::ArcFace] {
             let mut seen = Vec::new();
             let cfg = tiny(head, 5).with_epochs(6).with_batch_size(12);
-            let t = train(&cfg, &clips, &labels, &device, |e, l| seen.push((e, l))).expect("trains");
+            let t =
+                train(&cfg, &clips, &labels, &device, |e, l| seen.push((e, l))).expect("trains");
             assert_eq!(seen.len(), 6);
             let best = t.losses.iter().cloned().fold(f32::INFINITY, f32::min);
-            assert_eq!(t.losses[t.best_epoch - 1], best, "{head:?}: keeps the best epoch");
+            assert_eq!(
+                t.losses[t.best_epoch - 1],
+                best,
+                "{head:?}: keeps the best epoch"
+            );
             assert!(best < t.losses[0], "{head:?}: {:?}", t.losses);
-            let f1 = t.model.macro_f1(&held, &held_labels, &device).expect("scores");
+            let f1 = t
+                .model
+                .macro_f1(&held, &held_labels, &device)
+                .expect("scores");
             assert!(f1 > 0.6, "{head:?}: macro-F1 {f1}");
             let e = t.model.embeddings(&held, &device).expect("embeds");
             assert_eq!((e.rows(), e.dim, e.row(11).len()), (12, 64, 64));
@@ -539,38 +644,93 @@ mod tests {
 
     #[test]
     fn bad_data_and_configs_are_errors_not_panics() {
-        let device = Device::flex();
+        let device = crate::families::test_device();
         let (values, labels) = data(4, 2, 40, 1);
-        assert!(matches!(Clips::new(&values[1..], MELS, 40), Err(ClassifierError::Ragged { .. })));
+        assert!(matches!(
+            Clips::new(&values[1..], MELS, 40),
+            Err(ClassifierError::Ragged { .. })
+        ));
         let clips = Clips::new(&values, MELS, 40).expect("whole clips");
         let cfg = tiny(HeadKind::CrossEntropy, 1);
         let err = |cfg: &ClassifierTrainingConfig, labels: &[usize]| {
-            train(cfg, &clips, labels, &device, |_, _| {}).err().expect("an error")
+            train(cfg, &clips, labels, &device, |_, _| {})
+                .err()
+                .expect("an error")
         };
-        assert!(matches!(err(&cfg, &labels[..3]), ClassifierError::LabelCount { clips: 4, labels: 3 }));
-        assert!(matches!(err(&cfg, &[0, 1, 3, 0]), ClassifierError::LabelOutOfRange { clip: 2, label: 3, .. }));
+        assert!(matches!(
+            err(&cfg, &labels[..3]),
+            ClassifierError::LabelCount {
+                clips: 4,
+                labels: 3
+            }
+        ));
+        assert!(matches!(
+            err(&cfg, &[0, 1, 3, 0]),
+            ClassifierError::LabelOutOfRange {
+                clip: 2,
+                label: 3,
+                ..
+            }
+        ));
         let with = |change: fn(&mut ClassifierConfig)| {
             let mut changed = cfg.clone();
             change(&mut changed.model);
             changed
         };
         let long = with(|m| m.crop_frames = 41);
-        assert!(matches!(err(&long, &labels), ClassifierError::ClipTooShort { frames: 40, crop_frames: 41 }));
+        assert!(matches!(
+            err(&long, &labels),
+            ClassifierError::ClipTooShort {
+                frames: 40,
+                crop_frames: 41
+            }
+        ));
         let one_class = with(|m| m.classes = 1);
-        assert!(matches!(err(&one_class, &[0; 4]), ClassifierError::Config(ConfigError { key: "classes", .. })));
+        assert!(matches!(
+            err(&one_class, &[0; 4]),
+            ClassifierError::Config(ConfigError { key: "classes", .. })
+        ));
         let deep = with(|m| m.backbone.depth = 19);
-        assert!(matches!(err(&deep, &labels), ClassifierError::Config(ConfigError { key: "depth", .. })));
+        assert!(matches!(
+            err(&deep, &labels),
+            ClassifierError::Config(ConfigError { key: "depth", .. })
+        ));
         let no_scale = with(|m| m.arcface_scale = 0.0);
-        assert!(matches!(err(&no_scale, &labels), ClassifierError::Config(ConfigError { key: "arcface_scale", .. })));
+        assert!(matches!(
+            err(&no_scale, &labels),
+            ClassifierError::Config(ConfigError {
+                key: "arcface_scale",
+                ..
+            })
+        ));
         assert_eq!("arcface".parse::<HeadKind>(), Ok(HeadKind::ArcFace));
-        assert_eq!("softmax".parse::<HeadKind>().expect_err("unknown").key, "head");
+        assert_eq!(
+            "softmax".parse::<HeadKind>().expect_err("unknown").key,
+            "head"
+        );
     }
 
     #[test]
     fn configs_round_trip_through_json_with_the_study_defaults() {
         let cfg = ClassifierTrainingConfig::new(ClassifierConfig::study(50, HeadKind::ArcFace, 7));
-        assert_eq!((cfg.lr, cfg.batch_size, cfg.epochs, cfg.lr_step_epochs, cfg.lr_gamma), (1e-5, 64, 200, 50, 0.5));
-        assert_eq!((cfg.model.crop_frames, cfg.model.arcface_margin, cfg.model.arcface_scale), (313, 0.5, 30.0));
+        assert_eq!(
+            (
+                cfg.lr,
+                cfg.batch_size,
+                cfg.epochs,
+                cfg.lr_step_epochs,
+                cfg.lr_gamma
+            ),
+            (1e-5, 64, 200, 50, 0.5)
+        );
+        assert_eq!(
+            (
+                cfg.model.crop_frames,
+                cfg.model.arcface_margin,
+                cfg.model.arcface_scale
+            ),
+            (313, 0.5, 30.0)
+        );
         let json = serde_json::to_string(&cfg).expect("serialises");
         assert!(json.contains("\"arcface\""), "{json}");
         let back: ClassifierTrainingConfig = serde_json::from_str(&json).expect("parses");

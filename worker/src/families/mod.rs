@@ -61,6 +61,18 @@ pub(crate) fn step_decay(lr: f64, gamma: f64, step_epochs: usize, epoch: usize) 
     lr * gamma.powi(steps)
 }
 
+/// The device the families' tests run on: flex, or CPU libtorch in a build with the `tch`
+/// feature when `ASDSWEEP_TEST_DEVICE=libtorch` (as `scripts/check-tch.sh` runs them).
+#[cfg(test)]
+pub(crate) fn test_device() -> Device {
+    #[cfg(feature = "tch")]
+    if std::env::var("ASDSWEEP_TEST_DEVICE").as_deref() == Ok("libtorch") {
+        #[allow(deprecated)] // burn-tch is deprecated upstream; the design card still asks for it
+        return Device::libtorch();
+    }
+    Device::flex()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

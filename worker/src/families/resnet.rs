@@ -85,7 +85,11 @@ fn positive_multiplier(key: &'static str, value: f64) -> Result<f64, ConfigError
     if value.is_finite() && value > 0.0 {
         Ok(value)
     } else {
-        Err(ConfigError { key, value: value.to_string(), expected: "a finite number above 0" })
+        Err(ConfigError {
+            key,
+            value: value.to_string(),
+            expected: "a finite number above 0",
+        })
     }
 }
 
@@ -99,40 +103,70 @@ impl ResNetConfig {
             101 => (BlockKind::Bottleneck, [3, 4, 23, 3]),
             152 => (BlockKind::Bottleneck, [3, 8, 36, 3]),
             other => {
-                return Err(ConfigError { key: "depth", value: other.to_string(), expected: "one of 18, 34, 50, 101, 152" });
+                return Err(ConfigError {
+                    key: "depth",
+                    value: other.to_string(),
+                    expected: "one of 18, 34, 50, 101, 152",
+                });
             }
         };
         let width = positive_multiplier("width_multiplier", self.width_multiplier)?;
         let deeper = positive_multiplier("depth_multiplier", self.depth_multiplier)?;
         if self.in_channels == 0 {
-            return Err(ConfigError { key: "in_channels", value: "0".into(), expected: "at least 1" });
+            return Err(ConfigError {
+                key: "in_channels",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
         let blocks = match self.blocks {
             Some(b) if b.contains(&0) => {
-                return Err(ConfigError { key: "blocks", value: format!("{b:?}"), expected: "four counts, each at least 1" });
+                return Err(ConfigError {
+                    key: "blocks",
+                    value: format!("{b:?}"),
+                    expected: "four counts, each at least 1",
+                });
             }
             Some(b) => b,
             None => standard.map(|n| ((n as f64 * deeper).ceil() as usize).max(1)),
         };
         let widths = BASE_WIDTHS.map(|w| ((w as f64 * width).round() as usize).max(1));
-        Ok(Layout { kind, widths, blocks })
+        Ok(Layout {
+            kind,
+            widths,
+            blocks,
+        })
     }
 
     /// Builds a backbone on `device` with weights drawn from `seed` (torchvision's
     /// initialisation: Kaiming-normal fan-out convolutions, BatchNorm at 1 and 0).
     pub fn init(&self, device: &Device, seed: u64) -> Result<ResNet, ConfigError> {
         let layout = self.layout()?;
-        Ok(super::init_seeded(device, seed, || ResNet::new(self.in_channels, &layout, device)))
+        Ok(super::init_seeded(device, seed, || {
+            ResNet::new(self.in_channels, &layout, device)
+        }))
     }
 }
 
 /// torchvision's convolution initialisation: `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
-fn conv(input: usize, output: usize, kernel: usize, stride: usize, padding: usize, device: &Device) -> Conv2d {
+fn conv(
+    input: usize,
+    output: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([input, output], [kernel, kernel])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_padding(PaddingConfig2d::Explicit(
+            padding, padding, padding, padding,
+        ))
         .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: true })
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
         .init(device)
 }
 
@@ -177,6 +211,8 @@ pub struct Bottleneck {
 }
 
 /// One residual block of either kind.
+// A stage holds blocks of one kind only, so boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Block {
     /// ResNet-18/34.
@@ -188,8 +224,10 @@ pub enum Block {
 impl Block {
     fn new(kind: BlockKind, input: usize, width: usize, stride: usize, device: &Device) -> Block {
         let output = width * kind.expansion();
-        let downsample = (stride != 1 || input != output)
-            .then(|| Downsample { conv: conv(input, output, 1, stride, 0, device), bn: norm(output, device) });
+        let downsample = (stride != 1 || input != output).then(|| Downsample {
+            conv: conv(input, output, 1, stride, 0, device),
+            bn: norm(output, device),
+        });
         match kind {
             BlockKind::Basic => Block::Basic(BasicBlock {
                 conv1: conv(input, width, 3, stride, 1, device),
@@ -279,17 +317,32 @@ impl ResNet {
 
     /// The pooled penultimate layer: `[batch, channels, mels, frames]` → `[batch, embedding_dim]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut h = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(x))));
-        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+        let mut h = self
+            .maxpool
+            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        for block in self
+            .layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+        {
             h = block.forward(h);
         }
         let [batch, channels, height, width] = h.dims();
-        h.reshape([batch, channels, height * width]).mean_dim(2).reshape([batch, channels])
+        h.reshape([batch, channels, height * width])
+            .mean_dim(2)
+            .reshape([batch, channels])
     }
 
     /// Residual blocks in each stage.
     pub fn stage_lengths(&self) -> [usize; 4] {
-        [self.layer1.len(), self.layer2.len(), self.layer3.len(), self.layer4.len()]
+        [
+            self.layer1.len(),
+            self.layer2.len(),
+            self.layer3.len(),
+            self.layer4.len(),
+        ]
     }
 }
 
@@ -299,7 +352,7 @@ mod tests {
 
     #[test]
     fn every_depth_at_a_small_width_maps_a_log_mel_image_to_its_embedding() {
-        let device = Device::flex();
+        let device = crate::families::test_device();
         for (depth, blocks, dim) in [
             (18, [2, 2, 2, 2], 8),
             (34, [3, 4, 6, 3], 8),
@@ -307,7 +360,9 @@ mod tests {
             (101, [3, 4, 23, 3], 32),
             (152, [3, 8, 36, 3], 32),
         ] {
-            let cfg = ResNetConfig::new().with_depth(depth).with_width_multiplier(1.0 / 64.0);
+            let cfg = ResNetConfig::new()
+                .with_depth(depth)
+                .with_width_multiplier(1.0 / 64.0);
             assert_eq!(cfg.layout().expect("valid").widths, [1, 2, 4, 8]);
             let model = cfg.init(&device, 1).expect("valid config");
             assert_eq!(model.stage_lengths(), blocks, "depth {depth}");
@@ -320,7 +375,10 @@ mod tests {
     #[test]
     fn the_study_width_gives_torchvision_embedding_sizes() {
         for (depth, dim) in [(18, 512), (34, 512), (50, 2048), (101, 2048), (152, 2048)] {
-            let layout = ResNetConfig::new().with_depth(depth).layout().expect("valid");
+            let layout = ResNetConfig::new()
+                .with_depth(depth)
+                .layout()
+                .expect("valid");
             assert_eq!(layout.widths, [64, 128, 256, 512]);
             assert_eq!(layout.embedding_dim(), dim);
         }
@@ -328,33 +386,86 @@ mod tests {
 
     #[test]
     fn multipliers_and_block_overrides_reshape_the_stages() {
-        let deeper = ResNetConfig::new().with_depth(50).with_depth_multiplier(0.5).layout().expect("valid");
+        let deeper = ResNetConfig::new()
+            .with_depth(50)
+            .with_depth_multiplier(0.5)
+            .layout()
+            .expect("valid");
         assert_eq!(deeper.blocks, [2, 2, 3, 2]);
-        let explicit = ResNetConfig::new().with_depth(101).with_depth_multiplier(3.0).with_blocks(Some([1, 1, 2, 1]));
+        let explicit = ResNetConfig::new()
+            .with_depth(101)
+            .with_depth_multiplier(3.0)
+            .with_blocks(Some([1, 1, 2, 1]));
         assert_eq!(explicit.layout().expect("valid").blocks, [1, 1, 2, 1]);
-        assert_eq!(ResNetConfig::new().with_width_multiplier(0.125).layout().expect("valid").widths, [8, 16, 32, 64]);
+        assert_eq!(
+            ResNetConfig::new()
+                .with_width_multiplier(0.125)
+                .layout()
+                .expect("valid")
+                .widths,
+            [8, 16, 32, 64]
+        );
     }
 
     #[test]
     fn unsupported_shapes_are_errors_that_name_the_key() {
-        let err = ResNetConfig::new().with_depth(20).layout().expect_err("depth 20");
+        let err = ResNetConfig::new()
+            .with_depth(20)
+            .layout()
+            .expect_err("depth 20");
         assert_eq!(err.key, "depth");
         assert!(err.to_string().contains("18, 34, 50, 101, 152"), "{err}");
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert_eq!(ResNetConfig::new().with_width_multiplier(bad).layout().expect_err("bad").key, "width_multiplier");
-            assert_eq!(ResNetConfig::new().with_depth_multiplier(bad).layout().expect_err("bad").key, "depth_multiplier");
+            assert_eq!(
+                ResNetConfig::new()
+                    .with_width_multiplier(bad)
+                    .layout()
+                    .expect_err("bad")
+                    .key,
+                "width_multiplier"
+            );
+            assert_eq!(
+                ResNetConfig::new()
+                    .with_depth_multiplier(bad)
+                    .layout()
+                    .expect_err("bad")
+                    .key,
+                "depth_multiplier"
+            );
         }
-        assert_eq!(ResNetConfig::new().with_blocks(Some([1, 0, 1, 1])).layout().expect_err("zero").key, "blocks");
-        assert_eq!(ResNetConfig::new().with_in_channels(0).layout().expect_err("zero").key, "in_channels");
+        assert_eq!(
+            ResNetConfig::new()
+                .with_blocks(Some([1, 0, 1, 1]))
+                .layout()
+                .expect_err("zero")
+                .key,
+            "blocks"
+        );
+        assert_eq!(
+            ResNetConfig::new()
+                .with_in_channels(0)
+                .layout()
+                .expect_err("zero")
+                .key,
+            "in_channels"
+        );
     }
 
     #[test]
     fn the_same_seed_draws_the_same_weights() {
-        let device = Device::flex();
+        let device = crate::families::test_device();
         let cfg = ResNetConfig::new().with_width_multiplier(1.0 / 16.0);
         let x = Tensor::<4>::ones([1, 1, 64, 32], &device);
-        let a = cfg.init(&device, 3).expect("valid").forward(x.clone()).into_data();
-        let b = cfg.init(&device, 3).expect("valid").forward(x.clone()).into_data();
+        let a = cfg
+            .init(&device, 3)
+            .expect("valid")
+            .forward(x.clone())
+            .into_data();
+        let b = cfg
+            .init(&device, 3)
+            .expect("valid")
+            .forward(x.clone())
+            .into_data();
         let c = cfg.init(&device, 4).expect("valid").forward(x).into_data();
         assert_eq!(a, b);
         assert_ne!(a, c);
