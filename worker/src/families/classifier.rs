@@ -444,7 +444,7 @@ impl Embeddings {
         self.values.len().checked_div(self.dim).unwrap_or(0)
     }
 
-    /// Row `i`.
+    /// Row `i`; panics if `i >= rows()`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.values[i * self.dim..(i + 1) * self.dim]
     }

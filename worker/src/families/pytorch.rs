@@ -26,7 +26,7 @@ pub struct ImportError {
     pub source: SafetensorsStoreError,
 }
 
-/// Remaps an `nn.Sequential` of `[Linear, BatchNorm1d, ReLU] × blocks` (+ a final `Linear`)
+/// Remaps the first `blocks` repeats of `[Linear, BatchNorm1d, ReLU]` in an `nn.Sequential`
 /// onto `Vec<Block { linear, norm }>`: PyTorch index `3b` is block `b`'s linear layer and
 /// `3b + 1` its norm. Anchored on the parameter name, so a remapped key is never remapped again.
 fn sequential_blocks(
@@ -84,8 +84,9 @@ pub fn load_autoencoder(
 
 /// Loads the study's classifier weights into `model`: the `state_dict` of
 /// `models/resnet_oth.ResNet` (`model.conv1…`, `model.layer1.0.downsample.0…`, `model.fc`),
-/// and for an ArcFace model the ArcFace head's `W` in the same file (the study saves it
-/// from `ArcFaceClassifier`; its phase-2 `fc` is then ignored).
+/// and for an ArcFace model the head's `W` (`ArcFaceClassifier.W`, `[embedding, classes]`)
+/// in the same file: the study's `train_classifier.py` saves only the ResNet, so `W` must be
+/// added to it; the ResNet's phase-2 `fc` is then ignored.
 pub fn load_classifier(model: &mut Classifier, path: &Path) -> Result<(), ImportError> {
     let head = match model.head_kind() {
         HeadKind::CrossEntropy => [(r"^model\.fc\.(weight|bias)$", "head.$1")],
