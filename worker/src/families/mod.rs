@@ -78,6 +78,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tests_run_on_the_device_asked_for() {
+        let asked = std::env::var("ASDSWEEP_TEST_DEVICE").as_deref() == Ok("libtorch");
+        let on_libtorch = format!("{:?}", test_device()).contains("LibTorch");
+        assert_eq!(on_libtorch, asked && cfg!(feature = "tch"));
+    }
+
+    #[test]
     fn step_decay_halves_the_rate_every_step_epochs() {
         assert_eq!(step_decay(1e-5, 0.5, 50, 1), 1e-5);
         assert_eq!(step_decay(1e-5, 0.5, 50, 50), 1e-5);
