@@ -6,6 +6,7 @@
 //! - [`service`]: the gRPC services over the store.
 //! - [`artifact`]: the content-addressed artifact directory.
 //! - [`operator`]: the operator's calls and their rendering.
+//! - [`report`]: a sweep's results.csv, correlations and HTML report.
 //! - [`server`]: starting and stopping a coordinator.
 //! - [`bench`]: the queue benchmark.
 
@@ -17,6 +18,7 @@ pub mod entity;
 pub mod error;
 pub mod operator;
 pub mod queue;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod store;
