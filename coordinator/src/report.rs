@@ -296,6 +296,33 @@ impl From<&CorrelationLine> for pb::CorrelationLine {
     }
 }
 
+impl From<&pb::CorrelationLine> for CorrelationLine {
+    fn from(l: &pb::CorrelationLine) -> Self {
+        CorrelationLine {
+            family: l.family.clone(),
+            asd_metric: l.asd_metric.clone(),
+            n: l.n as usize,
+            pearson_r: l.pearson_r,
+            pearson_p: l.pearson_p,
+            pearson_ci_low: l.pearson_ci_low,
+            pearson_ci_high: l.pearson_ci_high,
+            spearman_rho: l.spearman_rho,
+            spearman_p: l.spearman_p,
+            spearman_p_method: l.spearman_p_method.clone(),
+            spearman_ci_low: l.spearman_ci_low,
+            spearman_ci_high: l.spearman_ci_high,
+            kendall_tau: l.kendall_tau,
+            kendall_p: l.kendall_p,
+            q_bh: l.q_bh,
+            ci_level: l.ci_level,
+            difficulty: l.difficulty.clone(),
+            direction: l.direction.clone(),
+            significance: l.significance.clone(),
+            note: l.note.clone(),
+        }
+    }
+}
+
 /// Column names of `correlations.csv` (and of `asdsweep correlations --format csv`).
 pub const CORRELATION_COLUMNS: [&str; 20] = [
     "family",
