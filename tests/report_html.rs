@@ -201,3 +201,18 @@ async fn report_html_renders_in_headless_chromium_with_one_svg_panel_per_family_
     }
     assert!(dom.contains("synthetic failure: config &lt;broken&gt; &amp; co"), "failures are listed, escaped");
 }
+
+on_sqlite_and_postgres!(the_report_and_the_family_counts_come_from_either_database);
+
+async fn the_report_and_the_family_counts_come_from_either_database(h: &Harness) {
+    let (coord, summary) = finished_sweep_report(h, &h.dir.path().join("out")).await;
+    assert_eq!((summary.result_rows, summary.tests, summary.provisional), (2 * 6 * 2, PANELS, false));
+    let store = coord.store();
+    let sweep = store.resolve_sweep("report-demo").await.unwrap();
+    let families = report::family_progress(store, sweep.id).await.unwrap();
+    let totals: Vec<(&str, u64)> = families.iter().map(|f| (f.family.as_str(), f.total)).collect();
+    assert_eq!(totals, [("ae", 12), ("ce", 14)]);
+    let count = |f: &pb::FamilyProgress, state: &str| f.counts.iter().find(|c| c.state == state).map(|c| c.count);
+    assert_eq!((count(&families[1], "succeeded"), count(&families[1], "dead")), (Some(12), Some(2)));
+    coord.shutdown().await;
+}

@@ -166,7 +166,7 @@ pub fn analyse(results_csv: &str) -> Result<Analysis> {
     let table: LongTable = match parse_long_csv(results_csv.as_bytes(), RESULTS_CSV) {
         Ok(t) => t,
         Err(AnalysisError::Empty(_)) => {
-            let rows_without_proxy = results_csv.lines().count().saturating_sub(1);
+            let rows_without_proxy = csv::Reader::from_reader(results_csv.as_bytes()).records().count();
             return Ok(Analysis { rows_without_proxy, ..Analysis::default() });
         }
         Err(e) => return Err(Error::Report(e.to_string())),
@@ -591,7 +591,9 @@ impl std::fmt::Display for ReportSummary {
 /// Writes a file through a temporary name in the same directory, so a reader never sees half of it.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let io = |source| Error::Io { path: path.display().to_string(), source };
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
@@ -615,6 +617,15 @@ pub fn write_report_files(report: &Report, out_dir: &Path) -> Result<ReportSumma
     write_atomically(&summary.correlations_json, &report.correlations_json()?)?;
     write_atomically(&summary.report_html, &html::render(report)?)?;
     Ok(summary)
+}
+
+/// The directory of a sweep's outputs under `base`: `base/<sweep name>`. Names are checked
+/// at launch (letters, digits, `-`, `_`, `.`); one that is only dots is refused here.
+pub fn sweep_dir(base: &Path, sweep: &sweep::Model) -> Result<PathBuf> {
+    if sweep.name.is_empty() || sweep.name.chars().all(|c| c == '.') || sweep.name.contains(['/', '\\']) {
+        return Err(Error::Report(format!("sweep name \"{}\" cannot name an output directory", sweep.name)));
+    }
+    Ok(base.join(&sweep.name))
 }
 
 /// Builds a sweep's report from the store and writes `results.csv`, `correlations.csv`,
@@ -832,6 +843,23 @@ mod tests {
         let report = build_report(&sweep(), &jobs).unwrap();
         assert!(report.correlations.is_empty() && report.facts.provisional());
         assert_eq!(report.results_csv.lines().count(), 1);
+    }
+
+    #[test]
+    fn the_four_files_are_written_and_a_dot_name_gets_no_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = build_report(&sweep(), &synthetic_jobs()).unwrap();
+        let out = sweep_dir(dir.path(), &sweep()).unwrap();
+        assert_eq!(out, dir.path().join("demo"));
+        let summary = write_report_files(&report, &out).unwrap();
+        for p in [&summary.results_csv, &summary.correlations_csv, &summary.correlations_json, &summary.report_html] {
+            assert!(std::fs::metadata(p).unwrap().len() > 0, "{}", p.display());
+        }
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4, "no temporary file is left");
+        assert_eq!(std::fs::read_to_string(&summary.results_csv).unwrap(), report.results_csv);
+        let mut dots = sweep();
+        dots.name = "..".into();
+        assert!(sweep_dir(dir.path(), &dots).unwrap_err().to_string().contains("\"..\""));
     }
 
     #[test]

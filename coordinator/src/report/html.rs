@@ -5,6 +5,7 @@
 
 use super::{Report, utc_time};
 use crate::error::{Error, Result};
+use asdsweep_shared::analysis::alignment::{DIFFICULTY_RULE, DIRECTION_RULE, SIGNIFICANCE_RULE};
 use asdsweep_shared::analysis::{ConfigPoint, Direction, SWEEP_ASD_METRICS};
 use asdsweep_shared::proto as pb;
 use plotters::prelude::*;
@@ -157,15 +158,13 @@ fn correlation_table(h: &mut String, lines: &[pb::CorrelationLine]) {
         );
     }
     h.push_str("</table>\n");
-    if let Some(rule) = lines.first().map(|_| asdsweep_shared::analysis::alignment::DIRECTION_RULE) {
-        let _ = writeln!(
-            h,
-            "<p style=\"font-size:12px;color:#555\">Direction: {}. Significance: {}. Difficulty: {}.</p>",
-            escape(rule),
-            escape(asdsweep_shared::analysis::alignment::SIGNIFICANCE_RULE),
-            escape(asdsweep_shared::analysis::alignment::DIFFICULTY_RULE)
-        );
-    }
+    let _ = writeln!(
+        h,
+        "<p style=\"font-size:12px;color:#555\">Direction: {}. Significance: {}. Difficulty: {}.</p>",
+        escape(DIRECTION_RULE),
+        escape(SIGNIFICANCE_RULE),
+        escape(DIFFICULTY_RULE)
+    );
 }
 
 /// The families of the report, in the order of the correlation table.
@@ -248,7 +247,8 @@ fn scatter_svg(title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, S
             .y_labels(5)
             .label_style(("sans-serif", 11))
             .axis_desc_style(("sans-serif", 12))
-            .light_line_style(RGBColor(238, 238, 238))
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225))
             .draw()
             .map_err(|e| format!("{e:?}"))?;
         let dot = RGBColor(31, 90, 160);
@@ -276,8 +276,9 @@ fn device_table(h: &mut String, report: &Report) {
         return;
     }
     // (family, config, device) in first-appearance order → values per column, over seeds.
-    let mut order: Vec<(String, String, String)> = Vec::new();
-    let mut cells: BTreeMap<(String, String, String), (String, Vec<Vec<f64>>)> = BTreeMap::new();
+    type Key = (String, String, String);
+    let mut order: Vec<Key> = Vec::new();
+    let mut cells: BTreeMap<Key, (String, Vec<Vec<f64>>)> = BTreeMap::new();
     for l in &report.lines {
         let key = (l.family.clone(), l.config.clone(), l.device.clone());
         let entry = cells.entry(key.clone()).or_insert_with(|| {
@@ -371,6 +372,17 @@ mod tests {
         assert!(page.contains("&lt;b&gt;c2&amp;&quot;x&quot;"));
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("<h2>Failures (1)</h2>"));
+    }
+
+    #[test]
+    fn an_unfinished_sweep_is_marked_provisional_and_an_empty_one_still_renders() {
+        let mut jobs = synthetic_jobs();
+        jobs[1].0.state = "pending".into();
+        jobs[1].1 = None;
+        let page = render(&build_report(&sweep(), &jobs).unwrap()).unwrap();
+        assert!(page.contains("<b>Provisional:</b> 1 jobs"), "the banner names the open jobs");
+        let empty = render(&build_report(&sweep(), &[]).unwrap()).unwrap();
+        assert!(empty.contains("No results with a proxy value yet") && !empty.contains("<svg"));
     }
 
     #[test]
