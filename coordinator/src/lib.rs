@@ -9,6 +9,7 @@
 //! - [`report`]: a sweep's results.csv, correlations and HTML report.
 //! - [`server`]: starting and stopping a coordinator.
 //! - [`bench`]: the queue benchmark.
+//! - [`local`]: a whole sweep on one machine (`asdsweep run`).
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod artifact;
 pub mod bench;
 pub mod entity;
 pub mod error;
+pub mod local;
 pub mod operator;
 pub mod queue;
 pub mod report;
