@@ -216,3 +216,19 @@ async fn the_report_and_the_family_counts_come_from_either_database(h: &Harness)
     assert_eq!((count(&families[1], "succeeded"), count(&families[1], "dead")), (Some(12), Some(2)));
     coord.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlations_of_a_sweep_with_open_jobs_are_marked_provisional() {
+    let h = Harness::sqlite();
+    let coord = h.coordinator().await;
+    let mut client = SweepServiceClient::connect(coord.url()).await.unwrap();
+    client.launch(pb::LaunchRequest { spec_toml: SPEC.into(), force_new: false }).await.unwrap();
+    let c = client.correlations(pb::CorrelationsRequest { sweep: "report-demo".into() }).await.unwrap().into_inner();
+    assert!(c.provisional && c.open_jobs == 26 && c.lines.is_empty(), "{c:?}");
+    let table = asdsweep(&["correlations", "report-demo", "--coordinator", &coord.url()]).await;
+    assert!(table.contains("PROVISIONAL: 26 jobs are still open"), "{table}");
+    let missing = client.correlations(pb::CorrelationsRequest { sweep: "no-such-sweep".into() }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    assert!(missing.message().contains("no-such-sweep"), "{}", missing.message());
+    coord.shutdown().await;
+}
