@@ -107,7 +107,7 @@ enum Command {
         #[arg(long)]
         new: bool,
     },
-    /// Show job counts by state, live workers, throughput, ETA and dead jobs.
+    /// Show job counts by state (overall and per family), live workers, throughput, ETA and dead jobs.
     Status {
         #[command(flatten)]
         addr: CoordinatorAddr,
@@ -120,7 +120,26 @@ enum Command {
         addr: CoordinatorAddr,
         /// Sweep id or name.
         sweep: String,
-        /// Output format.
+        /// Only jobs of this proxy family (as named in the spec).
+        #[arg(long)]
+        family: Option<String>,
+        /// Only jobs of this machine type, e.g. fan (training jobs shared by all machine types have `*`).
+        #[arg(long)]
+        device: Option<String>,
+        /// Only jobs that report this metric, and of the metric columns only this one (JSON keeps every field).
+        #[arg(long, value_enum)]
+        metric: Option<operator::Metric>,
+        /// Output format: aligned table, CSV with a header, or a JSON array.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Print a sweep's proxy-vs-ASD correlations so far (one test per family × ASD metric; provisional while jobs are open).
+    Correlations {
+        #[command(flatten)]
+        addr: CoordinatorAddr,
+        /// Sweep id or name.
+        sweep: String,
+        /// Output format: aligned table, CSV (the columns of correlations.csv), or JSON.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -287,14 +306,24 @@ async fn run(command: Command) -> Result<()> {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref()).await?.status(req).await.map_err(operator::Error::from)?.into_inner();
             print!("{}", operator::render_status(&r));
         }
-        Command::Results { addr, sweep, format } => {
+        Command::Results { addr, sweep, family, device, metric, format } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .results(pb::ResultsRequest { sweep })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();
-            print!("{}", operator::render_results(&r.rows, format)?);
+            let filter = operator::ResultFilter { family, device, metric };
+            print!("{}", operator::render_filtered_results(&r.rows, &filter, format)?);
+        }
+        Command::Correlations { addr, sweep, format } => {
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+                .await?
+                .correlations(pb::CorrelationsRequest { sweep })
+                .await
+                .map_err(operator::Error::from)?
+                .into_inner();
+            print!("{}", operator::render_correlations(&r, format)?);
         }
         Command::Cancel { addr, sweep } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
