@@ -3,9 +3,9 @@
 
 mod cli;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use asdsweep_coordinator::operator::{self, Format};
-use asdsweep_coordinator::{Coordinator, CoordinatorConfig, bench};
+use asdsweep_coordinator::{Coordinator, CoordinatorConfig, bench, local};
 use asdsweep_shared::proto as pb;
 use asdsweep_worker::{Registry, WorkerConfig, run_worker};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -94,6 +94,10 @@ enum Command {
         #[arg(long, default_value_t = 300.0)]
         patience_s: f64,
     },
+    /// Run a whole sweep on this machine: synthesise the data if the spec names none, start
+    /// the coordinator (SQLite) and local workers, show progress, write the report. Running
+    /// it again resumes the sweep; on a finished sweep it only writes the report again.
+    Run(RunArgs),
     /// Launch a sweep spec (idempotent: the same spec twice is the same sweep).
     Launch {
         #[command(flatten)]
@@ -176,6 +180,33 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The sweep spec (TOML), e.g. sweeps/quick.toml.
+    spec: PathBuf,
+    /// Local worker processes (default: one per 2 cores, at least 1).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Database URL (default: sqlite://OUT/<sweep name>/asdsweep.db?mode=rwc).
+    #[arg(long)]
+    db: Option<String>,
+    /// Output root: the sweep's files go to OUT/<sweep name>/.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Root the spec's `[dataset] path` is resolved under.
+    #[arg(long, default_value = ".")]
+    data: PathBuf,
+    /// Where synthesised data sets are cached (one directory per `[synth]` setting).
+    #[arg(long, default_value = "data")]
+    data_cache: PathBuf,
+    /// Device the workers train on: `cpu`, or `cuda:N` in builds with the `cuda` or `tch` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Progress as plain log lines even on a terminal.
+    #[arg(long)]
+    plain: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -286,6 +317,7 @@ async fn run(command: Command) -> Result<()> {
             let summary = run_worker(cfg, Registry::builtin(), shutdown_signal()).await?;
             tracing::info!(?summary, "worker stopped");
         }
+        Command::Run(args) => return run_local(args).await,
         Command::Launch { addr, spec, dry_run, new } => {
             let (parsed, text) = operator::read_spec(&spec)?;
             if dry_run {
@@ -363,6 +395,33 @@ async fn run(command: Command) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// `asdsweep run`: fails before any job starts on a bad spec, device or data path.
+async fn run_local(args: RunArgs) -> Result<()> {
+    let (mut spec, _) = operator::read_spec(&args.spec)?;
+    asdsweep_worker::backend::select(&args.device)?;
+    let data_dir = local::prepare_data(&mut spec, &args.data, &args.data_cache)?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cfg = local::RunConfig {
+        workers: args.workers.unwrap_or((cores / 2).max(1)).max(1),
+        db_url: args.db,
+        out_dir: args.out.join(&spec.name),
+        data_dir,
+        worker_exe: std::env::current_exe().context("locating the asdsweep binary to start workers with")?,
+        worker_args: vec!["--device".into(), args.device],
+        heartbeat: Duration::from_secs(1),
+        progress: if args.plain { local::ProgressMode::Lines } else { local::ProgressMode::Auto },
+    };
+    let out = local::run(cfg, &spec, shutdown_signal()).await?;
+    print!("{}", local::summary(&out));
+    if out.interrupted {
+        bail!("interrupted; run the same command again to resume");
+    }
+    if !out.progress.dead.is_empty() {
+        bail!("{} job(s) ended dead (reasons above)", out.progress.dead.len());
     }
     Ok(())
 }

@@ -6,9 +6,13 @@
 
 use crate::entity::{job, sweep};
 use crate::queue::JobState;
+use crate::report::{self, ReportSummary};
 use crate::server::{Coordinator, CoordinatorConfig};
 use crate::store::{Store, SweepProgress, now_ms};
 use crate::{Error, Result};
+use asdsweep_shared::dataset;
+use asdsweep_shared::spec::{DatasetSpec, Spec};
+use asdsweep_shared::synth::{self, Machine, SynthConfig};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use std::collections::BTreeMap;
@@ -30,8 +34,6 @@ pub enum ProgressMode {
 /// What to run and where.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The sweep spec's text and where it came from (for messages).
-    pub spec_toml: String,
     /// Local worker processes.
     pub workers: usize,
     /// Database URL; default `sqlite://<out>/asdsweep.db?mode=rwc`.
@@ -61,13 +63,18 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// True when the sweep had finished before this run started.
     pub already_finished: bool,
+    /// The files written (none when the run was stopped early).
+    pub report: Option<ReportSummary>,
 }
 
 /// Runs a sweep to its end (or until `stop`): starts the coordinator, launches
 /// the spec (idempotent: a relaunch is the same sweep), starts the workers,
 /// shows progress, then stops the workers (they hand their leases back) and
 /// the coordinator.
-pub async fn run(cfg: RunConfig, spec: &asdsweep_shared::spec::Spec, stop: CancellationToken) -> Result<RunOutcome> {
+pub async fn run(cfg: RunConfig, spec: &Spec, stop: CancellationToken) -> Result<RunOutcome> {
+    if spec.name.chars().all(|c| c == '.') {
+        return Err(Error::InvalidArgument(format!("sweep name \"{}\" cannot name an output directory", spec.name)));
+    }
     std::fs::create_dir_all(cfg.out_dir.join("logs"))
         .map_err(|source| Error::Io { path: cfg.out_dir.display().to_string(), source })?;
     let db_url =
@@ -83,13 +90,16 @@ pub async fn run(cfg: RunConfig, spec: &asdsweep_shared::spec::Spec, stop: Cance
     outcome
 }
 
-async fn drive(cfg: &RunConfig, spec: &asdsweep_shared::spec::Spec, coordinator: &Coordinator, stop: CancellationToken) -> Result<RunOutcome> {
+async fn drive(cfg: &RunConfig, spec: &Spec, coordinator: &Coordinator, stop: CancellationToken) -> Result<RunOutcome> {
     let store = coordinator.store();
-    let launched = store.launch(spec, &cfg.spec_toml, false).await?;
+    // Stored as run: with the data it pinned.
+    let text = toml::to_string(spec).map_err(|e| Error::InvalidArgument(format!("spec cannot be written back as TOML: {e}")))?;
+    let launched = store.launch(spec, &text, false).await?;
     let sweep = launched.sweep;
     let before = store.progress(&sweep).await?;
     if before.is_finished() {
-        return Ok(RunOutcome { sweep, progress: before, interrupted: false, already_finished: true });
+        let report = Some(report::write_report(store, &sweep, &cfg.out_dir).await?);
+        return Ok(RunOutcome { sweep, progress: before, interrupted: false, already_finished: true, report });
     }
     if !launched.created {
         tracing::info!(sweep = %sweep.name, left = before.total() - done(&before), "resuming the sweep");
@@ -123,9 +133,40 @@ async fn drive(cfg: &RunConfig, spec: &asdsweep_shared::spec::Spec, coordinator:
     };
     display.finish();
     stop_workers(&mut workers).await;
-    // Jobs handed back by the stopped workers are pending again: count them so.
-    let progress = if interrupted { store.progress(&sweep).await? } else { progress };
-    Ok(RunOutcome { sweep, progress, interrupted, already_finished: false })
+    if interrupted {
+        // Jobs handed back by the stopped workers are pending again: count them so.
+        let progress = store.progress(&sweep).await?;
+        return Ok(RunOutcome { sweep, progress, interrupted, already_finished: false, report: None });
+    }
+    let report = Some(report::write_report(store, &sweep, &cfg.out_dir).await?);
+    Ok(RunOutcome { sweep, progress, interrupted, already_finished: false, report })
+}
+
+/// What a finished (or stopped) run prints.
+pub fn summary(out: &RunOutcome) -> String {
+    use std::fmt::Write;
+    let p = &out.progress;
+    let mut text = String::new();
+    let state = if out.interrupted {
+        "stopped"
+    } else if out.already_finished {
+        "already finished"
+    } else {
+        "finished"
+    };
+    let counts: Vec<String> = p.counts.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{n} {}", s.as_str())).collect();
+    let _ = writeln!(text, "sweep {} \"{}\" {state}: {} jobs: {}", out.sweep.id, out.sweep.name, p.total(), counts.join(", "));
+    match &out.report {
+        Some(report) => {
+            let _ = write!(text, "{report}");
+        }
+        None => {
+            for (key, attempts, error) in &p.dead {
+                let _ = writeln!(text, "  dead: {key} after {attempts} attempts: {error}");
+            }
+        }
+    }
+    text
 }
 
 /// Jobs in a final state.
@@ -315,11 +356,86 @@ impl Display {
     }
 }
 
-/// Where `run` caches a synthesised data set: `data/synth-<hash of its settings>`.
-pub fn synth_cache_dir(data_root: &Path, settings: &impl serde::Serialize) -> PathBuf {
+/// Finds or makes the data a local run reads, and pins it in `spec` before the
+/// spec is launched, so that every job carries the data's fingerprint.
+///
+/// A spec with a `[dataset]` reads it under `data_root`; a path that does not
+/// exist there is an error naming it. A spec without one gets the synthetic data
+/// set of its `[synth]` settings (defaults if absent) for its `devices`, generated
+/// once under `cache_root/synth-<hash of the settings>` and reused by later runs.
+/// Returns the root to hand the workers (`asdsweep worker --data`).
+pub fn prepare_data(spec: &mut Spec, data_root: &Path, cache_root: &Path) -> Result<PathBuf> {
+    if let Some(d) = &spec.dataset {
+        let dir = data_root.join(&d.path);
+        if !dir.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "dataset.path \"{}\" does not exist under the data root {} (looked for {}); give the root with --data",
+                d.path,
+                data_root.display(),
+                dir.display()
+            )));
+        }
+        return Ok(data_root.to_path_buf());
+    }
+    let s = spec.synth.clone().unwrap_or_default();
+    let devices = spec
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            d.parse::<Machine>().map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "devices[{i}] is \"{d}\": without a [dataset], asdsweep run synthesises the data, and the \
+                     synthetic machine types are {}",
+                    Machine::ALL.map(Machine::name).join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = SynthConfig {
+        devices,
+        sections: s.sections,
+        train: s.train,
+        test: s.test,
+        seconds: s.seconds,
+        seed: s.seed,
+        sample_rate: s.sample_rate,
+    };
+    cfg.validate().map_err(|e| Error::InvalidArgument(format!("[synth]: {e}")))?;
+    let dir = synth_cache_dir(cache_root, &cfg);
+    // `synth.json` is written last: its presence marks a complete data set.
+    if !dir.join("synth.json").is_file() {
+        let partial = dir.with_extension("partial");
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::Io { path, source }
+        };
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+        }
+        eprintln!("synthesising {} clips into {}", cfg.n_clips(), dir.display());
+        let bar = ProgressBar::new(cfg.n_clips() as u64);
+        bar.set_style(ProgressStyle::with_template("synth [{bar:30}] {pos}/{len} clips · ETA {eta}").expect("a valid template"));
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        synth::generate(&cfg, &partial, &|| bar.inc(1)).map_err(|e| Error::InvalidArgument(format!("synthesising data: {e}")))?;
+        bar.finish_and_clear();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        std::fs::rename(&partial, &dir).map_err(io(&dir))?;
+    }
+    let manifest = dataset::scan(&dir, None).map_err(|e| Error::InvalidArgument(format!("synthetic data in {}: {e}", dir.display())))?;
+    spec.dataset = Some(DatasetSpec { fingerprint: Some(manifest.fingerprint()), ..DatasetSpec::default() });
+    Ok(dir)
+}
+
+/// Where `run` caches a synthesised data set: `<cache root>/synth-<hash of its settings>`.
+fn synth_cache_dir(cache_root: &Path, settings: &impl serde::Serialize) -> PathBuf {
     use sha2::{Digest, Sha256};
     let json = serde_json::to_vec(settings).expect("settings serialise to JSON");
-    data_root.join(format!("synth-{}", &hex::encode(Sha256::digest(json))[..12]))
+    cache_root.join(format!("synth-{}", &hex::encode(Sha256::digest(json))[..12]))
 }
 
 #[cfg(test)]

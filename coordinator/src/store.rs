@@ -59,7 +59,7 @@ type Answer<T> = tokio::sync::oneshot::Sender<Result<T>>;
 enum Op {
     Claim(String, Answer<Option<Claimed>>),
     Beat(lease::Beat, Answer<HeartbeatOutcome>),
-    Complete(lease::Completion, Answer<()>),
+    Complete(Box<lease::Completion>, Answer<()>),
     Other(BatchOp),
 }
 
@@ -137,7 +137,7 @@ async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::Unboun
             match op {
                 Op::Claim(worker, answer) => claims.push((worker, answer)),
                 Op::Beat(beat, answer) => beats.push((beat, answer)),
-                Op::Complete(done, answer) => dones.push((done, answer)),
+                Op::Complete(done, answer) => dones.push((*done, answer)),
                 Op::Other(op) => others.push(op),
             }
         }
@@ -691,7 +691,7 @@ impl Store {
         let now = now_ms();
         let done = lease::Completion { worker_id: worker_id.to_owned(), job_id, token, result };
         match &self.writer {
-            Some(writer) => submit(writer, |answer| Op::Complete(done, answer)).await,
+            Some(writer) => submit(writer, |answer| Op::Complete(Box::new(done), answer)).await,
             None => only(self.alone(async |txn| lease::complete_many(txn, vec![done], now).await).await?),
         }?;
         self.touch_worker(worker_id, now).await?;
