@@ -3,9 +3,9 @@
 
 mod cli;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use asdsweep_coordinator::operator::{self, Format};
-use asdsweep_coordinator::{Coordinator, CoordinatorConfig, bench};
+use asdsweep_coordinator::{Coordinator, CoordinatorConfig, bench, local};
 use asdsweep_shared::proto as pb;
 use asdsweep_worker::{Registry, WorkerConfig, run_worker};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -100,6 +100,10 @@ enum Command {
         #[arg(long, env = "ASDSWEEP_CACHE")]
         cache_dir: Option<PathBuf>,
     },
+    /// Run a whole sweep on this machine: synthesise the data if the spec names none, start
+    /// the coordinator (SQLite) and local workers, show progress, write the report. Running
+    /// it again resumes the sweep; on a finished sweep it only writes the report again.
+    Run(RunArgs),
     /// Launch a sweep spec (idempotent: the same spec twice is the same sweep).
     Launch {
         #[command(flatten)]
@@ -113,7 +117,7 @@ enum Command {
         #[arg(long)]
         new: bool,
     },
-    /// Show job counts by state, live workers, throughput, ETA and dead jobs.
+    /// Show job counts by state (overall and per family), live workers, throughput, ETA and dead jobs.
     Status {
         #[command(flatten)]
         addr: CoordinatorAddr,
@@ -126,7 +130,26 @@ enum Command {
         addr: CoordinatorAddr,
         /// Sweep id or name.
         sweep: String,
-        /// Output format.
+        /// Only jobs of this proxy family (as named in the spec).
+        #[arg(long)]
+        family: Option<String>,
+        /// Only jobs of this machine type, e.g. fan (training jobs shared by all machine types have `*`).
+        #[arg(long)]
+        device: Option<String>,
+        /// Only jobs that report this metric, and of the metric columns only this one (JSON keeps every field).
+        #[arg(long, value_enum)]
+        metric: Option<operator::Metric>,
+        /// Output format: aligned table, CSV with a header, or a JSON array.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Print a sweep's proxy-vs-ASD correlations so far (one test per family × ASD metric; provisional while jobs are open).
+    Correlations {
+        #[command(flatten)]
+        addr: CoordinatorAddr,
+        /// Sweep id or name.
+        sweep: String,
+        /// Output format: aligned table, CSV (the columns of correlations.csv), or JSON.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -163,6 +186,33 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The sweep spec (TOML), e.g. sweeps/quick.toml.
+    spec: PathBuf,
+    /// Local worker processes (default: one per 2 cores, at least 1).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Database URL (default: sqlite://OUT/<sweep name>/asdsweep.db?mode=rwc).
+    #[arg(long)]
+    db: Option<String>,
+    /// Output root: the sweep's files go to OUT/<sweep name>/.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Root the spec's `[dataset] path` is resolved under.
+    #[arg(long, default_value = ".")]
+    data: PathBuf,
+    /// Where synthesised data sets are cached (one directory per `[synth]` setting).
+    #[arg(long, default_value = "data")]
+    data_cache: PathBuf,
+    /// Device the workers train on: `cpu`, or `cuda:N` in builds with the `cuda` or `tch` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Progress as plain log lines even on a terminal.
+    #[arg(long)]
+    plain: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,6 +327,7 @@ async fn run(command: Command) -> Result<()> {
             let summary = run_worker(cfg, Registry::builtin(), shutdown_signal()).await?;
             tracing::info!(?summary, "worker stopped");
         }
+        Command::Run(args) => return run_local(args).await,
         Command::Launch { addr, spec, dry_run, new } => {
             let (parsed, text) = operator::read_spec(&spec)?;
             if dry_run {
@@ -297,14 +348,24 @@ async fn run(command: Command) -> Result<()> {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref()).await?.status(req).await.map_err(operator::Error::from)?.into_inner();
             print!("{}", operator::render_status(&r));
         }
-        Command::Results { addr, sweep, format } => {
+        Command::Results { addr, sweep, family, device, metric, format } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .results(pb::ResultsRequest { sweep })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();
-            print!("{}", operator::render_results(&r.rows, format)?);
+            let filter = operator::ResultFilter { family, device, metric };
+            print!("{}", operator::render_filtered_results(&r.rows, &filter, format)?);
+        }
+        Command::Correlations { addr, sweep, format } => {
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+                .await?
+                .correlations(pb::CorrelationsRequest { sweep })
+                .await
+                .map_err(operator::Error::from)?
+                .into_inner();
+            print!("{}", operator::render_correlations(&r, format)?);
         }
         Command::Cancel { addr, sweep } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
@@ -344,6 +405,33 @@ async fn run(command: Command) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// `asdsweep run`: fails before any job starts on a bad spec, device or data path.
+async fn run_local(args: RunArgs) -> Result<()> {
+    let (mut spec, _) = operator::read_spec(&args.spec)?;
+    asdsweep_worker::backend::select(&args.device)?;
+    let data_dir = local::prepare_data(&mut spec, &args.data, &args.data_cache)?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cfg = local::RunConfig {
+        workers: args.workers.unwrap_or((cores / 2).max(1)).max(1),
+        db_url: args.db,
+        out_dir: args.out.join(&spec.name),
+        data_dir,
+        worker_exe: std::env::current_exe().context("locating the asdsweep binary to start workers with")?,
+        worker_args: vec!["--device".into(), args.device],
+        heartbeat: Duration::from_secs(1),
+        progress: if args.plain { local::ProgressMode::Lines } else { local::ProgressMode::Auto },
+    };
+    let out = local::run(cfg, &spec, shutdown_signal()).await?;
+    print!("{}", local::summary(&out));
+    if out.interrupted {
+        bail!("interrupted; run the same command again to resume");
+    }
+    if !out.progress.dead.is_empty() {
+        bail!("{} job(s) ended dead (reasons above)", out.progress.dead.len());
     }
     Ok(())
 }

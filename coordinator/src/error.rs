@@ -43,8 +43,11 @@ pub enum Error {
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
-    /// The artifact store's disk failed.
-    #[error("artifact store I/O error on {path}: {source}")]
+    /// A report could not be computed or rendered.
+    #[error("report: {0}")]
+    Report(String),
+    /// The disk failed (artifact store, report files).
+    #[error("I/O error on {path}: {source}")]
     Io {
         /// File involved.
         path: String,
@@ -64,6 +67,7 @@ impl From<Error> for Status {
             Error::Cancelled { .. } => Code::Aborted,
             Error::InvalidArgument(_) | Error::Spec(_) => Code::InvalidArgument,
             Error::Db(_) | Error::Io { .. } => Code::Unavailable,
+            Error::Report(_) => Code::Internal,
         };
         if code == Code::Unavailable {
             tracing::error!(error = %e, "internal failure answered as UNAVAILABLE");

@@ -6,8 +6,10 @@
 //! - [`service`]: the gRPC services over the store.
 //! - [`artifact`]: the content-addressed artifact directory.
 //! - [`operator`]: the operator's calls and their rendering.
+//! - [`report`]: a sweep's results.csv, correlations and HTML report.
 //! - [`server`]: starting and stopping a coordinator.
 //! - [`bench`]: the queue benchmark.
+//! - [`local`]: a whole sweep on one machine (`asdsweep run`).
 
 #![warn(missing_docs)]
 
@@ -15,8 +17,10 @@ pub mod artifact;
 pub mod bench;
 pub mod entity;
 pub mod error;
+pub mod local;
 pub mod operator;
 pub mod queue;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod store;

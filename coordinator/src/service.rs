@@ -129,6 +129,7 @@ fn progress_to_wire(p: SweepProgress) -> pb::SweepStatus {
             .map(|(k, a, e)| pb::DeadJob { job_key: k.clone(), attempts: (*a).max(0) as u32, error: e.clone() })
             .collect(),
         created_at_ms: p.sweep.created_at_ms,
+        families: Vec::new(),
     }
 }
 
@@ -221,7 +222,9 @@ impl SweepService for Services {
         let sweeps = if r.sweep.is_empty() { self.store.sweeps().await? } else { vec![self.store.resolve_sweep(&r.sweep).await?] };
         let mut out = pb::StatusResponse::default();
         for s in &sweeps {
-            out.sweeps.push(progress_to_wire(self.store.progress(s).await?));
+            let mut status = progress_to_wire(self.store.progress(s).await?);
+            status.families = crate::report::family_progress(&self.store, s.id).await?;
+            out.sweeps.push(status);
         }
         for (w, current_job) in self.store.live_workers(now_ms() - LIVE_WINDOW_MS).await? {
             out.live_workers.push(pb::WorkerInfo {
@@ -259,6 +262,11 @@ impl SweepService for Services {
             })
             .collect();
         Ok(Response::new(pb::ResultsResponse { rows }))
+    }
+
+    async fn correlations(&self, req: Request<pb::CorrelationsRequest>) -> Result<Response<pb::CorrelationsResponse>, Status> {
+        let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
+        Ok(Response::new(crate::report::correlations(&self.store, &sweep).await?))
     }
 
     async fn cancel(&self, req: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {

@@ -20,6 +20,8 @@ use sea_orm::{
     FromQueryResult, QueryFilter, QueryOrder, Statement, TransactionTrait, Value, ColumnTrait, DatabaseTransaction, DbErr,
 };
 use futures::future::BoxFuture;
+
+mod lease;
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,31 +43,87 @@ pub struct Store {
     /// it at most once per [`TOUCH_EVERY_MS`] per worker.
     touched: Arc<Mutex<HashMap<String, i64>>>,
     /// The group-commit writer (SQLite only; Postgres gets a transaction per operation).
-    writer: Option<tokio::sync::mpsc::UnboundedSender<BatchOp>>,
+    writer: Option<tokio::sync::mpsc::UnboundedSender<Op>>,
 }
 
 /// Called with the batch's commit outcome; sends the operation's answer.
 type BatchReply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-/// One operation of a group-commit batch.
+/// One general operation of a group-commit batch.
 type BatchOp = Box<dyn for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, BatchReply> + Send>;
+/// Where an operation's answer goes.
+type Answer<T> = tokio::sync::oneshot::Sender<Result<T>>;
+
+/// An operation for the SQLite writer. Claims, heartbeats and completions are
+/// typed so that every waiting call of a kind is answered by one batched
+/// statement ([`lease`]); anything else is a closure run in its own savepoint.
+enum Op {
+    Claim(String, Answer<Option<Claimed>>),
+    Beat(lease::Beat, Answer<HeartbeatOutcome>),
+    Complete(Box<lease::Completion>, Answer<()>),
+    Other(BatchOp),
+}
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
 
+/// The answer to send once the batch's commit outcome is known.
+fn reply_after_commit<T: Send + 'static>(answer: Answer<T>, out: Result<T>) -> BatchReply {
+    Box::new(move |committed: std::result::Result<(), String>| {
+        let _ = answer.send(match (out, committed) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(why)) => Err(Error::Db(DbErr::Custom(format!("batch commit failed: {why}")))),
+            (Err(e), _) => Err(e),
+        });
+    })
+}
+
+/// Runs one kind of call as a batch in a savepoint. If the batch fails as a
+/// whole (a statement error), it is undone and each call runs alone in a
+/// savepoint of its own, so one bad call cannot fail the others.
+async fn batched<C: Clone, T: Send + 'static>(
+    txn: &DatabaseTransaction,
+    calls: Vec<(C, Answer<T>)>,
+    run: impl AsyncFn(&DatabaseTransaction, Vec<C>) -> Result<Vec<Result<T>>>,
+) -> Vec<BatchReply> {
+    if calls.is_empty() {
+        return Vec::new();
+    }
+    let (args, answers): (Vec<C>, Vec<Answer<T>>) = calls.into_iter().unzip();
+    if let Ok(outs) = in_savepoint(txn, async |sp| run(sp, args.clone()).await).await {
+        return answers.into_iter().zip(outs).map(|(a, out)| reply_after_commit(a, out)).collect();
+    }
+    let mut replies = Vec::with_capacity(answers.len());
+    for (arg, answer) in args.into_iter().zip(answers) {
+        let out = in_savepoint(txn, async |sp| run(sp, vec![arg]).await).await.and_then(only);
+        replies.push(reply_after_commit(answer, out));
+    }
+    replies
+}
+
+/// Runs `work` in a savepoint of `txn`: undone if it fails.
+async fn in_savepoint<T>(txn: &DatabaseTransaction, work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>) -> Result<T> {
+    let sp = txn.begin().await?;
+    match work(&sp).await {
+        Ok(v) => {
+            sp.commit().await?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = sp.rollback().await;
+            Err(e)
+        }
+    }
+}
+
 /// The single SQLite writer: takes every operation that is waiting, runs them
-/// in one transaction (each in its own savepoint) and commits once, so the
-/// write-ahead log is appended once per batch instead of once per call.
-async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::UnboundedReceiver<BatchOp>) {
+/// in one transaction and commits once, so the write-ahead log is appended
+/// once per batch instead of once per call. Completions run first (they may
+/// make jobs ready for this batch's claims), then heartbeats, claims and the rest.
+async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::UnboundedReceiver<Op>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while ops.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut replies = Vec::with_capacity(batch.len());
-        let committed = match db.begin().await {
-            Ok(txn) => {
-                for op in batch.drain(..) {
-                    replies.push(op(&txn).await);
-                }
-                txn.commit().await.map_err(|e| e.to_string())
-            }
+        let txn = match db.begin().await {
+            Ok(txn) => txn,
             Err(e) => {
                 // Dropping the operations answers their callers with an error; workers retry.
                 tracing::error!(error = %e, dropped = batch.len(), "cannot open a write transaction");
@@ -73,6 +131,33 @@ async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::Unboun
                 continue;
             }
         };
+        let now = now_ms();
+        let (mut claims, mut beats, mut dones, mut others) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for op in batch.drain(..) {
+            match op {
+                Op::Claim(worker, answer) => claims.push((worker, answer)),
+                Op::Beat(beat, answer) => beats.push((beat, answer)),
+                Op::Complete(done, answer) => dones.push((*done, answer)),
+                Op::Other(op) => others.push(op),
+            }
+        }
+        let mut replies = Vec::new();
+        for round in lease::rounds(dones, |(c, _)| c.job_id) {
+            replies.extend(batched(&txn, round, async move |t, calls| lease::complete_many(t, calls, now).await).await);
+        }
+        for round in lease::rounds(beats, |(b, _)| b.job_id) {
+            replies.extend(batched(&txn, round, async move |t, calls| lease::heartbeat_many(t, &calls, now).await).await);
+        }
+        replies.extend(
+            batched(&txn, claims, async move |t, workers| {
+                Ok(lease::claim_many(t, &workers, now).await?.into_iter().map(Ok).collect())
+            })
+            .await,
+        );
+        for op in others {
+            replies.push(op(&txn).await);
+        }
+        let committed = txn.commit().await.map_err(|e| e.to_string());
         for reply in replies {
             reply(committed.clone());
         }
@@ -216,12 +301,6 @@ struct IdRow {
 #[derive(Debug, FromQueryResult)]
 struct CountRow {
     n: i64,
-}
-
-#[derive(Debug, FromQueryResult)]
-struct Finished {
-    sweep_id: i64,
-    dependents: i32,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -571,105 +650,27 @@ impl Store {
         T: Send + 'static,
         F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
     {
-        self.write_in(true, work).await
-    }
-
-    /// [`Store::write`] for work that makes at most one change, in one
-    /// statement (atomic by itself), so it needs no savepoint.
-    async fn write_one<T, F>(&self, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
-    {
-        self.write_in(false, work).await
-    }
-
-    async fn write_in<T, F>(&self, savepoint: bool, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
-    {
-        let Some(writer) = &self.writer else {
-            let txn = self.db.begin().await?;
-            let out = work(&txn).await;
-            match out {
-                Ok(v) => {
-                    txn.commit().await?;
-                    return Ok(v);
-                }
-                Err(e) => {
-                    txn.rollback().await?;
-                    return Err(e);
-                }
-            }
+        let Some(writer) = &self.writer else { return self.alone(async |txn| work(txn).await).await };
+        let op = move |answer: Answer<T>| {
+            Op::Other(Box::new(move |outer: &DatabaseTransaction| {
+                Box::pin(async move {
+                    let out = in_savepoint(outer, async |sp| work(sp).await).await;
+                    reply_after_commit(answer, out)
+                })
+            }))
         };
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
-        let op: BatchOp = Box::new(move |outer: &DatabaseTransaction| {
-            Box::pin(async move {
-                let out = if !savepoint {
-                    work(outer).await
-                } else {
-                    match outer.begin().await {
-                        Ok(sp) => match work(&sp).await {
-                            Ok(v) => sp.commit().await.map(|_| v).map_err(Error::from),
-                            Err(e) => {
-                                let _ = sp.rollback().await;
-                                Err(e)
-                            }
-                        },
-                        Err(e) => Err(Error::from(e)),
-                    }
-                };
-                let reply: BatchReply = Box::new(move |committed: std::result::Result<(), String>| {
-                    let _ = tx.send(match (out, committed) {
-                        (Ok(v), Ok(())) => Ok(v),
-                        (Ok(_), Err(why)) => Err(Error::Db(DbErr::Custom(format!("batch commit failed: {why}")))),
-                        (Err(e), _) => Err(e),
-                    });
-                });
-                reply
-            })
-        });
-        writer.send(op).map_err(|_| Error::Db(DbErr::Custom("the database writer has stopped".into())))?;
-        rx.await.map_err(|_| Error::Db(DbErr::Custom("the database writer dropped an operation".into())))?
+        submit(writer, op).await
     }
 
     /// Atomically leases the most urgent ready job to a worker.
     pub async fn claim(&self, worker_id: &str) -> Result<Option<Claimed>> {
         let now = now_ms();
         self.touch_worker(worker_id, now).await?;
-        let lock = if self.db.get_database_backend() == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let claim = self.stmt(
-            &format!(
-                "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = lease_token + 1, \
-                 lease_expires_at_ms = $1 + lease_ttl_ms, worker_id = $2, started_at_ms = $1, progress = NULL \
-                 WHERE id = (SELECT id FROM jobs WHERE state = 'pending' AND not_before_ms <= $1 \
-                             ORDER BY priority DESC, id LIMIT 1 {lock}) \
-                 RETURNING *"
-            ),
-            vec![now.into(), worker_id.into()],
-        );
-        let this = self.clone();
-        self.write_one(move |txn| {
-            Box::pin(async move {
-                let Some(job) = job::Entity::find().from_raw_sql(claim).one(txn).await? else { return Ok(None) };
-                let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
-                    ArtifactsRow::find_by_statement(this.stmt(
-                        "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
-                        vec![job.id.into()],
-                    ))
-                    .all(txn)
-                    .await?
-                    .into_iter()
-                    .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
-                    .collect()
-                } else {
-                    Vec::new()
-                };
-                Ok(Some(Claimed { job, input_artifacts }))
-            })
-        })
-        .await
+        let worker_id = worker_id.to_owned();
+        match &self.writer {
+            Some(writer) => submit(writer, |answer| Op::Claim(worker_id, answer)).await,
+            None => Ok(self.alone(async |txn| lease::claim_many(txn, &[worker_id], now).await).await?.pop().flatten()),
+        }
     }
 
     /// Extends a lease; tells the worker if the job was cancelled. A reported
@@ -683,83 +684,35 @@ impl Store {
         checkpoint: Option<String>,
     ) -> Result<HeartbeatOutcome> {
         let now = now_ms();
-        let extend = self.stmt(
-            "UPDATE jobs SET lease_expires_at_ms = $3 + lease_ttl_ms, progress = $4, checkpoint = COALESCE($5, checkpoint) \
-             WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING lease_expires_at_ms AS n",
-            vec![job_id.into(), token.into(), now.into(), progress.into(), checkpoint.into()],
-        );
-        let out = self
-            .write_one(move |txn| {
-                Box::pin(async move {
-                    match CountRow::find_by_statement(extend).one(txn).await? {
-                        Some(row) => Ok(HeartbeatOutcome::Extended(row.n)),
-                        None => match lease_problem(txn, job_id, token).await? {
-                            Error::Cancelled { .. } => Ok(HeartbeatOutcome::Cancelled),
-                            other => Err(other),
-                        },
-                    }
-                })
-            })
-            .await?;
+        let beat = lease::Beat { job_id, token, progress, checkpoint };
+        let out = match &self.writer {
+            Some(writer) => submit(writer, |answer| Op::Beat(beat, answer)).await,
+            None => only(self.alone(async |txn| lease::heartbeat_many(txn, &[beat], now).await).await?),
+        }?;
         self.touch_worker(worker_id, now).await?;
         Ok(out)
     }
 
     /// Records a job's result, once. A call with a stale token is rejected and
     /// recorded nowhere; repeating an accepted call is harmless.
-    pub async fn complete(&self, worker_id: &str, job_id: i64, token: i64, r: NewResult) -> Result<()> {
+    pub async fn complete(&self, worker_id: &str, job_id: i64, token: i64, result: NewResult) -> Result<()> {
         let now = now_ms();
-        let finish = self.stmt(
-            "UPDATE jobs SET state = 'succeeded', finished_at_ms = $3, lease_expires_at_ms = NULL, last_error = NULL \
-             WHERE id = $1 AND lease_token = $2 AND state = 'leased' RETURNING sweep_id, dependents",
-            vec![job_id.into(), token.into(), now.into()],
-        );
-        let unblock = self.stmt(
-            &format!(
-                "UPDATE jobs SET state = 'pending' WHERE state = 'blocked' \
-                 AND id IN (SELECT job_id FROM job_deps WHERE dep_id = $1) AND {DEPS_DONE}"
-            ),
-            vec![job_id.into()],
-        );
-        let result = result::ActiveModel {
-            job_id: Set(job_id),
-            proxy_metric: Set(r.proxy_metric),
-            proxy_value: Set(r.proxy_value),
-            lp_in_auc: Set(r.lp_in_auc),
-            lp_in_pauc: Set(r.lp_in_pauc),
-            lp_out_auc: Set(r.lp_out_auc),
-            lp_out_pauc: Set(r.lp_out_pauc),
-            md_auc: Set(r.md_auc),
-            md_pauc: Set(r.md_pauc),
-            extra: Set(r.extra),
-            provenance: Set(r.provenance),
-            artifacts: Set(serde_json::json!(r.artifacts)),
-            worker_id: Set(worker_id.to_owned()),
-            lease_token: Set(token),
-            created_at_ms: Set(now),
-            ..Default::default()
-        };
-        self.write(move |txn| {
-            Box::pin(async move {
-                let Some(job) = Finished::find_by_statement(finish).one(txn).await? else {
-                    return match lease_problem(txn, job_id, token).await? {
-                        // The same lease completing again (a retried call whose answer was lost).
-                        Error::StaleLease { state, current, .. } if state == "succeeded" && current == token => Ok(()),
-                        other => Err(other),
-                    };
-                };
-                let mut result = result;
-                result.sweep_id = Set(job.sweep_id);
-                result::Entity::insert(result).exec_without_returning(txn).await?;
-                if job.dependents > 0 {
-                    txn.execute_raw(unblock).await?;
-                }
-                Ok(())
-            })
-        })
-        .await?;
+        let done = lease::Completion { worker_id: worker_id.to_owned(), job_id, token, result };
+        match &self.writer {
+            Some(writer) => submit(writer, |answer| Op::Complete(Box::new(done), answer)).await,
+            None => only(self.alone(async |txn| lease::complete_many(txn, vec![done], now).await).await?),
+        }?;
         self.touch_worker(worker_id, now).await?;
         Ok(())
+    }
+
+    /// Runs `work` in a transaction of its own, committed if it succeeds (dropped,
+    /// hence rolled back, if not).
+    async fn alone<T>(&self, work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin().await?;
+        let out = work(&txn).await?;
+        txn.commit().await?;
+        Ok(out)
     }
 
     /// Records a failed attempt: back to pending with backoff, or dead; with
@@ -879,6 +832,18 @@ impl Store {
             .await?;
         Ok(res.rows_affected() == 1)
     }
+}
+
+/// Hands an operation to the SQLite writer and waits for its answer.
+async fn submit<T>(writer: &tokio::sync::mpsc::UnboundedSender<Op>, op: impl FnOnce(Answer<T>) -> Op) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    writer.send(op(tx)).map_err(|_| Error::Db(DbErr::Custom("the database writer has stopped".into())))?;
+    rx.await.map_err(|_| Error::Db(DbErr::Custom("the database writer dropped an operation".into())))?
+}
+
+/// The one answer of a batch of one.
+fn only<T>(mut answers: Vec<Result<T>>) -> Result<T> {
+    answers.pop().unwrap_or_else(|| Err(Error::Db(DbErr::Custom("a batch of one gave no answer".into()))))
 }
 
 /// Builds a statement for the connection's backend (`$N` parameters work on both).

@@ -90,19 +90,55 @@ pub struct LongRow {
     pub config: String,
     /// Machine type.
     pub device: String,
+    /// Seed of the run (a sweep's `results.csv`); `None` in the plain long format.
+    pub seed: Option<String>,
+    /// Name of the proxy metric (a sweep's `results.csv`); `None` in the plain long format.
+    pub proxy_metric: Option<String>,
     /// Raw proxy metric.
     pub proxy: f64,
     /// ASD metrics in the table's column order (NaN when missing).
     pub asd: Vec<f64>,
 }
 
-/// A long-format table `family,config,device,proxy,<asd metric columns>`.
+/// A long-format table: `family,config,device,proxy,<asd metric columns>`, or a sweep's
+/// `results.csv` (`family,config,device,seed,proxy_metric,proxy_value,<the six ASD metrics>,…`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongTable {
     /// Names of the ASD metric columns.
     pub asd_metrics: Vec<String>,
     /// Data rows.
     pub rows: Vec<LongRow>,
+    /// Rows of a `results.csv` left out because they carry no proxy value.
+    pub skipped_without_proxy: usize,
+}
+
+/// The six ASD metric columns of a sweep's `results.csv`, in order.
+pub const SWEEP_ASD_METRICS: [&str; 6] = ["lp_in_auc", "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc"];
+
+/// The leading columns of a sweep's `results.csv`.
+pub const SWEEP_KEY_COLUMNS: [&str; 6] = ["family", "config", "device", "seed", "proxy_metric", "proxy_value"];
+
+/// Direction of a proxy metric named by the workers, when the name is known: losses,
+/// reconstruction errors and uniformity are lower-is-better; F1, SI-SDR and mAP higher.
+pub fn metric_direction(proxy_metric: &str) -> Option<Direction> {
+    match proxy_metric {
+        "ae_l1" | "ae_mse" | "ae_train_mse" | "uniformity" => Some(Direction::LowerIsBetter),
+        "macro_f1" | "f1" | "si_sdr" | "map" | "mAP" | "accuracy" => Some(Direction::HigherIsBetter),
+        _ => None,
+    }
+}
+
+impl LongTable {
+    /// A family's proxy direction: from its proxy metric's name when every row of the
+    /// family names the same known metric, else from the family name ([`default_direction`]).
+    pub fn direction(&self, family: &str) -> Direction {
+        let mut metrics = self.rows.iter().filter(|r| r.family == family).map(|r| r.proxy_metric.as_deref());
+        let first = metrics.next().flatten();
+        match first {
+            Some(m) if metrics.all(|other| other == Some(m)) => metric_direction(m).unwrap_or_else(|| default_direction(family)),
+            _ => default_direction(family),
+        }
+    }
 }
 
 fn parse_optional(text: &str) -> Option<f64> {
@@ -116,6 +152,17 @@ fn parse_optional(text: &str) -> Option<f64> {
 /// Reads a long-format CSV; malformed rows are reported with their line number.
 pub fn read_long_csv(path: &Path) -> Result<LongTable, AnalysisError> {
     let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| AnalysisError::Io {
+        path: shown.clone(),
+        source: csv::Error::from(e),
+    })?;
+    parse_long_csv(file, &shown)
+}
+
+/// Parses a long-format CSV (or a sweep's `results.csv`) from any reader; `shown` names
+/// the source in errors. [`read_long_csv`] is this on a file.
+pub fn parse_long_csv(input: impl std::io::Read, shown: &str) -> Result<LongTable, AnalysisError> {
+    let shown = shown.to_string();
     let io = |source| AnalysisError::Io {
         path: shown.clone(),
         source,
@@ -123,19 +170,23 @@ pub fn read_long_csv(path: &Path) -> Result<LongTable, AnalysisError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
-        .from_path(path)
-        .map_err(io)?;
+        .from_reader(input);
     let header: Vec<String> = reader
         .headers()
         .map_err(io)?
         .iter()
         .map(str::to_string)
         .collect();
+    if header.len() >= SWEEP_KEY_COLUMNS.len() && header[..SWEEP_KEY_COLUMNS.len()] == SWEEP_KEY_COLUMNS {
+        return read_sweep_results(reader, &header, &shown);
+    }
     if header.len() < 5 || header[..4] != ["family", "config", "device", "proxy"] {
         return Err(AnalysisError::Header {
             path: shown,
             problem: format!(
-                "header must start with `family,config,device,proxy` and name at least one ASD metric column, found `{}`",
+                "header must start with `family,config,device,proxy` and name at least one ASD metric column \
+                 (or be a sweep's results.csv: `{}`), found `{}`",
+                SWEEP_KEY_COLUMNS.join(","),
                 header.join(",")
             ),
         });
@@ -178,6 +229,8 @@ pub fn read_long_csv(path: &Path) -> Result<LongTable, AnalysisError> {
             family: record[0].to_string(),
             config: record[1].to_string(),
             device: record[2].to_string(),
+            seed: None,
+            proxy_metric: None,
             proxy,
             asd,
         });
@@ -185,10 +238,69 @@ pub fn read_long_csv(path: &Path) -> Result<LongTable, AnalysisError> {
     if rows.is_empty() {
         return Err(AnalysisError::Empty(format!("{shown}: no data rows")));
     }
-    Ok(LongTable { asd_metrics, rows })
+    Ok(LongTable { asd_metrics, rows, skipped_without_proxy: 0 })
 }
 
-/// A config's metrics averaged over machine types.
+/// Reads the rows of a sweep's `results.csv` (header already read): the six ASD metric
+/// columns are found by name, provenance columns are ignored, rows without a proxy value
+/// are counted and left out.
+fn read_sweep_results<R: std::io::Read>(mut reader: csv::Reader<R>, header: &[String], shown: &str) -> Result<LongTable, AnalysisError> {
+    let mut columns = Vec::with_capacity(SWEEP_ASD_METRICS.len());
+    for metric in SWEEP_ASD_METRICS {
+        let k = header.iter().position(|h| h == metric).ok_or_else(|| AnalysisError::Header {
+            path: shown.to_string(),
+            problem: format!("results.csv header lacks the `{metric}` column (needs {})", SWEEP_ASD_METRICS.join(", ")),
+        })?;
+        columns.push(k);
+    }
+    let mut rows = Vec::new();
+    let mut skipped = 0;
+    for record in reader.records() {
+        let record = record.map_err(|source| AnalysisError::Io { path: shown.to_string(), source })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row_err = |problem: String| AnalysisError::Row { path: shown.to_string(), line, problem };
+        if record.len() != header.len() {
+            return Err(row_err(format!("expected {} fields, found {}", header.len(), record.len())));
+        }
+        for (k, name) in ["family", "config", "device"].iter().enumerate() {
+            if record[k].is_empty() {
+                return Err(row_err(format!("empty {name}")));
+            }
+        }
+        if record[5].is_empty() {
+            skipped += 1;
+            continue;
+        }
+        let proxy = record[5]
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| row_err(format!("proxy_value `{}` is not a finite number", &record[5])))?;
+        let mut asd = Vec::with_capacity(columns.len());
+        for (&k, name) in columns.iter().zip(SWEEP_ASD_METRICS) {
+            let v = parse_optional(&record[k])
+                .filter(|v| !v.is_infinite())
+                .ok_or_else(|| row_err(format!("{name} `{}` is not a number", &record[k])))?;
+            asd.push(v);
+        }
+        let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
+        rows.push(LongRow {
+            family: record[0].to_string(),
+            config: record[1].to_string(),
+            device: record[2].to_string(),
+            seed: non_empty(&record[3]),
+            proxy_metric: non_empty(&record[4]),
+            proxy,
+            asd,
+        });
+    }
+    if rows.is_empty() {
+        return Err(AnalysisError::Empty(format!("{shown}: no rows with a proxy value ({skipped} without)")));
+    }
+    Ok(LongTable { asd_metrics: SWEEP_ASD_METRICS.iter().map(|m| m.to_string()).collect(), rows, skipped_without_proxy: skipped })
+}
+
+/// A config's metrics averaged over machine types (and then over seeds).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConfigPoint {
     /// Proxy family.
@@ -197,13 +309,17 @@ pub struct ConfigPoint {
     pub config: String,
     /// Number of machine types averaged.
     pub n_devices: usize,
+    /// Number of seeds averaged (1 for a table without seeds).
+    pub n_seeds: usize,
     /// Mean raw proxy metric.
     pub proxy_raw: f64,
     /// Mean proxy metric with lower-is-better proxies negated (higher = better).
     pub proxy_quality: f64,
-    /// Standard deviation (ddof 1) of the raw proxy across machine types (NaN for one).
+    /// Standard deviation (ddof 1) of the raw proxy across machine types (each machine
+    /// type's value averaged over seeds first; NaN for one machine type).
     pub proxy_device_sd: f64,
-    /// Mean of each ASD metric over machine types where it is present (NaN if none).
+    /// Mean of each ASD metric over machine types where it is present (NaN if none),
+    /// then over seeds.
     pub asd: Vec<f64>,
 }
 
@@ -214,49 +330,67 @@ fn nan_mean(values: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
-/// Averages every (family, config) over its machine types, keeping first-appearance order,
-/// and negates the proxy of lower-is-better families (`direction`).
+/// Groups items by a key, keeping the order in which keys first appear.
+fn ordered_groups<'a, T, K: Ord + Clone>(items: impl Iterator<Item = &'a T>, key: impl Fn(&T) -> K) -> Vec<Vec<&'a T>>
+where
+    T: 'a,
+{
+    let mut index: BTreeMap<K, usize> = BTreeMap::new();
+    let mut groups: Vec<Vec<&T>> = Vec::new();
+    for item in items {
+        let k = key(item);
+        let slot = *index.entry(k).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[slot].push(item);
+    }
+    groups
+}
+
+/// Averages every (family, config) over its machine types, then over its seeds, keeping
+/// first-appearance order, and negates the proxy of lower-is-better families (`direction`).
 pub fn aggregate_devices(
     table: &LongTable,
     direction: impl Fn(&str) -> Direction,
 ) -> Vec<ConfigPoint> {
-    let mut order: Vec<(String, String)> = Vec::new();
-    let mut groups: BTreeMap<(String, String), Vec<&LongRow>> = BTreeMap::new();
-    for row in &table.rows {
-        let key = (row.family.clone(), row.config.clone());
-        let entry = groups.entry(key.clone()).or_default();
-        if entry.is_empty() {
-            order.push(key);
-        }
-        entry.push(row);
-    }
-    order
+    let n_metrics = table.asd_metrics.len();
+    ordered_groups(table.rows.iter(), |r| (r.family.clone(), r.config.clone()))
         .into_iter()
-        .map(|key| {
-            let rows = &groups[&key];
-            let n = rows.len();
-            let proxy_raw = rows.iter().map(|r| r.proxy).sum::<f64>() / n as f64;
+        .map(|rows| {
+            let (family, config) = (rows[0].family.clone(), rows[0].config.clone());
+            // Per seed: the mean over machine types.
+            let per_seed: Vec<(f64, Vec<f64>)> = ordered_groups(rows.iter().copied(), |r| r.seed.clone())
+                .into_iter()
+                .map(|seed_rows| {
+                    let proxy = seed_rows.iter().map(|r| r.proxy).sum::<f64>() / seed_rows.len() as f64;
+                    let asd = (0..n_metrics).map(|k| nan_mean(seed_rows.iter().map(|r| r.asd[k]))).collect();
+                    (proxy, asd)
+                })
+                .collect();
+            // Per machine type: the proxy averaged over seeds, for its spread across machine types.
+            let per_device: Vec<f64> = ordered_groups(rows.iter().copied(), |r| r.device.clone())
+                .into_iter()
+                .map(|dev_rows| dev_rows.iter().map(|r| r.proxy).sum::<f64>() / dev_rows.len() as f64)
+                .collect();
+            let n = per_device.len();
+            let proxy_raw = per_seed.iter().map(|(p, _)| p).sum::<f64>() / per_seed.len() as f64;
+            let device_mean = per_device.iter().sum::<f64>() / n as f64;
             let proxy_device_sd = if n < 2 {
                 f64::NAN
             } else {
-                (rows
-                    .iter()
-                    .map(|r| (r.proxy - proxy_raw).powi(2))
-                    .sum::<f64>()
-                    / (n as f64 - 1.0))
-                    .sqrt()
+                (per_device.iter().map(|p| (p - device_mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt()
             };
-            let sign = match direction(&key.0) {
+            let sign = match direction(&family) {
                 Direction::HigherIsBetter => 1.0,
                 Direction::LowerIsBetter => -1.0,
             };
-            let asd = (0..table.asd_metrics.len())
-                .map(|k| nan_mean(rows.iter().map(|r| r.asd[k])))
-                .collect();
+            let asd = (0..n_metrics).map(|k| nan_mean(per_seed.iter().map(|(_, a)| a[k]))).collect();
             ConfigPoint {
-                family: key.0,
-                config: key.1,
+                family,
+                config,
                 n_devices: n,
+                n_seeds: per_seed.len(),
                 proxy_raw,
                 proxy_quality: sign * proxy_raw,
                 proxy_device_sd,
@@ -408,6 +542,52 @@ mod tests {
         assert!((pts[0].proxy_device_sd - 2f64.sqrt()).abs() < 1e-15);
         assert_eq!(pts[1].proxy_quality, 0.5);
         assert!(pts[1].proxy_device_sd.is_nan());
+    }
+
+    #[test]
+    fn a_sweep_results_csv_is_averaged_over_machine_types_then_seeds() {
+        let t = table(
+            "family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc,spec_hash\n\
+             ae,a,fan,1,ae_l1,1.0,0.6,,,,0.5,,h\n\
+             ae,a,pump,1,ae_l1,3.0,0.8,,,,0.7,,h\n\
+             ae,a,fan,2,ae_l1,2.0,0.7,,,,0.6,,h\n\
+             ae,a,pump,2,ae_l1,,,,,,,,h\n\
+             ae,b,fan,1,ae_l1,0.5,0.9,,,,0.9,,h\n",
+        )
+        .unwrap();
+        assert_eq!(t.asd_metrics, SWEEP_ASD_METRICS);
+        assert_eq!(t.skipped_without_proxy, 1);
+        assert_eq!(t.direction("ae"), Direction::LowerIsBetter);
+        let pts = aggregate_devices(&t, |f| t.direction(f));
+        assert_eq!((pts[0].n_devices, pts[0].n_seeds), (2, 2));
+        // seed 1: mean(1, 3) = 2; seed 2: 2 (pump had no proxy) -> 2.
+        assert_eq!(pts[0].proxy_raw, 2.0);
+        assert_eq!(pts[0].proxy_quality, -2.0);
+        // lp_in_auc: seed 1 mean(0.6, 0.8) = 0.7, seed 2 0.7.
+        assert!((pts[0].asd[0] - 0.7).abs() < 1e-15);
+        assert!(pts[0].asd[1].is_nan());
+        // per machine type over seeds: fan 1.5, pump 3 -> sd of (1.5, 3).
+        assert!((pts[0].proxy_device_sd - (1.125f64).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_known_proxy_metric_decides_the_direction_over_the_family_name() {
+        let t = table(
+            "family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc\n\
+             mymodel,a,fan,1,ae_l1,1.0,0.6,,,,,\nce,a,fan,1,macro_f1,0.5,0.6,,,,,\nodd,a,fan,1,whatever,0.5,0.6,,,,,\n",
+        )
+        .unwrap();
+        assert_eq!(t.direction("mymodel"), Direction::LowerIsBetter);
+        assert_eq!(t.direction("ce"), Direction::HigherIsBetter);
+        assert_eq!(t.direction("odd"), default_direction("odd"));
+    }
+
+    #[test]
+    fn a_results_csv_without_an_asd_column_names_it() {
+        let err = table("family,config,device,seed,proxy_metric,proxy_value,lp_in_auc\nae,a,fan,1,ae_l1,1,0.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lp_in_pauc"), "{err}");
     }
 
     #[test]

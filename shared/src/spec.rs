@@ -52,6 +52,9 @@ pub struct Spec {
     /// The dataset every training and evaluation job reads (absent: the worker's `--data` root as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetSpec>,
+    /// Synthetic data for `asdsweep run` when no dataset is given (absent: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synth: Option<SynthSpec>,
     /// The proxy-task families to train and evaluate.
     #[serde(rename = "family")]
     pub families: Vec<FamilySpec>,
@@ -91,6 +94,31 @@ pub const LAYOUTS: [&str; 5] = ["dcase2020", "dcase2021", "merged", "mimii", "to
 
 fn default_seeds() -> Vec<u64> {
     vec![1]
+}
+
+/// The synthetic data set `asdsweep run` generates (once, cached by these settings) when
+/// a spec names no dataset: the spec's `devices` are its machine types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynthSpec {
+    /// Sections (operating conditions) per machine type.
+    pub sections: u32,
+    /// Source-domain training normals per section (the target domain gets a tenth, at least 1).
+    pub train: usize,
+    /// Test clips per section, domain and label.
+    pub test: usize,
+    /// Clip length in seconds.
+    pub seconds: f64,
+    /// Seed of the generator: the same settings give byte-identical files.
+    pub seed: u64,
+    /// Sample rate in Hz.
+    pub sample_rate: u32,
+}
+
+impl Default for SynthSpec {
+    fn default() -> Self {
+        Self { sections: 2, train: 24, test: 6, seconds: 2.0, seed: 0, sample_rate: 16_000 }
+    }
 }
 
 /// Queue settings that apply to every job of the sweep.

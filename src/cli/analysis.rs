@@ -8,8 +8,7 @@ use anyhow::{Context, Result, bail};
 use asdsweep_shared::analysis::alignment::{FamilyAlignment, alignment_report};
 use asdsweep_shared::analysis::authors::{AuthorsOptions, AuthorsRow, analyze_authors_summary};
 use asdsweep_shared::analysis::{
-    CorrelationRow, Direction, TestSettings, aggregate_devices, correlate, default_direction,
-    read_long_csv,
+    CorrelationRow, Direction, TestSettings, aggregate_devices, correlate, read_long_csv,
 };
 use asdsweep_shared::metrics::sections::{SectionEvaluation, evaluate_sections, read_scores_csv};
 use asdsweep_shared::probe::linear::LinearProbeConfig;
@@ -101,7 +100,8 @@ pub struct ProbeArgs {
 /// Arguments of `asdsweep analyze`.
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
-    /// Long-format CSV `family,config,device,proxy,<asd metric columns…>` (one row per config and machine type).
+    /// Long-format CSV `family,config,device,proxy,<asd metric columns…>` (one row per config and machine type),
+    /// or a sweep's `results.csv` (seeds averaged after machine types; rows without a proxy value left out).
     #[arg(
         required_unless_present = "authors_summary",
         conflicts_with = "authors_summary"
@@ -119,7 +119,8 @@ pub struct AnalyzeArgs {
     /// With --authors-summary: also test all families pooled (`All`, outside the BH family).
     #[arg(long)]
     pub include_all_group: bool,
-    /// Long format: families whose proxy is lower-is-better (negated); default: AE and contrastive names.
+    /// Long format: families whose proxy is lower-is-better (negated); default: from results.csv's proxy_metric
+    /// when known (ae_l1, uniformity, …), else AE and contrastive family names.
     #[arg(long, num_args = 1..)]
     pub lower_is_better: Vec<String>,
     /// Long format: families whose proxy is higher-is-better, overriding the default.
@@ -473,7 +474,7 @@ pub fn run_analyze(args: &AnalyzeArgs) -> Result<()> {
         } else if args.higher_is_better.iter().any(|f| f == family) {
             Direction::HigherIsBetter
         } else {
-            default_direction(family)
+            table.direction(family)
         }
     };
     let points = aggregate_devices(&table, direction);

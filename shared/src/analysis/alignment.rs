@@ -182,6 +182,7 @@ mod tests {
             family: "f".into(),
             config: config.into(),
             n_devices: 4,
+            n_seeds: 1,
             proxy_raw: proxy,
             proxy_quality: proxy,
             proxy_device_sd: sd,

@@ -74,7 +74,8 @@ impl Default for SynthConfig {
 }
 
 impl SynthConfig {
-    fn validate(&self) -> Result<(), SynthError> {
+    /// Checks the settings (machine types given, sizes in range) without generating anything.
+    pub fn validate(&self) -> Result<(), SynthError> {
         let bad = |m: &str| Err(SynthError::Config(m.to_string()));
         if self.devices.is_empty() {
             return bad("no machine types (--devices) given");

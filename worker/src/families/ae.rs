@@ -96,37 +96,19 @@ pub struct Autoencoder {
     output: Linear,
 }
 
-/// burn draws initial weights from the device's generator, which is shared by
-/// every thread: seeding and initialising under one lock keeps concurrent jobs
-/// (worker slots, parallel tests) from drawing from each other's sequence.
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 impl AeConfig {
     /// Builds a model on `device` with weights drawn from `seed`.
     pub fn init(&self, device: &Device, seed: u64) -> Autoencoder {
-        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        device.seed(seed);
-        let encoder = (0..self.depth)
-            .map(|i| Block::new(if i == 0 { self.input_dim } else { self.hidden }, self.hidden, device))
-            .collect();
-        let bottleneck = Block::new(self.hidden, self.latent, device);
-        let decoder = (0..self.depth)
-            .map(|i| Block::new(if i == 0 { self.latent } else { self.hidden }, self.hidden, device))
-            .collect();
-        let model =
-            Autoencoder { encoder, bottleneck, decoder, output: LinearConfig::new(self.hidden, self.input_dim).init(device) };
-        // Parameters are initialised lazily, on first use: draw them now, under the lock.
-        model.visit(&mut Materialize);
-        model
-    }
-}
-
-/// Touches every parameter so that its lazy initialiser runs.
-struct Materialize;
-
-impl burn::module::ModuleVisitor for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        let _ = param.val();
+        super::init_seeded(device, seed, || {
+            let encoder = (0..self.depth)
+                .map(|i| Block::new(if i == 0 { self.input_dim } else { self.hidden }, self.hidden, device))
+                .collect();
+            let bottleneck = Block::new(self.hidden, self.latent, device);
+            let decoder = (0..self.depth)
+                .map(|i| Block::new(if i == 0 { self.latent } else { self.hidden }, self.hidden, device))
+                .collect();
+            Autoencoder { encoder, bottleneck, decoder, output: LinearConfig::new(self.hidden, self.input_dim).init(device) }
+        })
     }
 }
 
@@ -313,7 +295,7 @@ mod tests {
 
     #[test]
     fn every_grid_config_maps_640_wide_rows_back_to_640() {
-        let device = Device::flex();
+        let device = crate::families::test_device();
         for hidden in [64, 128, 256] {
             for latent in [4, 8, 16] {
                 let model = AeConfig::new().with_hidden(hidden).with_latent(latent).init(&device, 1);
@@ -341,7 +323,7 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_loss_curve_and_another_seed_another() {
         let rows = data(64, 7);
-        let device = Device::flex();
+        let device = crate::families::test_device();
         let a = train(&tiny(1), &rows, &device, None, go_on).unwrap().losses;
         let b = train(&tiny(1), &rows, &device, None, go_on).unwrap().losses;
         let c = train(&tiny(2), &rows, &device, None, go_on).unwrap().losses;
@@ -355,7 +337,7 @@ mod tests {
     fn training_lowers_the_reconstruction_loss_and_keeps_the_best_epoch() {
         let rows = data(128, 3);
         let mut seen = Vec::new();
-        let t = train(&tiny(5).with_epochs(8).with_lr(1e-2), &rows, &Device::flex(), None, |e| {
+        let t = train(&tiny(5).with_epochs(8).with_lr(1e-2), &rows, &crate::families::test_device(), None, |e| {
             seen.push((e.epoch, e.loss));
             ControlFlow::Continue(())
         })

@@ -1,4 +1,94 @@
 //! Model families: each trains checkpoints of one proxy task and reports its
 //! proxy metric. Each has a `Config`, takes a `Device`, and seeds from the job.
+//!
+//! - [`ae`]: the autoencoder family.
+//! - [`resnet`]: the ResNet backbones (torchvision layout, as the study trains them).
+//! - [`arcface`]: the ArcFace head and loss.
+//! - [`classifier`]: the classification family (ResNet + cross-entropy or ArcFace head).
+//! - [`pytorch`]: importing the study's PyTorch weights (safetensors) with burn's store.
 
 pub mod ae;
+pub mod arcface;
+pub mod classifier;
+pub mod pytorch;
+pub mod resnet;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+
+/// A config value that no model can be built from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key} = {value} is not supported: expected {expected}")]
+pub struct ConfigError {
+    /// The config key.
+    pub key: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What is allowed.
+    pub expected: &'static str,
+}
+
+/// burn draws initial weights from the device's generator, which is shared by
+/// every thread: seeding and initialising under one lock keeps concurrent jobs
+/// (worker slots, parallel tests) from drawing from each other's sequence.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds a module with `build` on a device seeded with `seed`, drawing every
+/// (lazily initialised) parameter before the lock is released, so the weights
+/// depend on the seed alone.
+pub(crate) fn init_seeded<M: Module>(device: &Device, seed: u64, build: impl FnOnce() -> M) -> M {
+    let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    let model = build();
+    // Parameters are initialised lazily, on first use: draw them now, under the lock.
+    model.visit(&mut Materialize);
+    model
+}
+
+/// Touches every parameter so that its lazy initialiser runs.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Learning rate of epoch `epoch` (1-based) under step decay: `lr · gamma^⌊(epoch−1)/step⌋`,
+/// as PyTorch's `StepLR` stepped once per epoch.
+pub(crate) fn step_decay(lr: f64, gamma: f64, step_epochs: usize, epoch: usize) -> f64 {
+    let steps = (epoch.saturating_sub(1) / step_epochs.max(1)) as i32;
+    lr * gamma.powi(steps)
+}
+
+/// The device the families' tests run on: flex, or CPU libtorch in a build with the `tch`
+/// feature when `ASDSWEEP_TEST_DEVICE=libtorch` (as `scripts/check-tch.sh` runs them).
+#[cfg(test)]
+pub(crate) fn test_device() -> Device {
+    #[cfg(feature = "tch")]
+    if std::env::var("ASDSWEEP_TEST_DEVICE").as_deref() == Ok("libtorch") {
+        #[allow(deprecated)] // burn-tch is deprecated upstream; the design card still asks for it
+        return Device::libtorch();
+    }
+    Device::flex()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tests_run_on_the_device_asked_for() {
+        let asked = std::env::var("ASDSWEEP_TEST_DEVICE").as_deref() == Ok("libtorch");
+        let on_libtorch = format!("{:?}", test_device()).contains("LibTorch");
+        assert_eq!(on_libtorch, asked && cfg!(feature = "tch"));
+    }
+
+    #[test]
+    fn step_decay_halves_the_rate_every_step_epochs() {
+        assert_eq!(step_decay(1e-5, 0.5, 50, 1), 1e-5);
+        assert_eq!(step_decay(1e-5, 0.5, 50, 50), 1e-5);
+        assert_eq!(step_decay(1e-5, 0.5, 50, 51), 5e-6);
+        assert_eq!(step_decay(1e-5, 0.5, 50, 200), 1.25e-6);
+    }
+}

@@ -1,0 +1,337 @@
+//! The lease hot path: claim, heartbeat and complete, written for batches.
+//!
+//! Each function takes many calls of one kind and answers them with a fixed
+//! number of statements (one `SELECT` and one `UPDATE … RETURNING` for any
+//! number of claims; one `UPDATE … RETURNING` for any number of heartbeats; an
+//! `UPDATE`, one multi-row `INSERT` and at most one unblocking `UPDATE` for any
+//! number of completions). On SQLite the group-commit writer hands them every
+//! call of a kind that is waiting; elsewhere (and when a batch fails and its
+//! calls are retried one by one) they get batches of one. The SQL is the same
+//! on SQLite and Postgres: parameters are bound with their types, so
+//! `CASE id WHEN $a THEN $b … END` types like its values.
+
+use super::{ArtifactsRow, Claimed, DEPS_DONE, HeartbeatOutcome, NewResult, lease_problem, stmt};
+use crate::entity::{job, result};
+use crate::error::{Error, Result};
+use asdsweep_shared::grid;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Value};
+use serde_json::Value as Json;
+use std::collections::{HashMap, HashSet};
+
+/// One worker's heartbeat.
+#[derive(Debug, Clone)]
+pub(super) struct Beat {
+    pub job_id: i64,
+    pub token: i64,
+    pub progress: Option<Json>,
+    /// The latest checkpoint's sha256, if the beat reports one (kept until replaced).
+    pub checkpoint: Option<String>,
+}
+
+/// One worker's completion.
+#[derive(Debug, Clone)]
+pub(super) struct Completion {
+    pub worker_id: String,
+    pub job_id: i64,
+    pub token: i64,
+    pub result: NewResult,
+}
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `CASE id WHEN $k THEN $k+1 … END` over `pairs` values starting at `$first`
+/// (the values vector holds id, value, id, value, …).
+fn case_by_id(first: usize, pairs: usize) -> String {
+    let arms: String = (0..pairs).map(|i| format!(" WHEN ${} THEN ${}", first + 2 * i, first + 2 * i + 1)).collect();
+    format!("CASE id{arms} END")
+}
+
+/// Leases up to one ready job to each of `workers`, most urgent first. Workers
+/// beyond the ready jobs get `None`.
+pub(super) async fn claim_many(db: &impl ConnectionTrait, workers: &[String], now: i64) -> Result<Vec<Option<Claimed>>> {
+    let lock = if db.get_database_backend() == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+    let ids: Vec<i64> = super::IdRow::find_by_statement(stmt(
+        db,
+        &format!(
+            "SELECT id FROM jobs WHERE state = 'pending' AND not_before_ms <= $1 \
+             ORDER BY priority DESC, id LIMIT $2 {lock}"
+        ),
+        vec![now.into(), (workers.len() as i64).into()],
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    let mut out: Vec<Option<Claimed>> = workers.iter().map(|_| None).collect();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut values: Vec<Value> = vec![now.into()];
+    for (id, worker) in ids.iter().zip(workers) {
+        values.push((*id).into());
+        values.push(worker.as_str().into());
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = lease_token + 1, \
+         lease_expires_at_ms = $1 + lease_ttl_ms, started_at_ms = $1, progress = NULL, worker_id = {case} \
+         WHERE state = 'pending' AND id IN ({ids}) RETURNING *",
+        case = case_by_id(2, ids.len()),
+        ids = (0..ids.len()).map(|i| format!("${}", 2 + 2 * i)).collect::<Vec<_>>().join(", "),
+    );
+    let slot: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    for job in job::Entity::find().from_raw_sql(stmt(db, &sql, values)).all(db).await? {
+        let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
+            ArtifactsRow::find_by_statement(stmt(
+                db,
+                "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
+                vec![job.id.into()],
+            ))
+            .all(db)
+            .await?
+            .into_iter()
+            .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
+            .collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(&i) = slot.get(&job.id) {
+            out[i] = Some(Claimed { job, input_artifacts });
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Extended {
+    id: i64,
+    n: i64,
+}
+
+/// Extends the leases of `beats` (each job at most once per call) and stores
+/// their progress; a beat whose token is stale gets its lease problem, a
+/// cancelled job [`HeartbeatOutcome::Cancelled`].
+pub(super) async fn heartbeat_many(db: &impl ConnectionTrait, beats: &[Beat], now: i64) -> Result<Vec<Result<HeartbeatOutcome>>> {
+    let mut values: Vec<Value> = vec![now.into()];
+    for b in beats {
+        values.push(b.job_id.into());
+        values.push(b.token.into());
+    }
+    for b in beats {
+        values.push(b.job_id.into());
+        values.push(b.progress.clone().into());
+    }
+    for b in beats {
+        values.push(b.job_id.into());
+        values.push(b.checkpoint.clone().into());
+    }
+    let sql = format!(
+        "UPDATE jobs SET lease_expires_at_ms = $1 + lease_ttl_ms, progress = {progress}, \
+         checkpoint = COALESCE({checkpoint}, checkpoint) \
+         WHERE state = 'leased' AND id IN ({ids}) AND lease_token = {tokens} \
+         RETURNING id, lease_expires_at_ms AS n",
+        tokens = case_by_id(2, beats.len()),
+        progress = case_by_id(2 + 2 * beats.len(), beats.len()),
+        checkpoint = case_by_id(2 + 4 * beats.len(), beats.len()),
+        ids = (0..beats.len()).map(|i| format!("${}", 2 + 2 * i)).collect::<Vec<_>>().join(", "),
+    );
+    let extended: HashMap<i64, i64> =
+        Extended::find_by_statement(stmt(db, &sql, values)).all(db).await?.into_iter().map(|r| (r.id, r.n)).collect();
+    let mut out = Vec::with_capacity(beats.len());
+    for b in beats {
+        out.push(match extended.get(&b.job_id) {
+            Some(&until) => Ok(HeartbeatOutcome::Extended(until)),
+            None => match lease_problem(db, b.job_id, b.token).await? {
+                Error::Cancelled { .. } => Ok(HeartbeatOutcome::Cancelled),
+                other => Err(other),
+            },
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Finished {
+    id: i64,
+    sweep_id: i64,
+    dependents: i32,
+}
+
+/// Records the results of `done` (each job at most once per call): the jobs
+/// whose token is current end `succeeded` with their result inserted, and their
+/// dependents whose dependencies are now all done become pending. A completion
+/// repeated after it was accepted is answered `Ok`; any other stale one gets its
+/// lease problem and is recorded nowhere.
+pub(super) async fn complete_many(db: &impl ConnectionTrait, done: Vec<Completion>, now: i64) -> Result<Vec<Result<()>>> {
+    let mut values: Vec<Value> = vec![now.into()];
+    for c in &done {
+        values.push(c.job_id.into());
+        values.push(c.token.into());
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'succeeded', finished_at_ms = $1, lease_expires_at_ms = NULL, last_error = NULL \
+         WHERE state = 'leased' AND id IN ({ids}) AND lease_token = {tokens} RETURNING id, sweep_id, dependents",
+        tokens = case_by_id(2, done.len()),
+        ids = (0..done.len()).map(|i| format!("${}", 2 + 2 * i)).collect::<Vec<_>>().join(", "),
+    );
+    let finished: HashMap<i64, Finished> =
+        Finished::find_by_statement(stmt(db, &sql, values)).all(db).await?.into_iter().map(|f| (f.id, f)).collect();
+    let mut out = Vec::with_capacity(done.len());
+    let mut rows = Vec::with_capacity(finished.len());
+    let mut unblock = Vec::new();
+    for c in done {
+        let Some(f) = finished.get(&c.job_id) else {
+            out.push(match lease_problem(db, c.job_id, c.token).await? {
+                // The same lease completing again (a retried call whose answer was lost).
+                Error::StaleLease { state, current, .. } if state == "succeeded" && current == c.token => Ok(()),
+                other => Err(other),
+            });
+            continue;
+        };
+        if f.dependents > 0 {
+            unblock.push(f.id);
+        }
+        let r = c.result;
+        rows.push(result::ActiveModel {
+            job_id: Set(c.job_id),
+            sweep_id: Set(f.sweep_id),
+            proxy_metric: Set(r.proxy_metric),
+            proxy_value: Set(r.proxy_value),
+            lp_in_auc: Set(r.lp_in_auc),
+            lp_in_pauc: Set(r.lp_in_pauc),
+            lp_out_auc: Set(r.lp_out_auc),
+            lp_out_pauc: Set(r.lp_out_pauc),
+            md_auc: Set(r.md_auc),
+            md_pauc: Set(r.md_pauc),
+            extra: Set(r.extra),
+            provenance: Set(r.provenance),
+            artifacts: Set(serde_json::json!(r.artifacts)),
+            worker_id: Set(c.worker_id),
+            lease_token: Set(c.token),
+            created_at_ms: Set(now),
+            ..Default::default()
+        });
+        out.push(Ok(()));
+    }
+    // Results have 16 columns: stay well under SQLite's bound-parameter limit.
+    for chunk in rows.chunks(super::INSERT_CHUNK / 2) {
+        result::Entity::insert_many(chunk.to_vec()).exec_without_returning(db).await?;
+    }
+    if !unblock.is_empty() {
+        let sql = format!(
+            "UPDATE jobs SET state = 'pending' WHERE state = 'blocked' \
+             AND id IN (SELECT job_id FROM job_deps WHERE dep_id IN ({})) AND {DEPS_DONE}",
+            placeholders(1, unblock.len())
+        );
+        db.execute_raw(stmt(db, &sql, unblock.into_iter().map(Value::from).collect())).await?;
+    }
+    Ok(out)
+}
+
+/// Splits calls into rounds in which every job appears at most once, keeping
+/// each job's calls in their order.
+pub(super) fn rounds<T>(calls: Vec<T>, job_id: impl Fn(&T) -> i64) -> Vec<Vec<T>> {
+    let mut rounds: Vec<(HashSet<i64>, Vec<T>)> = Vec::new();
+    for call in calls {
+        let id = job_id(&call);
+        // The first round after the last one holding this job.
+        let after = rounds.iter().rposition(|(ids, _)| ids.contains(&id)).map_or(0, |i| i + 1);
+        if after == rounds.len() {
+            rounds.push((HashSet::new(), Vec::new()));
+        }
+        rounds[after].0.insert(id);
+        rounds[after].1.push(call);
+    }
+    rounds.into_iter().map(|(_, calls)| calls).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewSweep, Store};
+    use asdsweep_shared::grid::{JobSpec, Stage};
+    use asdsweep_shared::spec::QueueSpec;
+    use sea_orm::TransactionTrait;
+
+    fn job(key: &str, depends_on: &[&str]) -> JobSpec {
+        JobSpec {
+            key: key.into(),
+            kind: "noop".into(),
+            stage: Stage::Run,
+            family: "f".into(),
+            config: "c".into(),
+            device: "d".into(),
+            seed: 1,
+            params: serde_json::json!({}),
+            depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+            priority: 0,
+        }
+    }
+
+    fn done(c: &Claimed, worker: &str) -> Completion {
+        Completion { worker_id: worker.into(), job_id: c.job.id, token: c.job.lease_token, result: NewResult::default() }
+    }
+
+    #[tokio::test]
+    async fn one_batch_answers_each_call_as_if_it_ran_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display()), None).await.unwrap();
+        let jobs = [job("a", &[]), job("b", &[]), job("c", &["a"])];
+        let queue = QueueSpec::default();
+        let new = NewSweep { name: "t", spec_hash: "h", sweep_key: "k", spec_toml: "", queue: &queue, jobs: &jobs };
+        store.launch_jobs(new).await.unwrap();
+        let db = store.connection();
+        let txn = db.begin().await.unwrap();
+
+        // Three workers, two ready jobs (c waits for a): two leases, one "nothing yet".
+        let workers = ["w1".to_string(), "w2".to_string(), "w3".to_string()];
+        let claimed = claim_many(&txn, &workers, 1_000).await.unwrap();
+        let (a, b) = (claimed[0].clone().unwrap(), claimed[1].clone().unwrap());
+        assert!(claimed[2].is_none());
+        assert_eq!((a.job.job_key.as_str(), a.job.worker_id.as_deref()), ("a", Some("w1")));
+        assert_eq!((b.job.job_key.as_str(), b.job.worker_id.as_deref()), ("b", Some("w2")));
+        assert_eq!(a.job.state, "leased");
+
+        // A stale token fails only its own heartbeat.
+        let beats = [
+            Beat {
+                job_id: a.job.id,
+                token: a.job.lease_token,
+                progress: Some(serde_json::json!({"epoch": 1})),
+                checkpoint: Some("ab".repeat(32)),
+            },
+            Beat { job_id: b.job.id, token: b.job.lease_token + 7, progress: None, checkpoint: None },
+        ];
+        let out = heartbeat_many(&txn, &beats, 2_000).await.unwrap();
+        assert_eq!(out[0].as_ref().unwrap(), &HeartbeatOutcome::Extended(2_000 + a.job.lease_ttl_ms));
+        assert!(matches!(out[1], Err(Error::StaleLease { .. })), "{:?}", out[1]);
+
+        // Both complete in one batch; a's dependent becomes ready.
+        let out = complete_many(&txn, vec![done(&a, "w1"), done(&b, "w2")], 3_000).await.unwrap();
+        assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
+        // Repeating an accepted completion is harmless and records nothing more.
+        let out = complete_many(&txn, vec![done(&a, "w1")], 3_001).await.unwrap();
+        assert!(out[0].is_ok());
+        let results = result::Entity::find().all(&txn).await.unwrap();
+        assert_eq!(results.len(), 2);
+        let next = claim_many(&txn, &workers[..1], 4_000).await.unwrap();
+        assert_eq!(next[0].as_ref().map(|c| c.job.job_key.as_str()), Some("c"));
+        txn.commit().await.unwrap();
+    }
+
+    #[test]
+    fn rounds_put_each_job_once_per_round_in_call_order() {
+        let calls = vec![(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd'), (1, 'e'), (2, 'f')];
+        let r = rounds(calls, |c| c.0);
+        assert_eq!(r, vec![vec![(1, 'a'), (2, 'b'), (3, 'd')], vec![(1, 'c'), (2, 'f')], vec![(1, 'e')]]);
+    }
+
+    #[test]
+    fn case_by_id_numbers_id_value_pairs() {
+        assert_eq!(case_by_id(2, 2), "CASE id WHEN $2 THEN $3 WHEN $4 THEN $5 END");
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
+    }
+}

@@ -1,0 +1,739 @@
+//! The classification family, as the study's `train_classifier.py`: a ResNet
+//! ([`super::resnet`]) on 1×mels×frames log-mel images (the study: 128×313, a 10 s clip at
+//! 16 kHz) trained to name the machine type, with a cross-entropy head (`fc`) or an ArcFace
+//! head ([`super::arcface`], margin 0.5, scale 30). AdamW at lr 1e-5, halved every 50
+//! epochs, batch 64, the state with the lowest training loss kept. The embedding is the
+//! backbone's pooled penultimate layer; the proxy metric is macro-F1 on held-out clips.
+//!
+//! Where this differs from the study, on purpose:
+//! - clips may be longer than `crop_frames`: training reads a random window (seeded),
+//!   evaluation the centred one; the study feeds whole clips (`crop_frames` = 313);
+//! - an epoch visits every clip once in a seeded order; the study's `ARCDataset` draws
+//!   clips with replacement;
+//! - the ArcFace model predicts the class with the largest cosine; the study instead
+//!   fine-tunes `fc` on the frozen backbone for a second run of epochs and predicts with it.
+
+use std::str::FromStr;
+
+use asdsweep_shared::metrics::MetricsError;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::Config;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use super::arcface::{ArcFace, ArcFaceConfig, STUDY_MARGIN, STUDY_SCALE, arcface_loss};
+use super::resnet::{ResNet, ResNetConfig};
+use super::{ConfigError, step_decay};
+
+/// Clips per forward pass when computing embeddings and predictions.
+const EVAL_BATCH: usize = 64;
+
+/// Why a classifier cannot be built, trained or evaluated on the data given.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    /// The config names a shape that cannot be built.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The clip buffer does not hold a whole number of clips.
+    #[error("clip buffer holds {values} values, not a whole number of {mels}×{frames} clips")]
+    Ragged {
+        /// Values in the buffer.
+        values: usize,
+        /// Mel bins per frame.
+        mels: usize,
+        /// Frames per clip.
+        frames: usize,
+    },
+    /// Clips are shorter than the crop the model reads.
+    #[error("clips have {frames} frames, fewer than crop_frames = {crop_frames}")]
+    ClipTooShort {
+        /// Frames per clip.
+        frames: usize,
+        /// Frames the model reads.
+        crop_frames: usize,
+    },
+    /// Labels and clips differ in number.
+    #[error("{clips} clips but {labels} labels")]
+    LabelCount {
+        /// Clips given.
+        clips: usize,
+        /// Labels given.
+        labels: usize,
+    },
+    /// A label is not a class of the model.
+    #[error("label {label} of clip {clip} is not below the class count {classes}")]
+    LabelOutOfRange {
+        /// Index of the clip.
+        clip: usize,
+        /// Its label.
+        label: usize,
+        /// Classes of the model.
+        classes: usize,
+    },
+    /// There are no clips to work on.
+    #[error("no clips to {0}")]
+    NoClips(&'static str),
+    /// The proxy metric could not be computed.
+    #[error(transparent)]
+    Metric(#[from] MetricsError),
+}
+
+/// Log-mel clips, row-major `[clips, mels, frames]`, borrowed from the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Clips<'a> {
+    data: &'a [f32],
+    mels: usize,
+    frames: usize,
+}
+
+impl<'a> Clips<'a> {
+    /// Views `data` as clips of `mels × frames` values each.
+    pub fn new(data: &'a [f32], mels: usize, frames: usize) -> Result<Self, ClassifierError> {
+        let per_clip = mels * frames;
+        if per_clip == 0 || !data.len().is_multiple_of(per_clip) {
+            return Err(ClassifierError::Ragged {
+                values: data.len(),
+                mels,
+                frames,
+            });
+        }
+        Ok(Clips { data, mels, frames })
+    }
+
+    /// Number of clips.
+    pub fn len(&self) -> usize {
+        self.data.len() / (self.mels * self.frames)
+    }
+
+    /// Whether there are no clips.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// A `[batch, 1, mels, crop]` tensor of the windows `offsets[i]..offsets[i] + crop` of `clips[i]`.
+    fn batch(&self, clips: &[usize], offsets: &[usize], crop: usize, device: &Device) -> Tensor<4> {
+        let mut buf = Vec::with_capacity(clips.len() * self.mels * crop);
+        for (&clip, &offset) in clips.iter().zip(offsets) {
+            let base = clip * self.mels * self.frames + offset;
+            for mel in 0..self.mels {
+                let start = base + mel * self.frames;
+                buf.extend_from_slice(&self.data[start..start + crop]);
+            }
+        }
+        Tensor::from_data(
+            TensorData::new(buf, [clips.len(), 1, self.mels, crop]),
+            device,
+        )
+    }
+}
+
+/// Which head classifies the embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum HeadKind {
+    /// A linear layer (`fc`) trained with cross-entropy.
+    #[serde(rename = "cross_entropy")]
+    CrossEntropy,
+    /// An ArcFace head trained with the additive angular margin loss.
+    #[serde(rename = "arcface")]
+    ArcFace,
+}
+
+impl FromStr for HeadKind {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cross_entropy" => Ok(HeadKind::CrossEntropy),
+            "arcface" => Ok(HeadKind::ArcFace),
+            other => Err(ConfigError {
+                key: "head",
+                value: other.to_owned(),
+                expected: "cross_entropy or arcface",
+            }),
+        }
+    }
+}
+
+/// Shape of one classifier checkpoint.
+#[derive(Config, Debug, PartialEq)]
+pub struct ClassifierConfig {
+    /// The backbone.
+    pub backbone: ResNetConfig,
+    /// Number of classes (machine types).
+    pub classes: usize,
+    /// The head.
+    #[config(default = "HeadKind::CrossEntropy")]
+    pub head: HeadKind,
+    /// Frames the model reads from each clip (the study: 313, a whole 10 s clip).
+    #[config(default = 313)]
+    pub crop_frames: usize,
+    /// ArcFace angular margin in radians (the study: 0.5).
+    #[config(default = 0.5)]
+    pub arcface_margin: f64,
+    /// ArcFace logit scale (the study: 30).
+    #[config(default = 30.0)]
+    pub arcface_scale: f64,
+}
+
+/// How a classifier is trained.
+#[derive(Config, Debug, PartialEq)]
+pub struct ClassifierTrainingConfig {
+    /// Model shape.
+    pub model: ClassifierConfig,
+    /// Epochs (the study: 200).
+    #[config(default = 200)]
+    pub epochs: usize,
+    /// Batch size (the study: 64).
+    #[config(default = 64)]
+    pub batch_size: usize,
+    /// Initial learning rate (the study: 1e-5).
+    #[config(default = 1e-5)]
+    pub lr: f64,
+    /// Learning-rate decay factor applied every `lr_step_epochs`.
+    #[config(default = 0.5)]
+    pub lr_gamma: f64,
+    /// Epochs between learning-rate decays (the study: 50).
+    #[config(default = 50)]
+    pub lr_step_epochs: usize,
+    /// AdamW weight decay (PyTorch's default, 0.01).
+    #[config(default = 0.01)]
+    pub weight_decay: f32,
+    /// Seed for initialisation, shuffling and crops.
+    #[config(default = 1)]
+    pub seed: u64,
+}
+
+/// The classifier's head.
+#[derive(Module, Debug)]
+pub enum Head {
+    /// `fc`: logits.
+    CrossEntropy(Linear),
+    /// ArcFace: cosines to the class centres.
+    ArcFace(ArcFace),
+}
+
+/// A ResNet with a classification head.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    backbone: ResNet,
+    head: Head,
+    classes: usize,
+    crop_frames: usize,
+    margin: f64,
+    scale: f64,
+}
+
+fn check_positive(key: &'static str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            key,
+            value: value.to_string(),
+            expected: "a finite number above 0",
+        })
+    }
+}
+
+impl ClassifierConfig {
+    /// A config with the study's settings for `depth` and `classes` (full width, 313 frames).
+    pub fn study(depth: usize, head: HeadKind, classes: usize) -> Self {
+        ClassifierConfig::new(ResNetConfig::new().with_depth(depth), classes)
+            .with_head(head)
+            .with_arcface_margin(STUDY_MARGIN)
+            .with_arcface_scale(STUDY_SCALE)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.classes < 2 {
+            return Err(ConfigError {
+                key: "classes",
+                value: self.classes.to_string(),
+                expected: "at least 2",
+            });
+        }
+        if self.crop_frames == 0 {
+            return Err(ConfigError {
+                key: "crop_frames",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if !(self.arcface_margin.is_finite() && self.arcface_margin >= 0.0) {
+            return Err(ConfigError {
+                key: "arcface_margin",
+                value: self.arcface_margin.to_string(),
+                expected: "a finite number ≥ 0",
+            });
+        }
+        check_positive("arcface_scale", self.arcface_scale)
+    }
+
+    /// Builds a model on `device` with weights drawn from `seed`.
+    pub fn init(&self, device: &Device, seed: u64) -> Result<Classifier, ConfigError> {
+        self.validate()?;
+        let layout = self.backbone.layout()?;
+        let backbone = self.backbone.init(device, seed)?;
+        // The head draws from its own stream, derived from the job seed.
+        let head =
+            super::init_seeded(
+                device,
+                seed.wrapping_add(0x9e37_79b9_7f4a_7c15),
+                || match self.head {
+                    HeadKind::CrossEntropy => Head::CrossEntropy(
+                        LinearConfig::new(layout.embedding_dim(), self.classes).init(device),
+                    ),
+                    HeadKind::ArcFace => Head::ArcFace(
+                        ArcFaceConfig::new(layout.embedding_dim(), self.classes).init(device),
+                    ),
+                },
+            );
+        Ok(Classifier {
+            backbone,
+            head,
+            classes: self.classes,
+            crop_frames: self.crop_frames,
+            margin: self.arcface_margin,
+            scale: self.arcface_scale,
+        })
+    }
+}
+
+impl Classifier {
+    /// The embedding (pooled penultimate layer): `[batch, 1, mels, frames]` → `[batch, dim]`.
+    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+        self.backbone.forward(x)
+    }
+
+    /// Class scores of embeddings: logits (cross-entropy) or cosines (ArcFace).
+    pub fn scores(&self, embedding: Tensor<2>) -> Tensor<2> {
+        match &self.head {
+            Head::CrossEntropy(fc) => fc.forward(embedding),
+            Head::ArcFace(arc) => arc.cosine(embedding),
+        }
+    }
+
+    /// `(scores, embedding)` of a batch, as the study's `ResNet.forward` returns `(logits, features)`.
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let embedding = self.embed(x);
+        (self.scores(embedding.clone()), embedding)
+    }
+
+    /// The training loss of a batch: cross-entropy, or the ArcFace loss.
+    pub fn loss(&self, x: Tensor<4>, targets: Tensor<1, Int>) -> Tensor<1> {
+        let (scores, _) = self.forward(x);
+        match &self.head {
+            Head::CrossEntropy(_) => CrossEntropyLossConfig::new()
+                .init(&scores.device())
+                .forward(scores, targets),
+            Head::ArcFace(_) => arcface_loss(scores, targets, self.margin, self.scale),
+        }
+    }
+
+    /// Width of the embedding.
+    pub fn embedding_dim(&self) -> usize {
+        self.backbone.embedding_dim()
+    }
+
+    /// Which head the model has.
+    pub fn head_kind(&self) -> HeadKind {
+        match self.head {
+            Head::CrossEntropy(_) => HeadKind::CrossEntropy,
+            Head::ArcFace(_) => HeadKind::ArcFace,
+        }
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Frames the model reads from each clip.
+    pub fn crop_frames(&self) -> usize {
+        self.crop_frames
+    }
+
+    fn centred_offset(&self, clips: &Clips) -> Result<usize, ClassifierError> {
+        if clips.frames < self.crop_frames {
+            return Err(ClassifierError::ClipTooShort {
+                frames: clips.frames,
+                crop_frames: self.crop_frames,
+            });
+        }
+        Ok((clips.frames - self.crop_frames) / 2)
+    }
+
+    /// Runs `f` on the scores and embeddings of the centred window of every clip, in batches.
+    fn each_batch(
+        &self,
+        clips: &Clips,
+        device: &Device,
+        mut f: impl FnMut(Tensor<2>, Tensor<2>),
+    ) -> Result<(), ClassifierError> {
+        let offset = self.centred_offset(clips)?;
+        let order: Vec<usize> = (0..clips.len()).collect();
+        for batch in order.chunks(EVAL_BATCH) {
+            let x = clips.batch(batch, &vec![offset; batch.len()], self.crop_frames, device);
+            let (scores, embedding) = self.forward(x);
+            f(scores, embedding);
+        }
+        Ok(())
+    }
+
+    /// Embeddings of the centred window of each clip, row-major `[clips, embedding_dim]`.
+    /// The model must live on `device` (a trained model lives on the device given to [`train`]).
+    pub fn embeddings(
+        &self,
+        clips: &Clips,
+        device: &Device,
+    ) -> Result<Embeddings, ClassifierError> {
+        let mut values = Vec::with_capacity(clips.len() * self.embedding_dim());
+        self.each_batch(clips, device, |_, e| {
+            values.extend(e.into_data().iter::<f32>())
+        })?;
+        Ok(Embeddings {
+            dim: self.embedding_dim(),
+            values,
+        })
+    }
+
+    /// Predicted class of each clip: the largest logit, or for ArcFace the largest cosine.
+    pub fn predict(&self, clips: &Clips, device: &Device) -> Result<Vec<usize>, ClassifierError> {
+        let mut predicted = Vec::with_capacity(clips.len());
+        self.each_batch(clips, device, |s, _| {
+            predicted.extend(s.argmax(1).into_data().iter::<i64>().map(|c| c as usize));
+        })?;
+        Ok(predicted)
+    }
+
+    /// The proxy metric: macro-F1 of the predictions on held-out `clips` against `labels`
+    /// (scikit-learn's `f1_score(average="macro")`).
+    pub fn macro_f1(
+        &self,
+        clips: &Clips,
+        labels: &[usize],
+        device: &Device,
+    ) -> Result<f64, ClassifierError> {
+        if clips.is_empty() {
+            return Err(ClassifierError::NoClips("score"));
+        }
+        check_labels(clips, labels, self.classes)?;
+        let predicted = self.predict(clips, device)?;
+        Ok(asdsweep_shared::metrics::proxy::macro_f1(
+            labels, &predicted,
+        )?)
+    }
+}
+
+/// Embeddings, row-major `[rows, dim]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// Width of each row.
+    pub dim: usize,
+    /// `rows × dim` values.
+    pub values: Vec<f32>,
+}
+
+impl Embeddings {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.values.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// Row `i`; panics if `i >= rows()`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+fn check_labels(clips: &Clips, labels: &[usize], classes: usize) -> Result<(), ClassifierError> {
+    if labels.len() != clips.len() {
+        return Err(ClassifierError::LabelCount {
+            clips: clips.len(),
+            labels: labels.len(),
+        });
+    }
+    match labels.iter().position(|&l| l >= classes) {
+        Some(clip) => Err(ClassifierError::LabelOutOfRange {
+            clip,
+            label: labels[clip],
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The outcome of training.
+pub struct Trained {
+    /// The state with the lowest epoch loss, in evaluation mode on the plain device.
+    pub model: Classifier,
+    /// Mean training loss per epoch.
+    pub losses: Vec<f32>,
+    /// Epoch (1-based) whose state was kept.
+    pub best_epoch: usize,
+}
+
+/// Trains on `clips` labelled `labels` (class indices), calling `on_epoch(epoch, loss)` after
+/// each epoch. Batches follow the study's loader: full batches only (`drop_last`) unless
+/// there are fewer clips than one batch. Deterministic for a seed on the CPU backend.
+pub fn train(
+    cfg: &ClassifierTrainingConfig,
+    clips: &Clips,
+    labels: &[usize],
+    device: &Device,
+    mut on_epoch: impl FnMut(usize, f32),
+) -> Result<Trained, ClassifierError> {
+    if clips.is_empty() {
+        return Err(ClassifierError::NoClips("train on"));
+    }
+    if cfg.batch_size == 0 {
+        return Err(ConfigError {
+            key: "batch_size",
+            value: "0".into(),
+            expected: "at least 1",
+        }
+        .into());
+    }
+    check_labels(clips, labels, cfg.model.classes)?;
+    let crop = cfg.model.crop_frames;
+    if clips.frames < crop {
+        return Err(ClassifierError::ClipTooShort {
+            frames: clips.frames,
+            crop_frames: crop,
+        });
+    }
+    let train_device = device.clone().autodiff();
+    let mut model = cfg.model.init(&train_device, cfg.seed)?;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .with_epsilon(1e-8)
+        .init();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    let n = clips.len();
+    let usable = if n >= cfg.batch_size {
+        n - n % cfg.batch_size
+    } else {
+        n
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut best: Option<(f32, usize, Classifier)> = None;
+    let mut losses = Vec::with_capacity(cfg.epochs);
+    for epoch in 1..=cfg.epochs {
+        let lr = step_decay(cfg.lr, cfg.lr_gamma, cfg.lr_step_epochs, epoch);
+        order.shuffle(&mut rng);
+        let (mut sum, mut seen) = (0.0f64, 0usize);
+        for batch in order[..usable].chunks(cfg.batch_size) {
+            let offsets: Vec<usize> = batch
+                .iter()
+                .map(|_| rng.random_range(0..=clips.frames - crop))
+                .collect();
+            let x = clips.batch(batch, &offsets, crop, &train_device);
+            let targets: Vec<i64> = batch.iter().map(|&i| labels[i] as i64).collect();
+            let targets =
+                Tensor::<1, Int>::from_data(TensorData::new(targets, [batch.len()]), &train_device);
+            let loss = model.loss(x, targets);
+            let value: f32 = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            sum += value as f64 * batch.len() as f64;
+            seen += batch.len();
+        }
+        let epoch_loss = (sum / seen as f64) as f32;
+        losses.push(epoch_loss);
+        on_epoch(epoch, epoch_loss);
+        if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
+            best = Some((epoch_loss, epoch, model.clone()));
+        }
+    }
+    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model));
+    Ok(Trained {
+        model: model.valid(),
+        losses,
+        best_epoch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MELS: usize = 128;
+
+    /// `n` clips of `frames` frames; class `c`'s clips carry a tone in mel band `20 + 30·c`.
+    fn data(n: usize, classes: usize, frames: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut values = Vec::with_capacity(n * MELS * frames);
+        let labels: Vec<usize> = (0..n).map(|i| i % classes).collect();
+        for &label in &labels {
+            for mel in 0..MELS {
+                let tone = if mel.abs_diff(20 + 30 * label) <= 2 {
+                    3.0
+                } else {
+                    0.0
+                };
+                values.extend((0..frames).map(|_| tone + rng.random_range(-1.0f32..1.0)));
+            }
+        }
+        (values, labels)
+    }
+
+    fn tiny(head: HeadKind, seed: u64) -> ClassifierTrainingConfig {
+        let backbone = ResNetConfig::new().with_width_multiplier(0.125);
+        let model = ClassifierConfig::new(backbone, 3)
+            .with_head(head)
+            .with_crop_frames(32);
+        ClassifierTrainingConfig::new(model)
+            .with_epochs(2)
+            .with_batch_size(8)
+            .with_lr(1e-3)
+            .with_seed(seed)
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_loss_curve_and_another_seed_another() {
+        let (values, labels) = data(16, 3, 40, 1);
+        let clips = Clips::new(&values, MELS, 40).expect("whole clips");
+        let device = crate::families::test_device();
+        for head in [HeadKind::CrossEntropy, HeadKind::ArcFace] {
+            let run = |seed| {
+                train(&tiny(head, seed), &clips, &labels, &device, |_, _| {})
+                    .expect("trains")
+                    .losses
+            };
+            let (a, b, c) = (run(1), run(1), run(2));
+            assert_eq!(a.len(), 2);
+            assert_eq!(a, b, "{head:?}: same seed, same curve");
+            assert_ne!(a, c, "{head:?}: another seed, another curve");
+            assert!(a.iter().all(|l| l.is_finite()), "{head:?}: {a:?}");
+        }
+    }
+
+    #[test]
+    fn a_small_resnet18_learns_to_tell_machine_types_apart_and_reports_macro_f1() {
+        let (values, labels) = data(36, 3, 40, 2);
+        let clips = Clips::new(&values, MELS, 40).expect("whole clips");
+        let (held_values, held_labels) = data(12, 3, 40, 3);
+        let held = Clips::new(&held_values, MELS, 40).expect("whole clips");
+        let device = crate::families::test_device();
+        for head in [HeadKind::CrossEntropy, HeadKind::ArcFace] {
+            let mut seen = Vec::new();
+            let cfg = tiny(head, 5).with_epochs(6).with_batch_size(12);
+            let t =
+                train(&cfg, &clips, &labels, &device, |e, l| seen.push((e, l))).expect("trains");
+            assert_eq!(seen.len(), 6);
+            let best = t.losses.iter().cloned().fold(f32::INFINITY, f32::min);
+            assert_eq!(
+                t.losses[t.best_epoch - 1],
+                best,
+                "{head:?}: keeps the best epoch"
+            );
+            assert!(best < t.losses[0], "{head:?}: {:?}", t.losses);
+            let f1 = t
+                .model
+                .macro_f1(&held, &held_labels, &device)
+                .expect("scores");
+            assert!(f1 > 0.6, "{head:?}: macro-F1 {f1}");
+            let e = t.model.embeddings(&held, &device).expect("embeds");
+            assert_eq!((e.rows(), e.dim, e.row(11).len()), (12, 64, 64));
+        }
+    }
+
+    #[test]
+    fn bad_data_and_configs_are_errors_not_panics() {
+        let device = crate::families::test_device();
+        let (values, labels) = data(4, 2, 40, 1);
+        assert!(matches!(
+            Clips::new(&values[1..], MELS, 40),
+            Err(ClassifierError::Ragged { .. })
+        ));
+        let clips = Clips::new(&values, MELS, 40).expect("whole clips");
+        let cfg = tiny(HeadKind::CrossEntropy, 1);
+        let err = |cfg: &ClassifierTrainingConfig, labels: &[usize]| {
+            train(cfg, &clips, labels, &device, |_, _| {})
+                .err()
+                .expect("an error")
+        };
+        assert!(matches!(
+            err(&cfg, &labels[..3]),
+            ClassifierError::LabelCount {
+                clips: 4,
+                labels: 3
+            }
+        ));
+        assert!(matches!(
+            err(&cfg, &[0, 1, 3, 0]),
+            ClassifierError::LabelOutOfRange {
+                clip: 2,
+                label: 3,
+                ..
+            }
+        ));
+        let with = |change: fn(&mut ClassifierConfig)| {
+            let mut changed = cfg.clone();
+            change(&mut changed.model);
+            changed
+        };
+        let long = with(|m| m.crop_frames = 41);
+        assert!(matches!(
+            err(&long, &labels),
+            ClassifierError::ClipTooShort {
+                frames: 40,
+                crop_frames: 41
+            }
+        ));
+        let one_class = with(|m| m.classes = 1);
+        assert!(matches!(
+            err(&one_class, &[0; 4]),
+            ClassifierError::Config(ConfigError { key: "classes", .. })
+        ));
+        let deep = with(|m| m.backbone.depth = 19);
+        assert!(matches!(
+            err(&deep, &labels),
+            ClassifierError::Config(ConfigError { key: "depth", .. })
+        ));
+        let no_scale = with(|m| m.arcface_scale = 0.0);
+        assert!(matches!(
+            err(&no_scale, &labels),
+            ClassifierError::Config(ConfigError {
+                key: "arcface_scale",
+                ..
+            })
+        ));
+        assert_eq!("arcface".parse::<HeadKind>(), Ok(HeadKind::ArcFace));
+        assert_eq!(
+            "softmax".parse::<HeadKind>().expect_err("unknown").key,
+            "head"
+        );
+    }
+
+    #[test]
+    fn configs_round_trip_through_json_with_the_study_defaults() {
+        let cfg = ClassifierTrainingConfig::new(ClassifierConfig::study(50, HeadKind::ArcFace, 7));
+        assert_eq!(
+            (
+                cfg.lr,
+                cfg.batch_size,
+                cfg.epochs,
+                cfg.lr_step_epochs,
+                cfg.lr_gamma
+            ),
+            (1e-5, 64, 200, 50, 0.5)
+        );
+        assert_eq!(
+            (
+                cfg.model.crop_frames,
+                cfg.model.arcface_margin,
+                cfg.model.arcface_scale
+            ),
+            (313, 0.5, 30.0)
+        );
+        let json = serde_json::to_string(&cfg).expect("serialises");
+        assert!(json.contains("\"arcface\""), "{json}");
+        let back: ClassifierTrainingConfig = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, cfg);
+    }
+}
