@@ -50,3 +50,29 @@ async fn a_streamed_blob_round_trips_and_a_corrupt_upload_is_refused() {
     coord.shutdown().await;
     h.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_client_checks_every_fetched_byte_and_refetches_a_tampered_cache() {
+    use asdsweep_worker::artifacts::Artifacts;
+    let h = Harness::sqlite();
+    let coord = h.coordinator().await;
+    let channel = tonic::transport::Channel::from_shared(coord.url()).unwrap().connect_lazy();
+    let client = ArtifactServiceClient::with_interceptor(channel, asdsweep_shared::auth::Bearer::new(None).unwrap());
+    let data = b"checkpoint bytes ".repeat(40_000);
+    let sha = Artifacts::new(client.clone(), h.dir.path().join("cache1")).put(data.clone(), "checkpoint").await.unwrap();
+    assert_eq!(sha, hex::encode(Sha256::digest(&data)));
+
+    let other = Artifacts::new(client, h.dir.path().join("cache2"));
+    assert_eq!(other.get(&sha).await.unwrap(), data, "fetched from the coordinator");
+    let cached = h.dir.path().join("cache2").join(&sha[..2]).join(&sha);
+    assert_eq!(std::fs::read(&cached).unwrap(), data, "and cached under its hash");
+    std::fs::write(&cached, b"tampered").unwrap();
+    assert_eq!(other.get(&sha).await.unwrap(), data, "a corrupt cached copy is fetched again");
+
+    let err = other.get(&"0".repeat(64)).await.unwrap_err().to_string();
+    assert!(err.contains(&"0".repeat(64)) && err.contains("not found"), "{err}");
+    let err = other.get("../../etc/passwd").await.unwrap_err().to_string();
+    assert!(err.contains("not a sha256"), "{err}");
+    coord.shutdown().await;
+    h.cleanup().await;
+}

@@ -431,3 +431,54 @@ fn probe_all(clips: &[ClipEmbedding], seed: u64, proxy: Result<f64, String>, n_t
     .to_string();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::Artifacts;
+    use asdsweep_shared::proto::{Job, Progress, artifact_service_client::ArtifactServiceClient};
+    use asdsweep_shared::synth::{self, Machine, SynthConfig};
+    use tokio_util::sync::CancellationToken;
+
+    /// A context whose artifact client points nowhere (these jobs fail before using it).
+    fn context(stage: &str, device: &str, data: Option<Arc<DataRoot>>) -> JobContext {
+        let channel = tonic::transport::Channel::from_static("http://127.0.0.1:1").connect_lazy();
+        let bearer = asdsweep_shared::auth::Bearer::new(None).unwrap();
+        let params = json!({
+            "hidden": 8, "latent": 2, "epochs": 1, "batch_size": 8, "lr": 1e-3, "lr_step_epochs": 1, "lr_gamma": 0.5,
+            "checkpoint_every": 1, "frames": 5, "n_mels": 32, "dataset": { "path": "d" },
+        });
+        JobContext {
+            job: Job { job_key: format!("ae/c/{device}/s1/{stage}"), stage: stage.into(), device: device.into(), seed: 1, ..Job::default() },
+            params,
+            cancel: CancellationToken::new(),
+            progress: tokio::sync::watch::channel(Progress::default()).0,
+            artifacts: Artifacts::new(ArtifactServiceClient::with_interceptor(channel, bearer), std::env::temp_dir()),
+            data,
+            device: "cpu".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_data_missing_clips_and_missing_checkpoints_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig { devices: vec![Machine::Fan], sections: 1, train: 2, test: 1, seconds: 0.2, ..SynthConfig::default() };
+        synth::generate(&cfg, &root.path().join("d"), &|| {}).unwrap();
+        let data = Some(Arc::new(DataRoot::open(root.path()).unwrap()));
+
+        let err = AutoencoderKind.run(context("train", "fan", None)).await.unwrap_err();
+        assert!(err.message.contains("without --data") && err.retryable, "{err:?}");
+
+        let err = AutoencoderKind.run(context("train", "valve", data.clone())).await.unwrap_err();
+        assert!(err.message.contains("no training normals of machine type \"valve\"") && err.message.contains("fan"), "{err:?}");
+        assert!(!err.retryable);
+
+        let err = AutoencoderKind.run(context("eval", "fan", data.clone())).await.unwrap_err();
+        assert!(err.message.contains("expected the one checkpoint") && err.message.contains("got 0"), "{err:?}");
+
+        let mut bad = context("train", "fan", data);
+        bad.params.as_object_mut().unwrap().remove("hidden");
+        let err = AutoencoderKind.run(bad).await.unwrap_err();
+        assert!(err.message.contains("bad parameters") && err.message.contains("hidden"), "{err:?}");
+    }
+}
