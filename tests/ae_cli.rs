@@ -133,7 +133,7 @@ configs = [{{ name = "h32-l4", hidden = 32, latent = 4 }}]
 
     let second_log = dir.path().join("second.log");
     let _second = worker(&addr, &data, &dir.path().join("cache2"), &second_log);
-    wait_finished(&addr, "ae-kill", Duration::from_secs(240), &[second_log.clone()]);
+    wait_finished(&addr, "ae-kill", Duration::from_secs(240), std::slice::from_ref(&second_log));
 
     let log = std::fs::read_to_string(&second_log).unwrap();
     let line = log.lines().find(|l| l.contains("resuming ae/h32-l4/fan/s1/train from epoch")).unwrap_or_else(|| panic!("{log}"));

@@ -52,7 +52,11 @@ fingerprint = "{fingerprint}"
     let (_server, addr) = serve(dir.path());
     let out = asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("(12 jobs)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("(12 jobs)"),
+        "{}",
+        text(&out.stdout)
+    );
     let logs = [dir.path().join("w1.log"), dir.path().join("w2.log")];
     let cache = dir.path().join("cache");
     let _w1 = worker(&addr, &data, &cache, &logs[0]);
@@ -64,11 +68,24 @@ fingerprint = "{fingerprint}"
     for r in &rows {
         assert_eq!(r["state"], "succeeded", "{r:#}");
         assert_eq!(r["proxy_metric"], "macro_f1", "{r:#}");
-        let f1 = r["proxy_value"].as_f64().unwrap_or_else(|| panic!("no proxy value in {r:#}"));
+        let f1 = r["proxy_value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no proxy value in {r:#}"));
         assert!((0.0..=1.0).contains(&f1), "{r:#}");
         let p = &r["provenance"];
         assert_eq!(p["dataset_fingerprint"], fingerprint.as_str(), "{r:#}");
-        for key in ["spec_hash", "seed", "backend", "device", "code_version", "epochs_run", "best_loss", "best_epoch", "wall_s", "checkpoint"] {
+        for key in [
+            "spec_hash",
+            "seed",
+            "backend",
+            "device",
+            "code_version",
+            "epochs_run",
+            "best_loss",
+            "best_epoch",
+            "wall_s",
+            "checkpoint",
+        ] {
             assert!(!p[key].is_null(), "provenance.{key} missing in {r:#}");
         }
         assert_eq!(p["epochs_run"], 2, "{r:#}");
@@ -76,17 +93,51 @@ fingerprint = "{fingerprint}"
     let mut cells = Vec::new();
     for train in rows.iter().filter(|r| r["stage"] == "train") {
         assert_eq!(train["device"], "*", "{train:#}");
-        assert_eq!(train["extra"]["machine_types"], serde_json::json!(["fan", "pump"]), "{train:#}");
-        assert_eq!(train["extra"]["losses"].as_array().map(Vec::len), Some(2), "{train:#}");
-        let evals: Vec<_> =
-            rows.iter().filter(|r| r["stage"] == "eval" && r["family"] == train["family"] && r["config"] == train["config"]).collect();
+        assert_eq!(
+            train["extra"]["machine_types"],
+            serde_json::json!(["fan", "pump"]),
+            "{train:#}"
+        );
+        assert_eq!(
+            train["extra"]["losses"].as_array().map(Vec::len),
+            Some(2),
+            "{train:#}"
+        );
+        let evals: Vec<_> = rows
+            .iter()
+            .filter(|r| {
+                r["stage"] == "eval"
+                    && r["family"] == train["family"]
+                    && r["config"] == train["config"]
+            })
+            .collect();
         assert_eq!(evals.len(), 2, "one evaluation per machine type");
         for r in evals {
-            cells.push(format!("{}/{}/{}", r["family"].as_str().unwrap(), r["config"].as_str().unwrap(), r["device"].as_str().unwrap()));
-            assert_eq!(r["proxy_value"], train["proxy_value"], "the checkpoint carries the proxy: {r:#}");
-            assert_eq!(r["provenance"]["checkpoint"], train["provenance"]["checkpoint"], "{r:#}");
-            for key in ["lp_in_auc", "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc"] {
-                let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {r:#}"));
+            cells.push(format!(
+                "{}/{}/{}",
+                r["family"].as_str().unwrap(),
+                r["config"].as_str().unwrap(),
+                r["device"].as_str().unwrap()
+            ));
+            assert_eq!(
+                r["proxy_value"], train["proxy_value"],
+                "the checkpoint carries the proxy: {r:#}"
+            );
+            assert_eq!(
+                r["provenance"]["checkpoint"], train["provenance"]["checkpoint"],
+                "{r:#}"
+            );
+            for key in [
+                "lp_in_auc",
+                "lp_in_pauc",
+                "lp_out_auc",
+                "lp_out_pauc",
+                "md_auc",
+                "md_pauc",
+            ] {
+                let v = r[key]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{key} missing in {r:#}"));
                 assert!((0.0..=1.0).contains(&v), "{key} = {v} in {r:#}");
             }
             assert_eq!(r["extra"]["problems"], serde_json::json!({}), "{r:#}");
@@ -96,8 +147,14 @@ fingerprint = "{fingerprint}"
     assert_eq!(
         cells,
         [
-            "arcface/r18-w16-d05/fan", "arcface/r18-w16-d05/pump", "arcface/r18-w16/fan", "arcface/r18-w16/pump",
-            "ce/r18-w16-d05/fan", "ce/r18-w16-d05/pump", "ce/r18-w16/fan", "ce/r18-w16/pump",
+            "arcface/r18-w16-d05/fan",
+            "arcface/r18-w16-d05/pump",
+            "arcface/r18-w16/fan",
+            "arcface/r18-w16/pump",
+            "ce/r18-w16-d05/fan",
+            "ce/r18-w16-d05/pump",
+            "ce/r18-w16/fan",
+            "ce/r18-w16/pump",
         ]
     );
 }

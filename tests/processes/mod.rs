@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_asdsweep");
 
 pub fn asdsweep(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("asdsweep runs")
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("asdsweep runs")
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -19,7 +23,11 @@ pub fn text(bytes: &[u8]) -> String {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed when the test ends, however it ends.
@@ -36,7 +44,17 @@ pub fn serve(dir: &Path) -> (Proc, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let db = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
     let child = Command::new(BIN)
-        .args(["serve", "--listen", &addr, "--db", &db, "--heartbeat-ms", "200", "--reap-ms", "100"])
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--db",
+            &db,
+            "--heartbeat-ms",
+            "200",
+            "--reap-ms",
+            "100",
+        ])
         .arg("--artifacts")
         .arg(dir.join("artifacts"))
         .stdout(Stdio::null())
@@ -72,19 +90,46 @@ pub fn worker(addr: &str, data: &Path, cache: &Path, log: &Path) -> Proc {
 pub fn synth(root: &Path, train: &str, seconds: &str) -> String {
     let dir = root.join("synth");
     let out = asdsweep(&[
-        "synth", "--out", dir.to_str().unwrap(), "--devices", "fan,pump", "--sections", "2", "--train", train, "--test", "2",
-        "--seconds", seconds, "--seed", "3",
+        "synth",
+        "--out",
+        dir.to_str().unwrap(),
+        "--devices",
+        "fan,pump",
+        "--sections",
+        "2",
+        "--train",
+        train,
+        "--test",
+        "2",
+        "--seconds",
+        seconds,
+        "--seed",
+        "3",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let check = asdsweep(&["data", "check", dir.to_str().unwrap(), "--json", "--headers-only"]);
-    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&check.stderr)));
-    report["fingerprint"].as_str().expect("data check prints the fingerprint").to_owned()
+    let check = asdsweep(&[
+        "data",
+        "check",
+        dir.to_str().unwrap(),
+        "--json",
+        "--headers-only",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&check.stderr)));
+    report["fingerprint"]
+        .as_str()
+        .expect("data check prints the fingerprint")
+        .to_owned()
 }
 
 pub fn results(addr: &str, sweep: &str) -> Vec<serde_json::Value> {
     let out = asdsweep(&["results", sweep, "--format", "json", "--coordinator", addr]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 pub fn wait_finished(addr: &str, sweep: &str, timeout: Duration, logs: &[PathBuf]) {
@@ -95,10 +140,15 @@ pub fn wait_finished(addr: &str, sweep: &str, timeout: Duration, logs: &[PathBuf
             return;
         }
         if Instant::now() > end {
-            let logs: Vec<String> = logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect();
-            panic!("sweep {sweep} did not finish in {timeout:?}:\n{status}\n{}", logs.join("\n---\n"));
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .collect();
+            panic!(
+                "sweep {sweep} did not finish in {timeout:?}:\n{status}\n{}",
+                logs.join("\n---\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
-

@@ -114,15 +114,30 @@ impl<C: TrainingConfig> Checkpoint<C> {
             config,
             progress,
             proxy: None,
-            model: model.into_record().into_bytes().map_err(record_err("saving the model"))?.to_vec(),
-            optimizer: optim.to_record().into_bytes().map_err(record_err("saving the optimizer state"))?.to_vec(),
-            best: best.into_record().into_bytes().map_err(record_err("saving the best model"))?.to_vec(),
+            model: model
+                .into_record()
+                .into_bytes()
+                .map_err(record_err("saving the model"))?
+                .to_vec(),
+            optimizer: optim
+                .to_record()
+                .into_bytes()
+                .map_err(record_err("saving the optimizer state"))?
+                .to_vec(),
+            best: best
+                .into_record()
+                .into_bytes()
+                .map_err(record_err("saving the best model"))?
+                .to_vec(),
         })
     }
 
     /// The same checkpoint, recording the proxy metric of its best state.
     pub fn with_proxy(mut self, metric: &str, value: f64) -> Checkpoint<C> {
-        self.proxy = Some(ProxyValue { metric: metric.to_owned(), value });
+        self.proxy = Some(ProxyValue {
+            metric: metric.to_owned(),
+            value,
+        });
         self
     }
 
@@ -133,10 +148,22 @@ impl<C: TrainingConfig> Checkpoint<C> {
             config: self.config.clone(),
             progress: self.progress.clone(),
             proxy: self.proxy.clone(),
-            sections: [self.model.len() as u64, self.optimizer.len() as u64, self.best.len() as u64],
+            sections: [
+                self.model.len() as u64,
+                self.optimizer.len() as u64,
+                self.best.len() as u64,
+            ],
         };
-        let header = serde_json::to_vec(&header).expect("a checkpoint header always serialises to JSON");
-        let mut out = Vec::with_capacity(C::MAGIC.len() + 8 + header.len() + self.model.len() + self.optimizer.len() + self.best.len());
+        let header =
+            serde_json::to_vec(&header).expect("a checkpoint header always serialises to JSON");
+        let mut out = Vec::with_capacity(
+            C::MAGIC.len()
+                + 8
+                + header.len()
+                + self.model.len()
+                + self.optimizer.len()
+                + self.best.len(),
+        );
         out.extend_from_slice(C::MAGIC);
         out.extend_from_slice(&(header.len() as u64).to_le_bytes());
         out.extend_from_slice(&header);
@@ -151,22 +178,38 @@ impl<C: TrainingConfig> Checkpoint<C> {
         let bad = CheckpointError;
         let rest = bytes.strip_prefix(C::MAGIC).ok_or_else(|| {
             let magic = String::from_utf8_lossy(C::MAGIC);
-            bad(format!("not {} checkpoint (the magic line `{}` is missing)", C::FAMILY, magic.trim_end()))
+            bad(format!(
+                "not {} checkpoint (the magic line `{}` is missing)",
+                C::FAMILY,
+                magic.trim_end()
+            ))
         })?;
-        let (len, rest) = rest.split_at_checked(8).ok_or_else(|| bad("truncated before its header length".into()))?;
+        let (len, rest) = rest
+            .split_at_checked(8)
+            .ok_or_else(|| bad("truncated before its header length".into()))?;
         let len = u64::from_le_bytes(len.try_into().expect("split_at_checked(8) gives 8 bytes"));
         let (header, rest) = usize::try_from(len)
             .ok()
             .and_then(|l| rest.split_at_checked(l))
             .ok_or_else(|| bad(format!("truncated inside its {len}-byte header")))?;
-        let header: Header<C> = serde_json::from_slice(header).map_err(|e| bad(format!("unreadable header: {e}")))?;
+        let header: Header<C> =
+            serde_json::from_slice(header).map_err(|e| bad(format!("unreadable header: {e}")))?;
         if header.version != VERSION {
-            return Err(bad(format!("format version {} (this build reads {VERSION})", header.version)));
+            return Err(bad(format!(
+                "format version {} (this build reads {VERSION})",
+                header.version
+            )));
         }
-        let want = header.sections.iter().try_fold(0u64, |sum, &n| sum.checked_add(n));
+        let want = header
+            .sections
+            .iter()
+            .try_fold(0u64, |sum, &n| sum.checked_add(n));
         if want != Some(rest.len() as u64) {
             let want = want.map_or_else(|| "more than 2^64".to_owned(), |w| w.to_string());
-            return Err(bad(format!("the header announces {want} bytes of records but {} follow (truncated or corrupt)", rest.len())));
+            return Err(bad(format!(
+                "the header announces {want} bytes of records but {} follow (truncated or corrupt)",
+                rest.len()
+            )));
         }
         let [m, o, _] = header.sections.map(|n| n as usize);
         Ok(Checkpoint {
@@ -181,8 +224,11 @@ impl<C: TrainingConfig> Checkpoint<C> {
 
     /// Applies the best state's weights to `model` (freshly built, without autodiff): what evaluation uses.
     pub fn load_best<M: Module>(&self, model: M) -> Result<M, CheckpointError> {
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.best.clone())).map_err(record_err("reading the best model"))?;
-        model.try_load_record(record).map_err(record_err("loading the best model"))
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.best.clone()))
+            .map_err(record_err("reading the best model"))?;
+        model
+            .try_load_record(record)
+            .map_err(record_err("loading the best model"))
     }
 
     /// The state to go on training from, for a run with settings `cfg`: `model` and `optim` get
@@ -203,17 +249,30 @@ impl<C: TrainingConfig> Checkpoint<C> {
                 serde_json::to_string(cfg).unwrap_or_default()
             )));
         }
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.model.clone())).map_err(record_err("reading the model"))?;
-        let model = model.try_load_record(record).map_err(record_err("loading the model"))?;
-        let record =
-            OptimizerRecord::from_bytes(Bytes::from_bytes_vec(self.optimizer.clone())).map_err(record_err("reading the optimizer state"))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.model.clone()))
+            .map_err(record_err("reading the model"))?;
+        let model = model
+            .try_load_record(record)
+            .map_err(record_err("loading the model"))?;
+        let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(self.optimizer.clone()))
+            .map_err(record_err("reading the optimizer state"))?;
         let optim = optim.load_record(record);
         let best = if self.progress.best_epoch > 0 {
-            Some((self.progress.best_loss, self.progress.best_epoch, self.load_best(fresh()?)?))
+            Some((
+                self.progress.best_loss,
+                self.progress.best_epoch,
+                self.load_best(fresh()?)?,
+            ))
         } else {
             None
         };
-        Ok(Restored { model, optim, best, losses: self.progress.losses.clone(), train_seconds: self.progress.train_seconds })
+        Ok(Restored {
+            model,
+            optim,
+            best,
+            losses: self.progress.losses.clone(),
+            train_seconds: self.progress.train_seconds,
+        })
     }
 }
 
@@ -234,16 +293,27 @@ pub struct EpochEnd<'a, C, M> {
 impl<C: TrainingConfig, M: Module> EpochEnd<'_, C, M> {
     /// The lowest-loss state so far (the current one if no epoch had a finite loss), without autodiff.
     pub fn best_model(&self) -> M {
-        self.best.as_ref().map_or_else(|| self.model.valid(), |(_, _, m)| m.clone())
+        self.best
+            .as_ref()
+            .map_or_else(|| self.model.valid(), |(_, _, m)| m.clone())
     }
 
     /// Everything needed to go on from here, or to evaluate the best state: model,
     /// optimizer state, best state, loss curve and config.
     pub fn checkpoint(&self) -> Result<Checkpoint<C>, CheckpointError> {
-        let (best_loss, best_epoch) = self.best.as_ref().map_or((f32::NAN, 0), |(l, e, _)| (*l, *e));
+        let (best_loss, best_epoch) = self
+            .best
+            .as_ref()
+            .map_or((f32::NAN, 0), |(l, e, _)| (*l, *e));
         Checkpoint::from_parts(
             self.cfg.clone(),
-            Progress { epoch: self.epoch, losses: self.losses.to_vec(), best_epoch, best_loss, train_seconds: self.train_seconds },
+            Progress {
+                epoch: self.epoch,
+                losses: self.losses.to_vec(),
+                best_epoch,
+                best_loss,
+                train_seconds: self.train_seconds,
+            },
             self.model.valid(),
             self.optim,
             self.best_model(),

@@ -798,14 +798,20 @@ mod tests {
         let whole = train(&cfg, &clips, &labels, &device, None, go_on).expect("trains");
         let mut at_one = None;
         let first = train(&cfg, &clips, &labels, &device, None, |e| {
-            let cp = e.checkpoint().expect("checkpoint").with_proxy("macro_f1", 0.25);
+            let cp = e
+                .checkpoint()
+                .expect("checkpoint")
+                .with_proxy("macro_f1", 0.25);
             at_one = Some(cp.encode());
             ControlFlow::Break(())
         })
         .expect("trains");
         assert!(!first.finished);
         let cp = Checkpoint::decode(&at_one.expect("saved")).expect("decodes");
-        assert_eq!((cp.progress.epoch, cp.proxy.as_ref().map(|p| p.value)), (1, Some(0.25)));
+        assert_eq!(
+            (cp.progress.epoch, cp.proxy.as_ref().map(|p| p.value)),
+            (1, Some(0.25))
+        );
         let mut epochs = Vec::new();
         let resumed = train(&cfg, &clips, &labels, &device, Some(&cp), |e| {
             epochs.push(e.epoch);
@@ -813,15 +819,24 @@ mod tests {
         })
         .expect("resumes");
         assert_eq!(epochs, [2, 3]);
-        assert_eq!(resumed.losses, whole.losses, "same loss curve as without the interruption");
+        assert_eq!(
+            resumed.losses, whole.losses,
+            "same loss curve as without the interruption"
+        );
         let e = |m: &Classifier| m.embeddings(&clips, &device).expect("embeds").values;
         assert_eq!(e(&resumed.model), e(&whole.model));
         let best = cp.best_model(&device).expect("loads");
         assert_eq!(best.head_kind(), HeadKind::ArcFace);
         let other = cfg.clone().with_lr(0.5);
-        let err = train(&other, &clips, &labels, &device, Some(&cp), go_on).err().expect("refused").to_string();
+        let err = train(&other, &clips, &labels, &device, Some(&cp), go_on)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("checkpoint") && err.contains("0.5"), "{err}");
-        let err = Checkpoint::decode(b"asdsweep-ae-checkpoint\n").err().expect("refused").to_string();
+        let err = Checkpoint::decode(b"asdsweep-ae-checkpoint\n")
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(err.contains("not a classifier checkpoint"), "{err}");
     }
 

@@ -22,32 +22,58 @@ pub(crate) async fn blocking<T: Send + 'static>(
     key: &str,
     work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
 ) -> Result<T, JobError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| JobError::retryable(format!("job {key}: worker thread failed: {e}")))?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| JobError::retryable(format!("job {key}: worker thread failed: {e}")))?
 }
 
 /// Clips of one machine type in a split (`label`: only that label).
-pub(crate) fn clips<'a>(ds: &'a Dataset, device: &str, split: Split, label: Option<Label>) -> Vec<&'a Entry> {
-    ds.manifest.entries.iter().filter(|e| e.device == device && e.split == split && label.is_none_or(|l| e.label == l)).collect()
+pub(crate) fn clips<'a>(
+    ds: &'a Dataset,
+    device: &str,
+    split: Split,
+    label: Option<Label>,
+) -> Vec<&'a Entry> {
+    ds.manifest
+        .entries
+        .iter()
+        .filter(|e| e.device == device && e.split == split && label.is_none_or(|l| e.label == l))
+        .collect()
 }
 
 /// Machine types the dataset holds, for error messages.
 pub(crate) fn machine_types(ds: &Dataset) -> String {
-    let mut types: Vec<&str> = ds.manifest.entries.iter().map(|e| e.device.as_str()).collect();
+    let mut types: Vec<&str> = ds
+        .manifest
+        .entries
+        .iter()
+        .map(|e| e.device.as_str())
+        .collect();
     types.sort_unstable();
     types.dedup();
-    if types.is_empty() { "none".into() } else { types.join(", ") }
+    if types.is_empty() {
+        "none".into()
+    } else {
+        types.join(", ")
+    }
 }
 
 /// The dataset a job names, with its fingerprint checked.
-pub(crate) async fn open_dataset(ctx: &JobContext, spec: &DatasetSpec) -> Result<(Arc<DataRoot>, Arc<Dataset>), JobError> {
+pub(crate) async fn open_dataset(
+    ctx: &JobContext,
+    spec: &DatasetSpec,
+) -> Result<(Arc<DataRoot>, Arc<Dataset>), JobError> {
     let key = ctx.job.job_key.clone();
     let data = ctx.data.clone().ok_or_else(|| {
-        JobError::retryable(format!("job {key} reads a dataset, but this worker was started without --data DIR"))
+        JobError::retryable(format!(
+            "job {key} reads a dataset, but this worker was started without --data DIR"
+        ))
     })?;
     let spec = spec.clone();
     let root = data.clone();
     let ds = blocking(&key.clone(), move || {
-        root.dataset(&spec).map_err(|e| JobError::retryable(format!("job {key}: {e}")))
+        root.dataset(&spec)
+            .map_err(|e| JobError::retryable(format!("job {key}: {e}")))
     })
     .await?;
     Ok((data, ds))
@@ -55,11 +81,17 @@ pub(crate) async fn open_dataset(ctx: &JobContext, spec: &DatasetSpec) -> Result
 
 /// The burn device of the worker's `--device`.
 pub(crate) fn device_of(ctx: &JobContext) -> Result<backend::Selected, JobError> {
-    backend::select(&ctx.device).map_err(|e| JobError::permanent(format!("job {}: {e}", ctx.job.job_key)))
+    backend::select(&ctx.device)
+        .map_err(|e| JobError::permanent(format!("job {}: {e}", ctx.job.job_key)))
 }
 
 /// Provenance every result carries, with the family's own fields (`extra`, a JSON object) added.
-pub(crate) fn provenance(ctx: &JobContext, selected: &backend::Selected, ds: &Dataset, extra: serde_json::Value) -> String {
+pub(crate) fn provenance(
+    ctx: &JobContext,
+    selected: &backend::Selected,
+    ds: &Dataset,
+    extra: serde_json::Value,
+) -> String {
     let mut p = json!({
         "spec_hash": ctx.job.spec_hash,
         "dataset_fingerprint": ds.fingerprint,
@@ -75,7 +107,10 @@ pub(crate) fn provenance(ctx: &JobContext, selected: &backend::Selected, ds: &Da
 }
 
 /// The last checkpoint an earlier attempt reported, if it can be used; else `None` (start over).
-pub(crate) async fn resume_point<C: TrainingConfig>(ctx: &JobContext, cfg: &C) -> Option<(Checkpoint<C>, String)> {
+pub(crate) async fn resume_point<C: TrainingConfig>(
+    ctx: &JobContext,
+    cfg: &C,
+) -> Option<(Checkpoint<C>, String)> {
     let sha = ctx.job.resume_checkpoint.clone()?;
     let key = &ctx.job.job_key;
     let cp = match ctx.artifacts.get(&sha).await {
@@ -100,7 +135,10 @@ pub(crate) async fn resume_point<C: TrainingConfig>(ctx: &JobContext, cfg: &C) -
 
 /// The one checkpoint an evaluation job gets from its training job (cached, hash verified),
 /// checked to have been trained with the settings the job evaluates.
-pub(crate) async fn input_checkpoint<C: TrainingConfig>(ctx: &JobContext, cfg: &C) -> Result<(Checkpoint<C>, String), JobError> {
+pub(crate) async fn input_checkpoint<C: TrainingConfig>(
+    ctx: &JobContext,
+    cfg: &C,
+) -> Result<(Checkpoint<C>, String), JobError> {
     let key = &ctx.job.job_key;
     let sha = match ctx.job.input_artifacts.as_slice() {
         [sha] => sha.clone(),
@@ -111,9 +149,15 @@ pub(crate) async fn input_checkpoint<C: TrainingConfig>(ctx: &JobContext, cfg: &
             )));
         }
     };
-    ctx.progress.send_modify(|pr| pr.message = format!("fetching checkpoint {sha}"));
-    let blob = ctx.artifacts.get(&sha).await.map_err(|e| JobError::retryable(format!("job {key}: {e}")))?;
-    let cp = Checkpoint::<C>::decode(&blob).map_err(|e| JobError::permanent(format!("job {key}: artifact {sha}: {e}")))?;
+    ctx.progress
+        .send_modify(|pr| pr.message = format!("fetching checkpoint {sha}"));
+    let blob = ctx
+        .artifacts
+        .get(&sha)
+        .await
+        .map_err(|e| JobError::retryable(format!("job {key}: {e}")))?;
+    let cp = Checkpoint::<C>::decode(&blob)
+        .map_err(|e| JobError::permanent(format!("job {key}: artifact {sha}: {e}")))?;
     if cp.config != *cfg {
         return Err(JobError::permanent(format!(
             "job {key}: checkpoint {sha} was trained with {} but this job evaluates {}",
@@ -139,7 +183,12 @@ pub(crate) struct EpochReporter {
 impl EpochReporter {
     /// After epoch `epoch` with mean loss `loss`: updates progress and, every `checkpoint_every`
     /// epochs and at the last, uploads the blob `checkpoint` makes.
-    pub(crate) fn epoch_end(&mut self, epoch: usize, loss: f32, checkpoint: impl FnOnce() -> Result<Vec<u8>, String>) -> ControlFlow<()> {
+    pub(crate) fn epoch_end(
+        &mut self,
+        epoch: usize,
+        loss: f32,
+        checkpoint: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> ControlFlow<()> {
         self.progress.send_modify(|pr| {
             pr.epoch = epoch as u32;
             pr.epochs = self.epochs as u32;
@@ -147,14 +196,20 @@ impl EpochReporter {
         });
         if epoch.is_multiple_of(self.every) || epoch == self.epochs {
             let sent = checkpoint().and_then(|blob| {
-                self.tx.blocking_send((epoch, blob)).map_err(|_| "the checkpoint uploader stopped".to_owned())
+                self.tx
+                    .blocking_send((epoch, blob))
+                    .map_err(|_| "the checkpoint uploader stopped".to_owned())
             });
             if let Err(e) = sent {
                 self.failure = Some(e);
                 return ControlFlow::Break(());
             }
         }
-        if self.cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if self.cancel.is_cancelled() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     }
 }
 
@@ -184,7 +239,8 @@ pub(crate) async fn train_uploading<T: Send + 'static>(
     let key = ctx.job.job_key.clone();
     if let Some((epoch, sha)) = &resumed {
         tracing::info!("resuming {key} from epoch {epoch} (checkpoint {sha})");
-        ctx.progress.send_modify(|pr| pr.checkpoint = Some(sha.clone()));
+        ctx.progress
+            .send_modify(|pr| pr.checkpoint = Some(sha.clone()));
     }
     let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1);
     let artifacts = ctx.artifacts.clone();
@@ -199,25 +255,42 @@ pub(crate) async fn train_uploading<T: Send + 'static>(
         }
         Ok::<_, crate::artifacts::ArtifactError>(last)
     };
-    let mut reporter =
-        EpochReporter { tx, progress: ctx.progress.clone(), cancel: ctx.cancel.clone(), every: every.max(1), epochs, failure: None };
+    let mut reporter = EpochReporter {
+        tx,
+        progress: ctx.progress.clone(),
+        cancel: ctx.cancel.clone(),
+        every: every.max(1),
+        epochs,
+        failure: None,
+    };
     let training = blocking(&key, move || {
         let ran = work(&mut reporter)?;
         Ok((ran, reporter.failure))
     });
     let (training, uploaded) = tokio::join!(training, uploader);
     let (ran, failure) = training?;
-    let uploaded = uploaded.map_err(|e| JobError::retryable(format!("job {key}: uploading a checkpoint: {e}")))?;
+    let uploaded = uploaded
+        .map_err(|e| JobError::retryable(format!("job {key}: uploading a checkpoint: {e}")))?;
     if let Some(why) = failure {
-        return Err(JobError::retryable(format!("job {key}: checkpoint at epoch {}: {why}", ran.epochs_run)));
+        return Err(JobError::retryable(format!(
+            "job {key}: checkpoint at epoch {}: {why}",
+            ran.epochs_run
+        )));
     }
     if !ran.finished {
-        return Err(JobError::retryable(format!("job {key}: stopped at epoch {} of {epochs}", ran.epochs_run)));
+        return Err(JobError::retryable(format!(
+            "job {key}: stopped at epoch {} of {epochs}",
+            ran.epochs_run
+        )));
     }
     let sha = match (uploaded, resumed) {
         (Some((epoch, sha)), _) if epoch == epochs => sha,
         (None, Some((epoch, sha))) if epoch == epochs => sha,
-        _ => return Err(JobError::retryable(format!("job {key}: the final checkpoint was not uploaded"))),
+        _ => {
+            return Err(JobError::retryable(format!(
+                "job {key}: the final checkpoint was not uploaded"
+            )));
+        }
     };
     Ok((ran.out, sha))
 }
@@ -238,7 +311,10 @@ pub(crate) fn probe_all(
         mahalanobis: false,
         linear_in_domain: false,
         linear_out_of_domain: false,
-        linear: LinearProbeConfig { seed, ..LinearProbeConfig::default() },
+        linear: LinearProbeConfig {
+            seed,
+            ..LinearProbeConfig::default()
+        },
         ..ProbeOptions::default()
     };
     let mut problems = serde_json::Map::new();
@@ -246,13 +322,22 @@ pub(crate) fn probe_all(
         tracing::warn!(probe = name, error = %e, "probe not run");
         problems.insert(name.to_owned(), e.into());
     };
-    let mut out = JobOutput { proxy_metric: proxy_metric.into(), ..Default::default() };
+    let mut out = JobOutput {
+        proxy_metric: proxy_metric.into(),
+        ..Default::default()
+    };
     match proxy {
         Ok(v) => out.proxy_value = Some(v),
         Err(e) => note(proxy_metric, e),
     }
     let mut md_hmean = None;
-    match run_probes(clips, &ProbeOptions { mahalanobis: true, ..none.clone() }) {
+    match run_probes(
+        clips,
+        &ProbeOptions {
+            mahalanobis: true,
+            ..none.clone()
+        },
+    ) {
         Ok(r) => {
             if let Some(md) = r.mahalanobis {
                 out.md_auc = md.evaluation.mean.auc;
@@ -262,7 +347,13 @@ pub(crate) fn probe_all(
         }
         Err(e) => note("mahalanobis", e.to_string()),
     }
-    match run_probes(clips, &ProbeOptions { linear_in_domain: true, ..none.clone() }) {
+    match run_probes(
+        clips,
+        &ProbeOptions {
+            linear_in_domain: true,
+            ..none.clone()
+        },
+    ) {
         Ok(r) => {
             if let Some(lp) = r.linear_in_domain {
                 out.lp_in_auc = Some(lp.auc);
@@ -271,7 +362,13 @@ pub(crate) fn probe_all(
         }
         Err(e) => note("linear_in_domain", e.to_string()),
     }
-    match run_probes(clips, &ProbeOptions { linear_out_of_domain: true, ..none }) {
+    match run_probes(
+        clips,
+        &ProbeOptions {
+            linear_out_of_domain: true,
+            ..none
+        },
+    ) {
         Ok(r) => {
             if let Some(lp) = r.linear_out_of_domain {
                 out.lp_out_auc = Some(lp.auc);

@@ -8,7 +8,10 @@
 
 use super::{Classifier, ClassifierConfig, ClassifierTrainingConfig, Clips, HeadKind};
 use crate::data::{DataRoot, Dataset};
-use crate::families::job::{Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all, provenance, resume_point, train_uploading};
+use crate::families::job::{
+    Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all,
+    provenance, resume_point, train_uploading,
+};
 use crate::families::resnet::ResNetConfig;
 use crate::registry::{JobContext, JobError, JobKind, JobOutput};
 use asdsweep_shared::dataset::{Entry, Label, Split};
@@ -81,12 +84,15 @@ impl JobKind for ClassifierKind {
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
             let key = ctx.job.job_key.clone();
-            let params: Params = serde_json::from_value(ctx.params.clone())
-                .map_err(|e| JobError::permanent(format!("classifier job {key}: bad parameters: {e}")))?;
+            let params: Params = serde_json::from_value(ctx.params.clone()).map_err(|e| {
+                JobError::permanent(format!("classifier job {key}: bad parameters: {e}"))
+            })?;
             match ctx.job.stage.as_str() {
                 "train" => train(ctx, params).await,
                 "eval" => evaluate(ctx, params).await,
-                other => Err(JobError::permanent(format!("classifier job {key}: unknown stage \"{other}\"; expected train or eval"))),
+                other => Err(JobError::permanent(format!(
+                    "classifier job {key}: unknown stage \"{other}\"; expected train or eval"
+                ))),
             }
         })
     }
@@ -104,7 +110,12 @@ struct Fitted {
 impl Fitted {
     fn of(logmels: &[std::sync::Arc<Array2<f32>>], crop_frames: usize) -> Fitted {
         let mels = logmels.first().map_or(0, |lm| lm.nrows());
-        let frames = logmels.iter().map(|lm| lm.ncols()).min().unwrap_or(0).max(crop_frames);
+        let frames = logmels
+            .iter()
+            .map(|lm| lm.ncols())
+            .min()
+            .unwrap_or(0)
+            .max(crop_frames);
         let mut values = Vec::with_capacity(logmels.len() * mels * frames);
         for lm in logmels {
             let n = lm.ncols();
@@ -113,10 +124,17 @@ impl Fitted {
             for row in lm.rows() {
                 let kept = row.slice(ndarray::s![start..(start + frames).min(n)]);
                 values.extend(kept.iter().copied());
-                values.extend(std::iter::repeat_n(if floor.is_finite() { floor } else { 0.0 }, frames - kept.len()));
+                values.extend(std::iter::repeat_n(
+                    if floor.is_finite() { floor } else { 0.0 },
+                    frames - kept.len(),
+                ));
             }
         }
-        Fitted { values, mels, frames }
+        Fitted {
+            values,
+            mels,
+            frames,
+        }
     }
 
     fn clips(&self) -> Result<Clips<'_>, super::ClassifierError> {
@@ -125,8 +143,16 @@ impl Fitted {
 }
 
 /// Log-mels of `clips`, fitted (see [`Fitted`]).
-fn fitted(data: &DataRoot, ds: &Dataset, clips: &[&Entry], p: &Params, key: &str) -> Result<Fitted, JobError> {
-    let logmels = data.logmels(ds, clips, p.n_mels).map_err(|e| JobError::permanent(format!("job {key}: {e}")))?;
+fn fitted(
+    data: &DataRoot,
+    ds: &Dataset,
+    clips: &[&Entry],
+    p: &Params,
+    key: &str,
+) -> Result<Fitted, JobError> {
+    let logmels = data
+        .logmels(ds, clips, p.n_mels)
+        .map_err(|e| JobError::permanent(format!("job {key}: {e}")))?;
     Ok(Fitted::of(&logmels, p.crop_frames))
 }
 
@@ -134,7 +160,12 @@ fn fitted(data: &DataRoot, ds: &Dataset, clips: &[&Entry], p: &Params, key: &str
 /// with their class labels: `held_out_fraction` of each, at least one, never all.
 type Split2<'a> = ((Vec<&'a Entry>, Vec<usize>), (Vec<&'a Entry>, Vec<usize>));
 
-fn split_held_out<'a>(ds: &'a Dataset, p: &Params, seed: u64, key: &str) -> Result<Split2<'a>, JobError> {
+fn split_held_out<'a>(
+    ds: &'a Dataset,
+    p: &Params,
+    seed: u64,
+    key: &str,
+) -> Result<Split2<'a>, JobError> {
     let (mut train, mut held) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
     for (class, machine) in p.machine_types.iter().enumerate() {
         let mut normals = clips(ds, machine, Split::Train, Some(Label::Normal));
@@ -150,9 +181,14 @@ fn split_held_out<'a>(ds: &'a Dataset, p: &Params, seed: u64, key: &str) -> Resu
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(class as u64);
         normals.shuffle(&mut rng);
-        let n_held = ((normals.len() as f64 * p.held_out_fraction).round() as usize).clamp(1, normals.len() - 1);
+        let n_held = ((normals.len() as f64 * p.held_out_fraction).round() as usize)
+            .clamp(1, normals.len() - 1);
         for (i, entry) in normals.into_iter().enumerate() {
-            let (set, labels) = if i < n_held { (&mut held.0, &mut held.1) } else { (&mut train.0, &mut train.1) };
+            let (set, labels) = if i < n_held {
+                (&mut held.0, &mut held.1)
+            } else {
+                (&mut train.0, &mut train.1)
+            };
             set.push(entry);
             labels.push(class);
         }
@@ -167,36 +203,78 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     let cfg = p.training(ctx.job.seed as u64);
     let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
     let resume = resume_point(&ctx, &cfg).await;
-    let resumed = resume.as_ref().map(|(cp, sha)| (cp.progress.epoch, sha.clone()));
+    let resumed = resume
+        .as_ref()
+        .map(|(cp, sha)| (cp.progress.epoch, sha.clone()));
     let resumed_from = resumed.as_ref().map_or(0, |(epoch, _)| *epoch);
-    let (k, d, params, train_cfg, seed) = (key.clone(), ds.clone(), p.clone(), cfg.clone(), ctx.job.seed as u64);
+    let (k, d, params, train_cfg, seed) = (
+        key.clone(),
+        ds.clone(),
+        p.clone(),
+        cfg.clone(),
+        ctx.job.seed as u64,
+    );
     let device = selected.device.clone();
-    let ((trained, macro_f1, n_train, n_held), sha) = train_uploading(&ctx, cfg.epochs, p.checkpoint_every, resumed, move |reporter| {
-        let ((train_set, labels), (held_set, held_labels)) = split_held_out(&d, &params, seed, &k)?;
-        let train_clips = fitted(&data, &d, &train_set, &params, &k)?;
-        let held_clips = fitted(&data, &d, &held_set, &params, &k)?;
-        let bad = |e: super::ClassifierError| JobError::permanent(format!("job {k}: {e}"));
-        let (clips, held) = (train_clips.clips().map_err(bad)?, held_clips.clips().map_err(bad)?);
-        let resume = resume.map(|(cp, _)| cp);
-        // A run resumed from its last epoch trains nothing more: its checkpoint holds the proxy.
-        let mut macro_f1 = resume.as_ref().and_then(|cp| cp.proxy.as_ref()).map(|p| p.value);
-        let trained = super::train(&train_cfg, &clips, &labels, &device, resume.as_ref(), |end| {
-            reporter.epoch_end(end.epoch, end.loss, || {
-                let mut cp = end.checkpoint().map_err(|e| e.to_string())?;
-                if end.epoch == train_cfg.epochs {
-                    let f1 = end.best_model().macro_f1(&held, &held_labels, &device).map_err(|e| format!("macro-F1 on held-out clips: {e}"))?;
-                    macro_f1 = Some(f1);
-                    cp = cp.with_proxy(PROXY_METRIC, f1);
-                }
-                Ok(cp.encode())
+    let ((trained, macro_f1, n_train, n_held), sha) = train_uploading(
+        &ctx,
+        cfg.epochs,
+        p.checkpoint_every,
+        resumed,
+        move |reporter| {
+            let ((train_set, labels), (held_set, held_labels)) =
+                split_held_out(&d, &params, seed, &k)?;
+            let train_clips = fitted(&data, &d, &train_set, &params, &k)?;
+            let held_clips = fitted(&data, &d, &held_set, &params, &k)?;
+            let bad = |e: super::ClassifierError| JobError::permanent(format!("job {k}: {e}"));
+            let (clips, held) = (
+                train_clips.clips().map_err(bad)?,
+                held_clips.clips().map_err(bad)?,
+            );
+            let resume = resume.map(|(cp, _)| cp);
+            // A run resumed from its last epoch trains nothing more: its checkpoint holds the proxy.
+            let mut macro_f1 = resume
+                .as_ref()
+                .and_then(|cp| cp.proxy.as_ref())
+                .map(|p| p.value);
+            let trained = super::train(
+                &train_cfg,
+                &clips,
+                &labels,
+                &device,
+                resume.as_ref(),
+                |end| {
+                    reporter.epoch_end(end.epoch, end.loss, || {
+                        let mut cp = end.checkpoint().map_err(|e| e.to_string())?;
+                        if end.epoch == train_cfg.epochs {
+                            let f1 = end
+                                .best_model()
+                                .macro_f1(&held, &held_labels, &device)
+                                .map_err(|e| format!("macro-F1 on held-out clips: {e}"))?;
+                            macro_f1 = Some(f1);
+                            cp = cp.with_proxy(PROXY_METRIC, f1);
+                        }
+                        Ok(cp.encode())
+                    })
+                },
+            )
+            .map_err(bad)?;
+            Ok(Ran {
+                epochs_run: trained.losses.len(),
+                finished: trained.finished,
+                out: (trained, macro_f1, train_set.len(), held_set.len()),
             })
-        })
-        .map_err(bad)?;
-        Ok(Ran { epochs_run: trained.losses.len(), finished: trained.finished, out: (trained, macro_f1, train_set.len(), held_set.len()) })
-    })
+        },
+    )
     .await?;
-    let macro_f1 = macro_f1.ok_or_else(|| JobError::permanent(format!("job {key}: the final checkpoint {sha} records no {PROXY_METRIC}")))?;
-    let best_loss = trained.losses.get(trained.best_epoch.wrapping_sub(1)).copied();
+    let macro_f1 = macro_f1.ok_or_else(|| {
+        JobError::permanent(format!(
+            "job {key}: the final checkpoint {sha} records no {PROXY_METRIC}"
+        ))
+    })?;
+    let best_loss = trained
+        .losses
+        .get(trained.best_epoch.wrapping_sub(1))
+        .copied();
     Ok(JobOutput {
         proxy_metric: PROXY_METRIC.into(),
         proxy_value: Some(macro_f1),
@@ -212,15 +290,20 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
             "machine_types": p.machine_types,
         })
         .to_string(),
-        provenance_json: provenance(&ctx, &selected, &ds, json!({
-            "epochs_run": trained.losses.len(),
-            "best_loss": best_loss,
-            "best_epoch": trained.best_epoch,
-            "resumed_from_epoch": resumed_from,
-            "checkpoint": sha,
-            "config": cfg,
-            "wall_s": started.elapsed().as_secs_f64(),
-        })),
+        provenance_json: provenance(
+            &ctx,
+            &selected,
+            &ds,
+            json!({
+                "epochs_run": trained.losses.len(),
+                "best_loss": best_loss,
+                "best_epoch": trained.best_epoch,
+                "resumed_from_epoch": resumed_from,
+                "checkpoint": sha,
+                "config": cfg,
+                "wall_s": started.elapsed().as_secs_f64(),
+            }),
+        ),
         artifacts: vec![sha],
         ..Default::default()
     })
@@ -229,9 +312,14 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
 /// Embeddings (penultimate layer, centred crop) of `set`, one row per clip.
 fn embed(model: &Classifier, fitted: &Fitted, device: &Device) -> Result<Vec<Array2<f64>>, String> {
     let clips = fitted.clips().map_err(|e| e.to_string())?;
-    let e = model.embeddings(&clips, device).map_err(|e| e.to_string())?;
+    let e = model
+        .embeddings(&clips, device)
+        .map_err(|e| e.to_string())?;
     (0..e.rows())
-        .map(|i| Array2::from_shape_vec((1, e.dim), e.row(i).iter().map(|&v| f64::from(v)).collect()).map_err(|e| e.to_string()))
+        .map(|i| {
+            Array2::from_shape_vec((1, e.dim), e.row(i).iter().map(|&v| f64::from(v)).collect())
+                .map_err(|e| e.to_string())
+        })
         .collect()
 }
 
@@ -244,12 +332,20 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     let (cp, sha) = input_checkpoint::<ClassifierTrainingConfig>(&ctx, &cfg).await?;
     let proxy = match &cp.proxy {
         Some(v) if v.metric == PROXY_METRIC => Ok(v.value),
-        _ => Err(format!("checkpoint {sha} records no {PROXY_METRIC} (it is not a finished run's last checkpoint)")),
+        _ => Err(format!(
+            "checkpoint {sha} records no {PROXY_METRIC} (it is not a finished run's last checkpoint)"
+        )),
     };
     let trained = cp.progress.clone();
     let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
-    ctx.progress.send_modify(|pr| pr.message = "embedding and probing".into());
-    let (k, d, device, seed) = (key.clone(), ds.clone(), selected.device.clone(), ctx.job.seed as u64);
+    ctx.progress
+        .send_modify(|pr| pr.message = "embedding and probing".into());
+    let (k, d, device, seed) = (
+        key.clone(),
+        ds.clone(),
+        selected.device.clone(),
+        ctx.job.seed as u64,
+    );
     let mut out = blocking(&key, move || {
         let train = clips(&d, &machine, Split::Train, Some(Label::Normal));
         let test = clips(&d, &machine, Split::Test, None);
@@ -277,14 +373,19 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
         Ok(probe_all(&embeddings, seed, PROXY_METRIC, proxy, train.len(), test.len()))
     })
     .await?;
-    out.provenance_json = provenance(&ctx, &selected, &ds, json!({
-        "checkpoint": sha,
-        "epochs_run": trained.epoch,
-        "best_loss": trained.best_loss,
-        "best_epoch": trained.best_epoch,
-        "train_s": trained.train_seconds,
-        "config": cfg,
-        "wall_s": started.elapsed().as_secs_f64(),
-    }));
+    out.provenance_json = provenance(
+        &ctx,
+        &selected,
+        &ds,
+        json!({
+            "checkpoint": sha,
+            "epochs_run": trained.epoch,
+            "best_loss": trained.best_loss,
+            "best_epoch": trained.best_epoch,
+            "train_s": trained.train_seconds,
+            "config": cfg,
+            "wall_s": started.elapsed().as_secs_f64(),
+        }),
+    );
     Ok(out)
 }
