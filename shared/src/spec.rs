@@ -888,6 +888,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_sweeps_parse() {
+        for name in ["ae-demo", "classifier-demo", "noop-demo"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sweeps/{name}.toml"));
+            let spec = Spec::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(spec.name, name);
+        }
+    }
+
+    #[test]
     fn classifier_settings_out_of_range_name_the_key_and_the_allowed_values() {
         let err = |text: String| Spec::from_toml(&text).unwrap_err().to_string();
         let e = err(CLS.replace("depth = 50", "depth = 19"));

@@ -156,16 +156,17 @@ fn fitted(
     Ok(Fitted::of(&logmels, p.crop_frames))
 }
 
+/// Clips with their class labels.
+type Labelled<'a> = (Vec<&'a Entry>, Vec<usize>);
+
 /// Each machine type's training normals, split (seeded) into training and held-out clips
 /// with their class labels: `held_out_fraction` of each, at least one, never all.
-type Split2<'a> = ((Vec<&'a Entry>, Vec<usize>), (Vec<&'a Entry>, Vec<usize>));
-
 fn split_held_out<'a>(
     ds: &'a Dataset,
     p: &Params,
     seed: u64,
     key: &str,
-) -> Result<Split2<'a>, JobError> {
+) -> Result<(Labelled<'a>, Labelled<'a>), JobError> {
     let (mut train, mut held) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
     for (class, machine) in p.machine_types.iter().enumerate() {
         let mut normals = clips(ds, machine, Split::Train, Some(Label::Normal));
@@ -388,4 +389,36 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
         }),
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn clips_are_centre_cropped_to_the_shortest_length_and_short_ones_padded_with_their_floor() {
+        let long = Arc::new(Array2::from_shape_fn((2, 10), |(m, f)| (10 * m + f) as f32));
+        let short = Arc::new(Array2::from_shape_fn((2, 6), |(m, f)| {
+            -((10 * m + f) as f32)
+        }));
+        let f = Fitted::of(&[long.clone(), short], 8);
+        assert_eq!((f.mels, f.frames, f.values.len()), (2, 8, 32));
+        assert_eq!(
+            &f.values[..8],
+            &[1., 2., 3., 4., 5., 6., 7., 8.],
+            "centred window of the long clip"
+        );
+        assert_eq!(
+            &f.values[16..24],
+            &[0., -1., -2., -3., -4., -5., -15., -15.],
+            "padded with the clip's quietest value"
+        );
+        let g = Fitted::of(&[long.clone(), long], 4);
+        assert_eq!(
+            g.frames, 10,
+            "clips longer than the crop keep their length for random windows"
+        );
+        assert_eq!(g.clips().expect("whole clips").len(), 2);
+    }
 }
