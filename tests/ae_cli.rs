@@ -5,8 +5,8 @@
 
 mod processes;
 
-use processes::{asdsweep, results, serve, synth, text, wait_finished, worker};
-use std::time::{Duration, Instant};
+use processes::{asdsweep, kill_after_uploads, results, resumed_epoch, serve, synth, text, wait_finished, worker};
+use std::time::Duration;
 
 #[test]
 fn two_configs_on_two_machine_types_train_then_evaluate_with_every_metric() {
@@ -118,33 +118,15 @@ configs = [{{ name = "h32-l4", hidden = 32, latent = 4 }}]
     let first_log = dir.path().join("first.log");
     let mut first = worker(&addr, &data, &cache, &first_log);
 
-    // Two uploads logged: the first one has surely been reported (the worker heartbeats a
-    // new checkpoint at once, long before the next epoch ends).
-    let end = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(&first_log).unwrap_or_default().matches("checkpoint uploaded").count() < 2 {
-        assert!(Instant::now() < end, "no checkpoints: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
-        assert!(first.0.try_wait().unwrap().is_none(), "worker exited: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    first.0.kill().unwrap(); // SIGKILL
-    first.0.wait().unwrap();
-    let killed_log = std::fs::read_to_string(&first_log).unwrap();
-    assert!(!killed_log.contains("reported"), "the job finished before the kill; make it longer:\n{killed_log}");
+    kill_after_uploads(&mut first, &first_log, 2);
 
     let second_log = dir.path().join("second.log");
     let _second = worker(&addr, &data, &dir.path().join("cache2"), &second_log);
     wait_finished(&addr, "ae-kill", Duration::from_secs(240), std::slice::from_ref(&second_log));
 
     let log = std::fs::read_to_string(&second_log).unwrap();
-    let line = log.lines().find(|l| l.contains("resuming ae/h32-l4/fan/s1/train from epoch")).unwrap_or_else(|| panic!("{log}"));
-    let epoch: usize = line
-        .split("from epoch ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!(epoch >= 1 && epoch < epochs, "{line}");
-    assert!(line.contains("(checkpoint "), "{line}");
+    let epoch = resumed_epoch(&log, "ae/h32-l4/fan/s1/train");
+    assert!(epoch >= 1 && epoch < epochs, "{log}");
 
     let rows = results(&addr, "ae-kill");
     assert_eq!(rows.len(), 2, "{rows:#?}");

@@ -1,11 +1,14 @@
 //! The classification family end to end through real processes: `asdsweep synth` makes a
 //! small dataset, `serve` runs on a temporary SQLite, `worker --data` processes train a
 //! tiny ResNet-18 once across both machine types (cross-entropy and ArcFace), then
-//! evaluate its embeddings on each machine type.
+//! evaluate its embeddings on each machine type; a worker killed mid-training leaves a
+//! checkpoint that the next attempt resumes from.
 
 mod processes;
 
-use processes::{asdsweep, results, serve, synth, text, wait_finished, worker};
+use processes::{
+    asdsweep, kill_after_uploads, results, resumed_epoch, serve, synth, text, wait_finished, worker,
+};
 use std::time::Duration;
 
 #[test]
@@ -157,4 +160,85 @@ fingerprint = "{fingerprint}"
             "ce/r18-w16/pump",
         ]
     );
+}
+
+#[test]
+fn a_worker_killed_mid_training_leaves_a_checkpoint_the_next_attempt_resumes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth(&data, "12", "2.0");
+    let spec = dir.path().join("kill.toml");
+    let epochs = 40;
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+version = 1
+name = "cls-kill"
+devices = ["fan", "pump"]
+[queue]
+max_attempts = 3
+lease_ttl_ms = 1000
+backoff_base_ms = 0
+backoff_max_ms = 0
+[dataset]
+path = "synth"
+[[family]]
+kind = "classifier"
+head = "arcface"
+epochs = {epochs}
+batch_size = 8
+lr = 1e-3
+checkpoint_every = 1
+crop_frames = 48
+n_mels = 64
+configs = [{{ name = "r18-w16", depth = 18, width_multiplier = 0.0625 }}]
+"#
+        ),
+    )
+    .unwrap();
+    let (_server, addr) = serve(dir.path());
+    assert!(
+        asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr])
+            .status
+            .success()
+    );
+    let first_log = dir.path().join("first.log");
+    let mut first = worker(&addr, &data, &dir.path().join("cache"), &first_log);
+    kill_after_uploads(&mut first, &first_log, 2);
+
+    let second_log = dir.path().join("second.log");
+    let _second = worker(&addr, &data, &dir.path().join("cache2"), &second_log);
+    wait_finished(
+        &addr,
+        "cls-kill",
+        Duration::from_secs(240),
+        std::slice::from_ref(&second_log),
+    );
+    let log = std::fs::read_to_string(&second_log).unwrap();
+    let epoch = resumed_epoch(&log, "arcface/r18-w16/*/s1/train");
+    assert!(epoch >= 1 && epoch < epochs, "{log}");
+
+    let rows = results(&addr, "cls-kill");
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let train = rows.iter().find(|r| r["stage"] == "train").unwrap();
+    assert_eq!(train["state"], "succeeded", "{train:#}");
+    assert_eq!(
+        train["attempts"], 2,
+        "one killed attempt, one that resumed: {train:#}"
+    );
+    assert_eq!(train["extra"]["resumed_from_epoch"], epoch, "{train:#}");
+    assert_eq!(
+        train["extra"]["losses"].as_array().map(Vec::len),
+        Some(epochs),
+        "the curve keeps the killed attempt's epochs"
+    );
+    for eval in rows.iter().filter(|r| r["stage"] == "eval") {
+        assert_eq!(eval["state"], "succeeded", "{eval:#}");
+        assert_eq!(
+            eval["provenance"]["checkpoint"],
+            train["provenance"]["checkpoint"]
+        );
+        assert_eq!(eval["proxy_value"], train["proxy_value"], "{eval:#}");
+    }
 }

@@ -152,3 +152,42 @@ pub fn wait_finished(addr: &str, sweep: &str, timeout: Duration, logs: &[PathBuf
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Waits until `log` shows `uploads` checkpoint uploads, then kills `worker` with SIGKILL.
+/// With two, the first has surely been reported (a worker heartbeats a new checkpoint at
+/// once, long before the next epoch ends). Panics if the job finished before the kill.
+pub fn kill_after_uploads(worker: &mut Proc, log: &Path, uploads: usize) {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let end = Instant::now() + Duration::from_secs(120);
+    while read().matches("checkpoint uploaded").count() < uploads {
+        assert!(Instant::now() < end, "no checkpoints: {}", read());
+        assert!(
+            worker.0.try_wait().unwrap().is_none(),
+            "worker exited: {}",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.0.kill().unwrap(); // SIGKILL
+    worker.0.wait().unwrap();
+    let killed = read();
+    assert!(
+        !killed.contains("reported"),
+        "the job finished before the kill; make it longer:\n{killed}"
+    );
+}
+
+/// The epoch named by the one `resuming JOB from epoch N (checkpoint …)` line of `log`.
+pub fn resumed_epoch(log: &str, job: &str) -> usize {
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("resuming {job} from epoch")))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("(checkpoint "), "{line}");
+    assert_eq!(log.matches("resuming ").count(), 1, "{log}");
+    line.split("from epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
