@@ -3,104 +3,10 @@
 //! and evaluate, and a worker killed with SIGKILL mid-training leaves a checkpoint that
 //! the next attempt resumes from.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod processes;
 
-const BIN: &str = env!("CARGO_BIN_EXE_asdsweep");
-
-fn asdsweep(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("asdsweep runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> (Proc, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let db = format!("sqlite://{}?mode=rwc", dir.join("queue.db").display());
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", &addr, "--db", &db, "--heartbeat-ms", "200", "--reap-ms", "100"])
-        .arg("--artifacts")
-        .arg(dir.join("artifacts"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Proc(child);
-    let end = Instant::now() + Duration::from_secs(20);
-    while asdsweep(&["status", "--coordinator", &addr]).status.code() != Some(0) {
-        assert!(Instant::now() < end, "serve did not come up on {addr}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (server, addr)
-}
-
-/// A worker on `data` logging to `log` (info level).
-fn worker(addr: &str, data: &Path, cache: &Path, log: &Path) -> Proc {
-    let child = Command::new(BIN)
-        .args(["worker", "--coordinator", addr])
-        .arg("--data")
-        .arg(data)
-        .arg("--cache-dir")
-        .arg(cache)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    Proc(child)
-}
-
-/// Synthesises a small DCASE-style dataset under `root/synth` and returns its fingerprint.
-fn synth(root: &Path, train: &str, seconds: &str) -> String {
-    let dir = root.join("synth");
-    let out = asdsweep(&[
-        "synth", "--out", dir.to_str().unwrap(), "--devices", "fan,pump", "--sections", "2", "--train", train, "--test", "2",
-        "--seconds", seconds, "--seed", "3",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let check = asdsweep(&["data", "check", dir.to_str().unwrap(), "--json", "--headers-only"]);
-    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&check.stderr)));
-    report["fingerprint"].as_str().expect("data check prints the fingerprint").to_owned()
-}
-
-fn results(addr: &str, sweep: &str) -> Vec<serde_json::Value> {
-    let out = asdsweep(&["results", sweep, "--format", "json", "--coordinator", addr]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
-}
-
-fn wait_finished(addr: &str, sweep: &str, timeout: Duration, logs: &[PathBuf]) {
-    let end = Instant::now() + timeout;
-    loop {
-        let status = text(&asdsweep(&["status", sweep, "--coordinator", addr]).stdout);
-        if status.contains("[finished]") {
-            return;
-        }
-        if Instant::now() > end {
-            let logs: Vec<String> = logs.iter().map(|l| std::fs::read_to_string(l).unwrap_or_default()).collect();
-            panic!("sweep {sweep} did not finish in {timeout:?}:\n{status}\n{}", logs.join("\n---\n"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use processes::{asdsweep, kill_after_uploads, results, resumed_epoch, serve, synth, text, wait_finished, worker};
+use std::time::Duration;
 
 #[test]
 fn two_configs_on_two_machine_types_train_then_evaluate_with_every_metric() {
@@ -212,33 +118,15 @@ configs = [{{ name = "h32-l4", hidden = 32, latent = 4 }}]
     let first_log = dir.path().join("first.log");
     let mut first = worker(&addr, &data, &cache, &first_log);
 
-    // Two uploads logged: the first one has surely been reported (the worker heartbeats a
-    // new checkpoint at once, long before the next epoch ends).
-    let end = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(&first_log).unwrap_or_default().matches("checkpoint uploaded").count() < 2 {
-        assert!(Instant::now() < end, "no checkpoints: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
-        assert!(first.0.try_wait().unwrap().is_none(), "worker exited: {}", std::fs::read_to_string(&first_log).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    first.0.kill().unwrap(); // SIGKILL
-    first.0.wait().unwrap();
-    let killed_log = std::fs::read_to_string(&first_log).unwrap();
-    assert!(!killed_log.contains("reported"), "the job finished before the kill; make it longer:\n{killed_log}");
+    kill_after_uploads(&mut first, &first_log, 2);
 
     let second_log = dir.path().join("second.log");
     let _second = worker(&addr, &data, &dir.path().join("cache2"), &second_log);
     wait_finished(&addr, "ae-kill", Duration::from_secs(240), std::slice::from_ref(&second_log));
 
     let log = std::fs::read_to_string(&second_log).unwrap();
-    let line = log.lines().find(|l| l.contains("resuming ae/h32-l4/fan/s1/train from epoch")).unwrap_or_else(|| panic!("{log}"));
-    let epoch: usize = line
-        .split("from epoch ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!(epoch >= 1 && epoch < epochs, "{line}");
-    assert!(line.contains("(checkpoint "), "{line}");
+    let epoch = resumed_epoch(&log, "ae/h32-l4/fan/s1/train");
+    assert!(epoch >= 1 && epoch < epochs, "{log}");
 
     let rows = results(&addr, "ae-kill");
     assert_eq!(rows.len(), 2, "{rows:#?}");

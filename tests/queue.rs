@@ -268,7 +268,7 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
     let good = noop_spec("h", 1, 1, "", "");
     for (bad, names) in [
         (good.replace("devices", "machines"), vec!["machines", "devices"]),
-        (good.replace("kind = \"noop\"", "kind = \"contrastive\""), vec!["contrastive", "noop", "autoencoder"]),
+        (good.replace("kind = \"noop\"", "kind = \"autoencodr\""), vec!["autoencodr", "autoencoder", "classifier", "noop"]),
         (good.replace("[queue]", "[queue]\nmax_attempts = 0"), vec!["queue.max_attempts", "1..=100"]),
     ] {
         let err = c.launch(pb::LaunchRequest { spec_toml: bad, force_new: false }).await.unwrap_err();

@@ -724,6 +724,7 @@ mod tests {
             last_error: None,
             dependents: 0,
             progress: None,
+            checkpoint: None,
             created_at_ms: 0,
             started_at_ms: None,
             finished_at_ms: None,

@@ -69,6 +69,13 @@ pub fn expand(spec: &Spec) -> Vec<JobSpec> {
             {
                 let dataset = spec.dataset.clone().unwrap_or_default();
                 p.insert("dataset".into(), serde_json::to_value(dataset).expect("a dataset spec serialises to JSON"));
+                // A global training job reads every machine type: it needs the list (sorted,
+                // so a class index means the same machine type in every job of the sweep).
+                if family.training() == TrainingScope::Global {
+                    let mut types = spec.devices.clone();
+                    types.sort();
+                    p.insert("machine_types".into(), types.into());
+                }
             }
             for &seed in &spec.seeds {
                 let job = |stage: Stage, device: &str, depends_on: Vec<String>| JobSpec {
@@ -182,6 +189,35 @@ mod tests {
         assert_eq!(p["dataset"]["path"], "dev");
         assert_eq!(p["dataset"]["fingerprint"].as_str().map(str::len), Some(64));
         assert_eq!(jobs[4].params, jobs[5].params, "train and eval read the same settings");
+    }
+
+    #[test]
+    fn a_classifier_family_trains_once_for_all_machine_types_then_evaluates_each() {
+        let spec = Spec::from_toml(
+            r#"
+            version = 1
+            name = "cls"
+            devices = ["pump", "fan"]
+            [[family]]
+            kind = "classifier"
+            head = "cross_entropy"
+            configs = [{ name = "r18", depth = 18 }, { name = "r34", depth = 34, width_multiplier = 0.5 }]
+            "#,
+        )
+        .unwrap();
+        let jobs = expand(&spec);
+        let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["ce/r18/*/s1/train", "ce/r18/pump/s1/eval", "ce/r18/fan/s1/eval", "ce/r34/*/s1/train", "ce/r34/pump/s1/eval", "ce/r34/fan/s1/eval"]
+        );
+        assert!(jobs.iter().all(|j| j.kind == "classifier"));
+        assert_eq!(jobs[5].depends_on, vec!["ce/r34/*/s1/train".to_owned()]);
+        let p = &jobs[3].params;
+        assert_eq!(p["machine_types"], serde_json::json!(["fan", "pump"]), "sorted: class indices do not depend on the spec's order");
+        assert_eq!((p["depth"].as_u64(), p["width_multiplier"].as_f64(), p["head"].as_str()), (Some(34), Some(0.5), Some("cross_entropy")));
+        assert_eq!(p["dataset"]["path"], ".");
+        assert_eq!(jobs[3].params, jobs[4].params, "train and eval read the same settings");
     }
 
     #[test]

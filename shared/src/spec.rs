@@ -164,6 +164,9 @@ pub enum FamilySpec {
     Noop(NoopFamily),
     /// The study's autoencoder: trained per machine type on stacked log-mel frames.
     Autoencoder(AutoencoderFamily),
+    /// The study's classification family: a ResNet trained once across all machine types
+    /// to name the machine type, with a cross-entropy or ArcFace head.
+    Classifier(ClassifierFamily),
 }
 
 impl FamilySpec {
@@ -172,6 +175,7 @@ impl FamilySpec {
         match self {
             FamilySpec::Noop(_) => "noop",
             FamilySpec::Autoencoder(_) => "autoencoder",
+            FamilySpec::Classifier(_) => "classifier",
         }
     }
 
@@ -180,6 +184,7 @@ impl FamilySpec {
         match self {
             FamilySpec::Noop(f) => f.name.as_deref().unwrap_or("noop"),
             FamilySpec::Autoencoder(f) => f.name.as_deref().unwrap_or("ae"),
+            FamilySpec::Classifier(f) => f.name.as_deref().unwrap_or(f.head.default_name()),
         }
     }
 
@@ -188,6 +193,7 @@ impl FamilySpec {
         match self {
             FamilySpec::Noop(f) => f.priority,
             FamilySpec::Autoencoder(f) => f.priority,
+            FamilySpec::Classifier(f) => f.priority,
         }
     }
 
@@ -196,6 +202,7 @@ impl FamilySpec {
         match self {
             FamilySpec::Noop(f) => f.training,
             FamilySpec::Autoencoder(_) => TrainingScope::PerDevice,
+            FamilySpec::Classifier(_) => TrainingScope::Global,
         }
     }
 
@@ -216,6 +223,22 @@ impl FamilySpec {
                         "epochs": f.epochs, "batch_size": f.batch_size, "lr": f.lr,
                         "lr_step_epochs": f.lr_step_epochs, "lr_gamma": f.lr_gamma,
                         "checkpoint_every": f.checkpoint_every, "frames": f.frames, "n_mels": f.n_mels,
+                    });
+                    (c.name.clone(), params)
+                })
+                .collect(),
+            FamilySpec::Classifier(f) => f
+                .configs
+                .iter()
+                .map(|c| {
+                    let params = serde_json::json!({
+                        "head": f.head, "depth": c.depth, "width_multiplier": c.width_multiplier,
+                        "depth_multiplier": c.depth_multiplier,
+                        "epochs": f.epochs, "batch_size": f.batch_size, "lr": f.lr,
+                        "lr_step_epochs": f.lr_step_epochs, "lr_gamma": f.lr_gamma,
+                        "checkpoint_every": f.checkpoint_every, "crop_frames": f.crop_frames, "n_mels": f.n_mels,
+                        "arcface_margin": f.arcface_margin, "arcface_scale": f.arcface_scale,
+                        "held_out_fraction": f.held_out_fraction,
                     });
                     (c.name.clone(), params)
                 })
@@ -306,6 +329,138 @@ pub struct AeConfigSpec {
     pub hidden: u32,
     /// Width of the bottleneck (1..=hidden; the study: 4, 8, 16).
     pub latent: u32,
+}
+
+/// The classifier's head, which also names the family by default (the study's "CE" and "ArcFace").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierHead {
+    /// A linear layer trained with cross-entropy (family name `ce`).
+    CrossEntropy,
+    /// An ArcFace head trained with the additive angular margin loss (family name `arcface`).
+    Arcface,
+}
+
+impl ClassifierHead {
+    /// The family name a head gives when `name` is left out.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            ClassifierHead::CrossEntropy => "ce",
+            ClassifierHead::Arcface => "arcface",
+        }
+    }
+}
+
+/// The `classifier` family (see [`FamilySpec::Classifier`]): one head, training settings shared
+/// by its configs (defaults are the study's), and the configs (ResNet depth × width).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierFamily {
+    /// Name in results; defaults to `ce` or `arcface` after the head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Scheduling priority (higher runs first).
+    #[serde(default)]
+    pub priority: i32,
+    /// The head: `cross_entropy` or `arcface`.
+    pub head: ClassifierHead,
+    /// Training epochs (1..=10000; the study: 200).
+    #[serde(default = "cls_defaults::epochs")]
+    pub epochs: u32,
+    /// Mini-batch size (1..=65536; the study: 64).
+    #[serde(default = "cls_defaults::batch_size")]
+    pub batch_size: u32,
+    /// Initial AdamW learning rate (0 < lr ≤ 1; the study: 1e-5).
+    #[serde(default = "cls_defaults::lr")]
+    pub lr: f64,
+    /// Epochs between learning-rate decays (≥ 1; the study: 50).
+    #[serde(default = "cls_defaults::lr_step_epochs")]
+    pub lr_step_epochs: u32,
+    /// Decay factor (0 < γ < 1; the study: 0.5).
+    #[serde(default = "cls_defaults::lr_gamma")]
+    pub lr_gamma: f64,
+    /// A checkpoint is saved and uploaded every this many epochs (≥ 1), and at the end.
+    #[serde(default = "cls_defaults::checkpoint_every")]
+    pub checkpoint_every: u32,
+    /// Log-mel frames the model reads per clip (1..=100000; the study: 313, 10 s at 16 kHz):
+    /// training reads a random window of this length, evaluation the centred one; shorter
+    /// clips are padded with their quietest value.
+    #[serde(default = "cls_defaults::crop_frames")]
+    pub crop_frames: u32,
+    /// Mel bands (8..=256; the study: 128).
+    #[serde(default = "cls_defaults::n_mels")]
+    pub n_mels: u32,
+    /// ArcFace angular margin in radians (0 ≤ m < π/2; the study: 0.5); ignored by `cross_entropy`.
+    #[serde(default = "cls_defaults::arcface_margin")]
+    pub arcface_margin: f64,
+    /// ArcFace logit scale (0 < s ≤ 1000; the study: 30); ignored by `cross_entropy`.
+    #[serde(default = "cls_defaults::arcface_scale")]
+    pub arcface_scale: f64,
+    /// Share of each machine type's training clips held out for the proxy metric, macro-F1
+    /// (0 < f < 1; default 0.1; at least one clip per machine type).
+    #[serde(default = "cls_defaults::held_out_fraction")]
+    pub held_out_fraction: f64,
+    /// The grid of configs ("checkpoints").
+    pub configs: Vec<ClassifierConfigSpec>,
+}
+
+/// The study's classifier training settings.
+mod cls_defaults {
+    pub fn epochs() -> u32 {
+        200
+    }
+    pub fn batch_size() -> u32 {
+        64
+    }
+    pub fn lr() -> f64 {
+        1e-5
+    }
+    pub fn lr_step_epochs() -> u32 {
+        50
+    }
+    pub fn lr_gamma() -> f64 {
+        0.5
+    }
+    pub fn checkpoint_every() -> u32 {
+        10
+    }
+    pub fn crop_frames() -> u32 {
+        313
+    }
+    pub fn n_mels() -> u32 {
+        128
+    }
+    pub fn arcface_margin() -> f64 {
+        0.5
+    }
+    pub fn arcface_scale() -> f64 {
+        30.0
+    }
+    pub fn held_out_fraction() -> f64 {
+        0.1
+    }
+    pub fn multiplier() -> f64 {
+        1.0
+    }
+}
+
+/// ResNet depths a classifier config may name.
+pub const RESNET_DEPTHS: [u32; 5] = [18, 34, 50, 101, 152];
+
+/// One classifier config: the ResNet's depth and its scaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfigSpec {
+    /// Config name, unique within the family.
+    pub name: String,
+    /// ResNet depth: 18, 34, 50, 101 or 152.
+    pub depth: u32,
+    /// Scales every stage's channel width (0 < w ≤ 16; the study: 1.0).
+    #[serde(default = "cls_defaults::multiplier")]
+    pub width_multiplier: f64,
+    /// Scales the number of blocks per stage (0 < d ≤ 16; the study: 1.0).
+    #[serde(default = "cls_defaults::multiplier")]
+    pub depth_multiplier: f64,
 }
 
 /// The diagnostic `noop` family (see [`FamilySpec::Noop`]).
@@ -421,8 +576,10 @@ impl Spec {
                     return invalid(&format!("{key}.configs[{j}].name"), format!("repeats \"{name}\"; config names must be unique"));
                 }
             }
-            if let FamilySpec::Autoencoder(ae) = f {
-                check_autoencoder(&key, ae)?;
+            match f {
+                FamilySpec::Autoencoder(ae) => check_autoencoder(&key, ae)?,
+                FamilySpec::Classifier(c) => check_classifier(&key, c)?,
+                FamilySpec::Noop(_) => {}
             }
         }
         Ok(())
@@ -454,6 +611,47 @@ fn check_autoencoder(key: &str, f: &AutoencoderFamily) -> Result<()> {
     for (j, c) in f.configs.iter().enumerate() {
         check_range(&format!("{key}.configs[{j}].hidden"), c.hidden, 1..=4096)?;
         check_range(&format!("{key}.configs[{j}].latent"), c.latent, 1..=c.hidden)?;
+    }
+    Ok(())
+}
+
+/// Checks `lo < value < hi` (or `≤ hi` when `hi_inclusive`), naming `key` and the bounds otherwise.
+fn check_open(key: &str, value: f64, lo: f64, hi: f64, hi_inclusive: bool) -> Result<()> {
+    let ok = value > lo && (value < hi || (hi_inclusive && value == hi));
+    if ok {
+        return Ok(());
+    }
+    let op = if hi_inclusive { "<=" } else { "<" };
+    Err(SpecError::Invalid { key: key.to_owned(), problem: format!("is {value}; allowed {lo} < value {op} {hi}") })
+}
+
+fn check_classifier(key: &str, f: &ClassifierFamily) -> Result<()> {
+    check_range(&format!("{key}.epochs"), f.epochs, 1..=10_000)?;
+    check_range(&format!("{key}.batch_size"), f.batch_size, 1..=65_536)?;
+    check_open(&format!("{key}.lr"), f.lr, 0.0, 1.0, true)?;
+    check_range(&format!("{key}.lr_step_epochs"), f.lr_step_epochs, 1..=10_000)?;
+    check_open(&format!("{key}.lr_gamma"), f.lr_gamma, 0.0, 1.0, false)?;
+    check_range(&format!("{key}.checkpoint_every"), f.checkpoint_every, 1..=10_000)?;
+    check_range(&format!("{key}.crop_frames"), f.crop_frames, 1..=100_000)?;
+    check_range(&format!("{key}.n_mels"), f.n_mels, 8..=256)?;
+    if !(f.arcface_margin >= 0.0 && f.arcface_margin < std::f64::consts::FRAC_PI_2) {
+        return Err(SpecError::Invalid {
+            key: format!("{key}.arcface_margin"),
+            problem: format!("is {}; allowed 0 <= arcface_margin < π/2 (radians)", f.arcface_margin),
+        });
+    }
+    check_open(&format!("{key}.arcface_scale"), f.arcface_scale, 0.0, 1000.0, true)?;
+    check_open(&format!("{key}.held_out_fraction"), f.held_out_fraction, 0.0, 1.0, false)?;
+    for (j, c) in f.configs.iter().enumerate() {
+        let ckey = format!("{key}.configs[{j}]");
+        if !RESNET_DEPTHS.contains(&c.depth) {
+            return Err(SpecError::Invalid {
+                key: format!("{ckey}.depth"),
+                problem: format!("is {}; allowed: 18, 34, 50, 101, 152", c.depth),
+            });
+        }
+        check_open(&format!("{ckey}.width_multiplier"), c.width_multiplier, 0.0, 16.0, true)?;
+        check_open(&format!("{ckey}.depth_multiplier"), c.depth_multiplier, 0.0, 16.0, true)?;
     }
     Ok(())
 }
@@ -651,6 +849,72 @@ mod tests {
         assert!(err.contains("dataset.fingerprint") && err.contains("64 lowercase hex"), "{err}");
         let err = Spec::from_toml(&AE.replace("layout =", "layot =")).unwrap_err().to_string();
         assert!(err.contains("layot") && err.contains("fingerprint"), "{err}");
+    }
+
+    const CLS: &str = r#"
+        version = 1
+        name = "cls"
+        devices = ["fan", "pump"]
+        [[family]]
+        kind = "classifier"
+        head = "arcface"
+        epochs = 2
+        [[family.configs]]
+        name = "r18"
+        depth = 18
+        width_multiplier = 0.25
+        [[family.configs]]
+        name = "r50"
+        depth = 50
+    "#;
+
+    #[test]
+    fn a_classifier_family_trains_globally_with_the_study_defaults() {
+        let spec = Spec::from_toml(CLS).unwrap();
+        let FamilySpec::Classifier(f) = &spec.families[0] else { panic!("not a classifier: {:?}", spec.families[0]) };
+        assert_eq!((f.head, f.epochs, f.batch_size, f.lr, f.lr_step_epochs, f.lr_gamma), (ClassifierHead::Arcface, 2, 64, 1e-5, 50, 0.5));
+        assert_eq!((f.crop_frames, f.n_mels, f.arcface_margin, f.arcface_scale, f.held_out_fraction), (313, 128, 0.5, 30.0, 0.1));
+        assert_eq!(spec.families[0].name(), "arcface");
+        assert_eq!(spec.families[0].kind(), "classifier");
+        assert_eq!(spec.families[0].training(), TrainingScope::Global);
+        let configs = spec.families[0].configs();
+        assert_eq!(configs[0].1["width_multiplier"], 0.25);
+        assert_eq!((configs[1].1["depth"].as_u64(), configs[1].1["width_multiplier"].as_f64()), (Some(50), Some(1.0)));
+        assert_eq!(configs[1].1["head"], "arcface");
+        let ce = Spec::from_toml(&CLS.replace("\"arcface\"", "\"cross_entropy\"")).unwrap();
+        assert_eq!(ce.families[0].name(), "ce");
+        let named = Spec::from_toml(&CLS.replace("epochs = 2", "epochs = 2\n        name = \"arc2\"")).unwrap();
+        assert_eq!(named.families[0].name(), "arc2");
+    }
+
+    #[test]
+    fn the_example_sweeps_parse() {
+        for name in ["ae-demo", "classifier-demo", "noop-demo"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sweeps/{name}.toml"));
+            let spec = Spec::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(spec.name, name);
+        }
+    }
+
+    #[test]
+    fn classifier_settings_out_of_range_name_the_key_and_the_allowed_values() {
+        let err = |text: String| Spec::from_toml(&text).unwrap_err().to_string();
+        let e = err(CLS.replace("depth = 50", "depth = 19"));
+        assert!(e.contains("family[0].configs[1].depth") && e.contains("18, 34, 50, 101, 152"), "{e}");
+        let e = err(CLS.replace("\"arcface\"", "\"softmax\""));
+        assert!(e.contains("softmax") && e.contains("cross_entropy") && e.contains("arcface"), "{e}");
+        let e = err(CLS.replace("width_multiplier = 0.25", "width_multiplier = 0.0"));
+        assert!(e.contains("family[0].configs[0].width_multiplier") && e.contains("0 < value <= 16"), "{e}");
+        let e = err(CLS.replace("epochs = 2", "held_out_fraction = 1.0"));
+        assert!(e.contains("family[0].held_out_fraction") && e.contains("0 < value < 1"), "{e}");
+        let e = err(CLS.replace("epochs = 2", "arcface_margin = 2.0"));
+        assert!(e.contains("family[0].arcface_margin"), "{e}");
+        let e = err(CLS.replace("epochs = 2", "crop_frames = 0"));
+        assert!(e.contains("family[0].crop_frames") && e.contains("1..=100000"), "{e}");
+        let e = err(CLS.replace("depth = 18", "depht = 18"));
+        assert!(e.contains("depht") && e.contains("width_multiplier"), "{e}");
+        let e = err(CLS.replace("head = \"arcface\"", ""));
+        assert!(e.contains("head"), "{e}");
     }
 
     #[test]

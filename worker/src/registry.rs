@@ -75,7 +75,10 @@ impl Registry {
 
     /// Every kind this build provides.
     pub fn builtin() -> Registry {
-        Registry::new().with(crate::noop::Noop).with(crate::families::ae::job::AutoencoderKind)
+        Registry::new()
+            .with(crate::noop::Noop)
+            .with(crate::families::ae::job::AutoencoderKind)
+            .with(crate::families::classifier::job::ClassifierKind)
     }
 
     /// Adds a kind.

@@ -13,7 +13,7 @@ pub use checkpoint::{Checkpoint, Progress};
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::Config;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
@@ -141,41 +141,20 @@ pub enum AeError {
     Setting(String),
 }
 
+impl From<super::checkpoint::CheckpointError> for AeError {
+    fn from(e: super::checkpoint::CheckpointError) -> AeError {
+        AeError::Checkpoint(e.0)
+    }
+}
+
 /// What `on_epoch` decides after each epoch.
 pub use std::ops::ControlFlow;
 
 /// The state of a run at the end of an epoch, handed to `on_epoch`.
-pub struct EpochEnd<'a> {
-    /// Epoch just finished (1-based).
-    pub epoch: usize,
-    /// Its mean training loss.
-    pub loss: f32,
-    cfg: &'a AeTrainingConfig,
-    model: &'a Autoencoder,
-    optim: &'a ModuleOptimizer,
-    best: &'a Best,
-    losses: &'a [f32],
-    train_seconds: f64,
-}
+pub type EpochEnd<'a> = super::checkpoint::EpochEnd<'a, AeTrainingConfig, Autoencoder>;
 
 /// The lowest-loss state so far: loss, epoch, and the model without autodiff.
-type Best = Option<(f32, usize, Autoencoder)>;
-
-impl EpochEnd<'_> {
-    /// Everything needed to go on from here, or to evaluate the best state: model,
-    /// optimizer state, best state, loss curve and config.
-    pub fn checkpoint(&self) -> Result<Checkpoint, AeError> {
-        let (best_loss, best_epoch, best) =
-            self.best.as_ref().map(|(l, e, m)| (*l, *e, m.clone())).unwrap_or((f32::NAN, 0, self.model.valid()));
-        Checkpoint::from_parts(
-            self.cfg.clone(),
-            Progress { epoch: self.epoch, losses: self.losses.to_vec(), best_epoch, best_loss, train_seconds: self.train_seconds },
-            self.model.valid(),
-            self.optim,
-            best,
-        )
-    }
-}
+type Best = super::checkpoint::Best<Autoencoder>;
 
 /// The outcome of a run.
 pub struct Trained {
@@ -221,20 +200,9 @@ pub fn train(
     let mut losses = Vec::with_capacity(cfg.epochs);
     let mut train_seconds = 0.0;
     if let Some(c) = resume {
-        if c.config != *cfg {
-            return Err(AeError::Checkpoint(format!(
-                "it was trained with {} but this job asks for {}",
-                serde_json::to_string(&c.config).unwrap_or_default(),
-                serde_json::to_string(cfg).unwrap_or_default()
-            )));
-        }
-        model = c.load_model(model)?;
-        optim = c.load_optimizer(optim)?;
-        best = (c.progress.best_epoch > 0)
-            .then(|| c.best_model(&inner).map(|m| (c.progress.best_loss, c.progress.best_epoch, m)))
-            .transpose()?;
-        losses = c.progress.losses.clone();
-        train_seconds = c.progress.train_seconds;
+        let restored = c.restore(cfg, model, optim, || Ok(cfg.model.init(&inner, cfg.seed)))?;
+        (model, optim, best, losses, train_seconds) =
+            (restored.model, restored.optim, restored.best, restored.losses, restored.train_seconds);
         // The schedule is a pure function of the epoch: replay it to where the run stopped.
         for _ in 0..c.progress.epoch {
             schedule.step();

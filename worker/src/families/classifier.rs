@@ -12,7 +12,13 @@
 //!   clips with replacement;
 //! - the ArcFace model predicts the class with the largest cosine; the study instead
 //!   fine-tunes `fc` on the frozen backbone for a second run of epochs and predicts with it.
+//!
+//! Training checkpoints like the autoencoder ([`super::checkpoint`]) and resumes with the
+//! same loss curve: shuffles and crops are drawn per epoch from (seed, epoch).
 
+pub mod job;
+
+use std::ops::ControlFlow;
 use std::str::FromStr;
 
 use asdsweep_shared::metrics::MetricsError;
@@ -26,6 +32,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::arcface::{ArcFace, ArcFaceConfig, STUDY_MARGIN, STUDY_SCALE, arcface_loss};
+use super::checkpoint::{CheckpointError, TrainingConfig};
 use super::resnet::{ResNet, ResNetConfig};
 use super::{ConfigError, step_decay};
 
@@ -80,6 +87,9 @@ pub enum ClassifierError {
     /// The proxy metric could not be computed.
     #[error(transparent)]
     Metric(#[from] MetricsError),
+    /// A checkpoint does not belong to this run or cannot be decoded.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// Log-mel clips, row-major `[clips, mels, frames]`, borrowed from the caller.
@@ -206,6 +216,24 @@ pub struct ClassifierTrainingConfig {
     #[config(default = 1)]
     pub seed: u64,
 }
+
+impl TrainingConfig for ClassifierTrainingConfig {
+    const MAGIC: &'static [u8] = b"asdsweep-classifier-checkpoint\n";
+    const FAMILY: &'static str = "a classifier";
+}
+
+/// A decoded classifier checkpoint.
+pub type Checkpoint = super::checkpoint::Checkpoint<ClassifierTrainingConfig>;
+
+impl Checkpoint {
+    /// The lowest-loss model, on `device` (without autodiff): what evaluation uses.
+    pub fn best_model(&self, device: &Device) -> Result<Classifier, ClassifierError> {
+        Ok(self.load_best(self.config.model.init(device, self.config.seed)?)?)
+    }
+}
+
+/// The state of a run at the end of an epoch, handed to `on_epoch`.
+pub type EpochEnd<'a> = super::checkpoint::EpochEnd<'a, ClassifierTrainingConfig, Classifier>;
 
 /// The classifier's head.
 #[derive(Module, Debug)]
@@ -471,21 +499,26 @@ fn check_labels(clips: &Clips, labels: &[usize], classes: usize) -> Result<(), C
 pub struct Trained {
     /// The state with the lowest epoch loss, in evaluation mode on the plain device.
     pub model: Classifier,
-    /// Mean training loss per epoch.
+    /// Mean training loss per epoch, from epoch 1 (including epochs of a resumed checkpoint).
     pub losses: Vec<f32>,
     /// Epoch (1-based) whose state was kept.
     pub best_epoch: usize,
+    /// False when `on_epoch` stopped the run before its last epoch.
+    pub finished: bool,
 }
 
-/// Trains on `clips` labelled `labels` (class indices), calling `on_epoch(epoch, loss)` after
-/// each epoch. Batches follow the study's loader: full batches only (`drop_last`) unless
-/// there are fewer clips than one batch. Deterministic for a seed on the CPU backend.
+/// Trains on `clips` labelled `labels` (class indices), from scratch or from `resume`,
+/// calling `on_epoch` after each epoch; [`ControlFlow::Break`] stops the run there
+/// (cancellation). Batches follow the study's loader: full batches only (`drop_last`)
+/// unless there are fewer clips than one batch. Deterministic for a seed on the CPU
+/// backend, and a resumed run repeats the loss curve of an uninterrupted one.
 pub fn train(
     cfg: &ClassifierTrainingConfig,
     clips: &Clips,
     labels: &[usize],
     device: &Device,
-    mut on_epoch: impl FnMut(usize, f32),
+    resume: Option<&Checkpoint>,
+    mut on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
 ) -> Result<Trained, ClassifierError> {
     if clips.is_empty() {
         return Err(ClassifierError::NoClips("train on"));
@@ -512,18 +545,37 @@ pub fn train(
         .with_weight_decay(cfg.weight_decay)
         .with_epsilon(1e-8)
         .init();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut best: super::checkpoint::Best<Classifier> = None;
+    let mut losses = Vec::with_capacity(cfg.epochs);
+    let mut train_seconds = 0.0;
+    if let Some(c) = resume {
+        let restored = c.restore(cfg, model, optim, || {
+            cfg.model
+                .init(device, cfg.seed)
+                .map_err(|e| CheckpointError(e.to_string()))
+        })?;
+        (model, optim, best, losses, train_seconds) = (
+            restored.model,
+            restored.optim,
+            restored.best,
+            restored.losses,
+            restored.train_seconds,
+        );
+    }
     let n = clips.len();
     let usable = if n >= cfg.batch_size {
         n - n % cfg.batch_size
     } else {
         n
     };
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut best: Option<(f32, usize, Classifier)> = None;
-    let mut losses = Vec::with_capacity(cfg.epochs);
-    for epoch in 1..=cfg.epochs {
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for epoch in losses.len() + 1..=cfg.epochs {
+        let started = std::time::Instant::now();
         let lr = step_decay(cfg.lr, cfg.lr_gamma, cfg.lr_step_epochs, epoch);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(epoch as u64);
+        order.clear();
+        order.extend(0..n);
         order.shuffle(&mut rng);
         let (mut sum, mut seen) = (0.0f64, 0usize);
         for batch in order[..usable].chunks(cfg.batch_size) {
@@ -544,16 +596,36 @@ pub fn train(
         }
         let epoch_loss = (sum / seen as f64) as f32;
         losses.push(epoch_loss);
-        on_epoch(epoch, epoch_loss);
         if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
-            best = Some((epoch_loss, epoch, model.clone()));
+            best = Some((epoch_loss, epoch, model.valid()));
+        }
+        train_seconds += started.elapsed().as_secs_f64();
+        let end = EpochEnd {
+            epoch,
+            loss: epoch_loss,
+            cfg,
+            model: &model,
+            optim: &optim,
+            best: &best,
+            losses: &losses,
+            train_seconds,
+        };
+        if on_epoch(&end).is_break() && epoch < cfg.epochs {
+            let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
+            return Ok(Trained {
+                model,
+                losses,
+                best_epoch,
+                finished: false,
+            });
         }
     }
-    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model));
+    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
     Ok(Trained {
-        model: model.valid(),
+        model,
         losses,
         best_epoch,
+        finished: true,
     })
 }
 
@@ -562,6 +634,10 @@ mod tests {
     use super::*;
 
     const MELS: usize = 128;
+
+    fn go_on(_: &EpochEnd<'_>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
 
     /// `n` clips of `frames` frames; class `c`'s clips carry a tone in mel band `20 + 30·c`.
     fn data(n: usize, classes: usize, frames: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
@@ -600,7 +676,7 @@ mod tests {
         let device = crate::families::test_device();
         for head in [HeadKind::CrossEntropy, HeadKind::ArcFace] {
             let run = |seed| {
-                train(&tiny(head, seed), &clips, &labels, &device, |_, _| {})
+                train(&tiny(head, seed), &clips, &labels, &device, None, go_on)
                     .expect("trains")
                     .losses
             };
@@ -622,8 +698,11 @@ mod tests {
         for head in [HeadKind::CrossEntropy, HeadKind::ArcFace] {
             let mut seen = Vec::new();
             let cfg = tiny(head, 5).with_epochs(6).with_batch_size(12);
-            let t =
-                train(&cfg, &clips, &labels, &device, |e, l| seen.push((e, l))).expect("trains");
+            let t = train(&cfg, &clips, &labels, &device, None, |e| {
+                seen.push((e.epoch, e.loss));
+                ControlFlow::Continue(())
+            })
+            .expect("trains");
             assert_eq!(seen.len(), 6);
             let best = t.losses.iter().cloned().fold(f32::INFINITY, f32::min);
             assert_eq!(
@@ -653,7 +732,7 @@ mod tests {
         let clips = Clips::new(&values, MELS, 40).expect("whole clips");
         let cfg = tiny(HeadKind::CrossEntropy, 1);
         let err = |cfg: &ClassifierTrainingConfig, labels: &[usize]| {
-            train(cfg, &clips, labels, &device, |_, _| {})
+            train(cfg, &clips, labels, &device, None, go_on)
                 .err()
                 .expect("an error")
         };
@@ -708,6 +787,57 @@ mod tests {
             "softmax".parse::<HeadKind>().expect_err("unknown").key,
             "head"
         );
+    }
+
+    #[test]
+    fn a_resumed_run_repeats_the_uninterrupted_loss_curve_and_keeps_the_proxy() {
+        let (values, labels) = data(12, 3, 40, 4);
+        let clips = Clips::new(&values, MELS, 40).expect("whole clips");
+        let device = crate::families::test_device();
+        let cfg = tiny(HeadKind::ArcFace, 3).with_epochs(3).with_batch_size(6);
+        let whole = train(&cfg, &clips, &labels, &device, None, go_on).expect("trains");
+        let mut at_one = None;
+        let first = train(&cfg, &clips, &labels, &device, None, |e| {
+            let cp = e
+                .checkpoint()
+                .expect("checkpoint")
+                .with_proxy("macro_f1", 0.25);
+            at_one = Some(cp.encode());
+            ControlFlow::Break(())
+        })
+        .expect("trains");
+        assert!(!first.finished);
+        let cp = Checkpoint::decode(&at_one.expect("saved")).expect("decodes");
+        assert_eq!(
+            (cp.progress.epoch, cp.proxy.as_ref().map(|p| p.value)),
+            (1, Some(0.25))
+        );
+        let mut epochs = Vec::new();
+        let resumed = train(&cfg, &clips, &labels, &device, Some(&cp), |e| {
+            epochs.push(e.epoch);
+            ControlFlow::Continue(())
+        })
+        .expect("resumes");
+        assert_eq!(epochs, [2, 3]);
+        assert_eq!(
+            resumed.losses, whole.losses,
+            "same loss curve as without the interruption"
+        );
+        let e = |m: &Classifier| m.embeddings(&clips, &device).expect("embeds").values;
+        assert_eq!(e(&resumed.model), e(&whole.model));
+        let best = cp.best_model(&device).expect("loads");
+        assert_eq!(best.head_kind(), HeadKind::ArcFace);
+        let other = cfg.clone().with_lr(0.5);
+        let err = train(&other, &clips, &labels, &device, Some(&cp), go_on)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("checkpoint") && err.contains("0.5"), "{err}");
+        let err = Checkpoint::decode(b"asdsweep-ae-checkpoint\n")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("not a classifier checkpoint"), "{err}");
     }
 
     #[test]

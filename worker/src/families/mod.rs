@@ -5,11 +5,15 @@
 //! - [`resnet`]: the ResNet backbones (torchvision layout, as the study trains them).
 //! - [`arcface`]: the ArcFace head and loss.
 //! - [`classifier`]: the classification family (ResNet + cross-entropy or ArcFace head).
+//! - [`checkpoint`]: the checkpoint container every family saves and resumes from.
+//! - [`job`]: what the families' job kinds share (data, checkpoint upload and resume, probes).
 //! - [`pytorch`]: importing the study's PyTorch weights (safetensors) with burn's store.
 
 pub mod ae;
 pub mod arcface;
+pub mod checkpoint;
 pub mod classifier;
+pub mod job;
 pub mod pytorch;
 pub mod resnet;
 

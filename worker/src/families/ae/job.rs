@@ -4,21 +4,19 @@
 //! measures the proxy metric (mean L1 reconstruction error on test normals) and the
 //! ASD quality of the reconstruction residual (linear probes and Mahalanobis).
 
-use super::{AeConfig, AeTrainingConfig, Checkpoint, ControlFlow};
-use crate::backend;
+use super::{AeConfig, AeTrainingConfig};
 use crate::data::{DataRoot, Dataset};
+use crate::families::job::{Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all, provenance, resume_point, train_uploading};
 use crate::registry::{JobContext, JobError, JobKind, JobOutput};
 use asdsweep_shared::dataset::{Entry, Label, Split};
 use asdsweep_shared::logmel::stack_frames;
 use asdsweep_shared::metrics::proxy::mean_l1_error;
-use asdsweep_shared::probe::linear::LinearProbeConfig;
-use asdsweep_shared::probe::report::{self, ClipEmbedding, ManifestEntry, ProbeOptions, run_probes};
+use asdsweep_shared::probe::report::{self, ClipEmbedding, ManifestEntry};
 use asdsweep_shared::spec::DatasetSpec;
 use burn::tensor::{Device, Tensor, TensorData};
 use futures::future::BoxFuture;
 use ndarray::{Array2, Axis};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Name of the proxy metric an evaluation reports.
@@ -77,74 +75,10 @@ impl JobKind for AutoencoderKind {
     }
 }
 
-/// Runs blocking work (scans, decoding, training) off the async runtime; a panic becomes a failure.
-async fn blocking<T: Send + 'static>(
-    key: &str,
-    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
-) -> Result<T, JobError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| JobError::retryable(format!("job {key}: worker thread failed: {e}")))?
-}
-
-/// Clips of one machine type in a split (`label`: only that label).
-fn clips<'a>(ds: &'a Dataset, device: &str, split: Split, label: Option<Label>) -> Vec<&'a Entry> {
-    ds.manifest.entries.iter().filter(|e| e.device == device && e.split == split && label.is_none_or(|l| e.label == l)).collect()
-}
-
-/// Machine types the dataset holds, for error messages.
-fn machine_types(ds: &Dataset) -> String {
-    let mut types: Vec<&str> = ds.manifest.entries.iter().map(|e| e.device.as_str()).collect();
-    types.sort_unstable();
-    types.dedup();
-    if types.is_empty() { "none".into() } else { types.join(", ") }
-}
-
-/// The dataset a job names, with its fingerprint checked.
-async fn open_dataset(ctx: &JobContext, spec: &DatasetSpec) -> Result<(Arc<DataRoot>, Arc<Dataset>), JobError> {
-    let key = ctx.job.job_key.clone();
-    let data = ctx.data.clone().ok_or_else(|| {
-        JobError::retryable(format!("job {key} reads a dataset, but this worker was started without --data DIR"))
-    })?;
-    let spec = spec.clone();
-    let root = data.clone();
-    let ds = blocking(&key.clone(), move || {
-        root.dataset(&spec).map_err(|e| JobError::retryable(format!("job {key}: {e}")))
-    })
-    .await?;
-    Ok((data, ds))
-}
-
 /// Stacked-frame rows of each clip, `[rows, frames × n_mels]`.
 fn rows_of(data: &DataRoot, ds: &Dataset, clips: &[&Entry], p: &Params, key: &str) -> Result<Vec<Array2<f32>>, JobError> {
     let logmels = data.logmels(ds, clips, p.n_mels).map_err(|e| JobError::permanent(format!("job {key}: {e}")))?;
     Ok(logmels.iter().map(|lm| stack_frames(lm.view(), p.frames)).collect())
-}
-
-fn device_of(ctx: &JobContext) -> Result<backend::Selected, JobError> {
-    backend::select(&ctx.device).map_err(|e| JobError::permanent(format!("job {}: {e}", ctx.job.job_key)))
-}
-
-/// The last checkpoint an earlier attempt reported, if it can be used; else `None` (start over).
-async fn resume_point(ctx: &JobContext, cfg: &AeTrainingConfig) -> Option<(Checkpoint, String)> {
-    let sha = ctx.job.resume_checkpoint.clone()?;
-    let key = &ctx.job.job_key;
-    let cp = match ctx.artifacts.get(&sha).await {
-        Ok(bytes) => Checkpoint::decode(&bytes),
-        Err(e) => {
-            tracing::warn!(job = %key, error = %e, "cannot fetch the checkpoint of the last attempt; training from epoch 0");
-            return None;
-        }
-    };
-    match cp {
-        Ok(cp) if cp.config == *cfg => Some((cp, sha)),
-        Ok(_) => {
-            tracing::warn!(job = %key, checkpoint = %sha, "the last attempt's checkpoint has other settings; training from epoch 0");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(job = %key, checkpoint = %sha, error = %e, "unusable checkpoint; training from epoch 0");
-            None
-        }
-    }
 }
 
 async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
@@ -170,69 +104,19 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     .await?;
 
     let resume = resume_point(&ctx, &cfg).await;
-    let resumed_from = resume.as_ref().map_or(0, |(cp, _)| cp.progress.epoch);
-    let resumed_sha = resume.as_ref().map(|(_, sha)| sha.clone());
-    if let Some((cp, sha)) = &resume {
-        tracing::info!("resuming {key} from epoch {} (checkpoint {sha})", cp.progress.epoch);
-        ctx.progress.send_modify(|pr| pr.checkpoint = Some(sha.clone()));
-    }
-
-    // Checkpoints go from the training thread to an uploader task; every uploaded one is
-    // reported (the worker loop heartbeats it at once), the last one is the result.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<u8>)>(1);
-    let artifacts = ctx.artifacts.clone();
-    let progress = ctx.progress.clone();
-    let uploader = async move {
-        let mut last: Option<(usize, String)> = None;
-        while let Some((epoch, blob)) = rx.recv().await {
-            let sha = artifacts.put(blob, "checkpoint").await?;
-            tracing::info!(epoch, checkpoint = %sha, "checkpoint uploaded");
-            progress.send_modify(|pr| pr.checkpoint = Some(sha.clone()));
-            last = Some((epoch, sha));
-        }
-        Ok::<_, crate::artifacts::ArtifactError>(last)
-    };
-    let (cancel, progress, every, epochs) = (ctx.cancel.clone(), ctx.progress.clone(), p.checkpoint_every.max(1), cfg.epochs);
+    let resumed = resume.as_ref().map(|(cp, sha)| (cp.progress.epoch, sha.clone()));
+    let resumed_from = resumed.as_ref().map_or(0, |(epoch, _)| *epoch);
     let (k, train_cfg) = (key.clone(), cfg.clone());
     let device = selected.device.clone();
-    let training = blocking(&key, move || {
+    let (trained, sha) = train_uploading(&ctx, cfg.epochs, p.checkpoint_every, resumed, move |reporter| {
         let resume = resume.map(|(cp, _)| cp);
-        let mut failure = None;
         let trained = super::train(&train_cfg, &rows, &device, resume.as_ref(), |end| {
-            progress.send_modify(|pr| {
-                pr.epoch = end.epoch as u32;
-                pr.epochs = epochs as u32;
-                pr.loss = Some(end.loss as f64);
-            });
-            if end.epoch % every == 0 || end.epoch == epochs {
-                let sent = end.checkpoint().map_err(|e| e.to_string()).and_then(|c| {
-                    tx.blocking_send((end.epoch, c.encode())).map_err(|_| "the checkpoint uploader stopped".to_owned())
-                });
-                if let Err(e) = sent {
-                    failure = Some(e);
-                    return ControlFlow::Break(());
-                }
-            }
-            if cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            reporter.epoch_end(end.epoch, end.loss, || end.checkpoint().map(|c| c.encode()).map_err(|e| e.to_string()))
         })
         .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
-        Ok((trained, failure))
-    });
-    let (training, uploaded) = tokio::join!(training, uploader);
-    let (trained, failure) = training?;
-    let uploaded = uploaded.map_err(|e| JobError::retryable(format!("job {key}: uploading a checkpoint: {e}")))?;
-    if let Some(why) = failure {
-        return Err(JobError::retryable(format!("job {key}: checkpoint at epoch {}: {why}", trained.losses.len())));
-    }
-    if !trained.finished {
-        return Err(JobError::retryable(format!("job {key}: stopped at epoch {} of {}", trained.losses.len(), cfg.epochs)));
-    }
-    // A killed attempt may have uploaded the last epoch's checkpoint already: it is the result.
-    let sha = match (uploaded, resumed_sha) {
-        (Some((epoch, sha)), _) if epoch == cfg.epochs => sha,
-        (None, Some(sha)) if resumed_from == cfg.epochs => sha,
-        _ => return Err(JobError::retryable(format!("job {key}: the final checkpoint was not uploaded"))),
-    };
+        Ok(Ran { epochs_run: trained.losses.len(), finished: trained.finished, out: trained })
+    })
+    .await?;
     let best_loss = trained.losses.get(trained.best_epoch.wrapping_sub(1)).copied();
     Ok(JobOutput {
         proxy_metric: "ae_train_mse".into(),
@@ -246,13 +130,7 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
             "train_clips": n_clips,
         })
         .to_string(),
-        provenance_json: json!({
-            "spec_hash": ctx.job.spec_hash,
-            "dataset_fingerprint": ds.fingerprint,
-            "seed": ctx.job.seed,
-            "backend": selected.backend,
-            "device": selected.name,
-            "code_version": env!("CARGO_PKG_VERSION"),
+        provenance_json: provenance(&ctx, &selected, &ds, json!({
             "epochs_run": trained.losses.len(),
             "best_loss": best_loss,
             "best_epoch": trained.best_epoch,
@@ -260,8 +138,7 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
             "checkpoint": sha,
             "config": cfg,
             "wall_s": started.elapsed().as_secs_f64(),
-        })
-        .to_string(),
+        })),
         artifacts: vec![sha],
         ..Default::default()
     })
@@ -283,25 +160,7 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     let machine = ctx.job.device.clone();
     let selected = device_of(&ctx)?;
     let cfg = p.training(ctx.job.seed as u64);
-    let sha = match ctx.job.input_artifacts.as_slice() {
-        [sha] => sha.clone(),
-        other => {
-            return Err(JobError::permanent(format!(
-                "job {key}: expected the one checkpoint of its training job as input, got {} artifacts",
-                other.len()
-            )));
-        }
-    };
-    ctx.progress.send_modify(|pr| pr.message = format!("fetching checkpoint {sha}"));
-    let blob = ctx.artifacts.get(&sha).await.map_err(|e| JobError::retryable(format!("job {key}: {e}")))?;
-    let cp = Checkpoint::decode(&blob).map_err(|e| JobError::permanent(format!("job {key}: artifact {sha}: {e}")))?;
-    if cp.config != cfg {
-        return Err(JobError::permanent(format!(
-            "job {key}: checkpoint {sha} was trained with {} but this job evaluates {}",
-            serde_json::to_string(&cp.config).unwrap_or_default(),
-            serde_json::to_string(&cfg).unwrap_or_default()
-        )));
-    }
+    let (cp, sha) = input_checkpoint(&ctx, &cfg).await?;
     let trained = cp.progress.clone();
     let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
     ctx.progress.send_modify(|pr| pr.message = "embedding and probing".into());
@@ -347,17 +206,11 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
                 (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
             }
         };
-        Ok(probe_all(&embeddings, seed, proxy, train.len(), test.len()))
+        Ok(probe_all(&embeddings, seed, PROXY_METRIC, proxy, train.len(), test.len()))
     })
     .await?;
     let mut out = scored;
-    out.provenance_json = json!({
-        "spec_hash": ctx.job.spec_hash,
-        "dataset_fingerprint": ds.fingerprint,
-        "seed": ctx.job.seed,
-        "backend": selected.backend,
-        "device": selected.name,
-        "code_version": env!("CARGO_PKG_VERSION"),
+    out.provenance_json = provenance(&ctx, &selected, &ds, json!({
         "checkpoint": sha,
         "epochs_run": trained.epoch,
         "best_loss": trained.best_loss,
@@ -365,71 +218,8 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
         "train_s": trained.train_seconds,
         "config": cfg,
         "wall_s": started.elapsed().as_secs_f64(),
-    })
-    .to_string();
+    }));
     Ok(out)
-}
-
-/// Runs the Mahalanobis and both linear probes on the residual embeddings. A probe that
-/// cannot run on this data (say, one section only: no leave-one-section-out) leaves its
-/// metrics empty and says why in `extra.problems`; the others still report.
-fn probe_all(clips: &[ClipEmbedding], seed: u64, proxy: Result<f64, String>, n_train: usize, n_test: usize) -> JobOutput {
-    let none = ProbeOptions {
-        mahalanobis: false,
-        linear_in_domain: false,
-        linear_out_of_domain: false,
-        linear: LinearProbeConfig { seed, ..LinearProbeConfig::default() },
-        ..ProbeOptions::default()
-    };
-    let mut problems = serde_json::Map::new();
-    let mut note = |name: &str, e: String| {
-        tracing::warn!(probe = name, error = %e, "probe not run");
-        problems.insert(name.to_owned(), e.into());
-    };
-    let mut out = JobOutput { proxy_metric: PROXY_METRIC.into(), ..Default::default() };
-    match proxy {
-        Ok(v) => out.proxy_value = Some(v),
-        Err(e) => note("ae_l1", e),
-    }
-    let mut md_hmean = None;
-    match run_probes(clips, &ProbeOptions { mahalanobis: true, ..none.clone() }) {
-        Ok(r) => {
-            if let Some(md) = r.mahalanobis {
-                out.md_auc = md.evaluation.mean.auc;
-                out.md_pauc = md.evaluation.mean.pauc;
-                md_hmean = Some(md.evaluation.hmean);
-            }
-        }
-        Err(e) => note("mahalanobis", e.to_string()),
-    }
-    match run_probes(clips, &ProbeOptions { linear_in_domain: true, ..none.clone() }) {
-        Ok(r) => {
-            if let Some(lp) = r.linear_in_domain {
-                out.lp_in_auc = Some(lp.auc);
-                out.lp_in_pauc = Some(lp.pauc);
-            }
-        }
-        Err(e) => note("linear_in_domain", e.to_string()),
-    }
-    match run_probes(clips, &ProbeOptions { linear_out_of_domain: true, ..none }) {
-        Ok(r) => {
-            if let Some(lp) = r.linear_out_of_domain {
-                out.lp_out_auc = Some(lp.auc);
-                out.lp_out_pauc = Some(lp.pauc);
-            }
-        }
-        Err(e) => note("linear_out_of_domain", e.to_string()),
-    }
-    out.extra_json = json!({
-        "md_hmean_auc": md_hmean.and_then(|h| h.auc),
-        "md_hmean_pauc": md_hmean.and_then(|h| h.pauc),
-        "train_clips": n_train,
-        "test_clips": n_test,
-        "pauc": "McClish-standardised, max FPR 0.1",
-        "problems": problems,
-    })
-    .to_string();
-    out
 }
 
 #[cfg(test)]
@@ -439,6 +229,7 @@ mod tests {
     use asdsweep_shared::proto::{Job, Progress, artifact_service_client::ArtifactServiceClient};
     use asdsweep_shared::synth::{self, Machine, SynthConfig};
     use tokio_util::sync::CancellationToken;
+    use std::sync::Arc;
 
     /// A context whose artifact client points nowhere (these jobs fail before using it).
     fn context(stage: &str, device: &str, data: Option<Arc<DataRoot>>) -> JobContext {
