@@ -554,6 +554,9 @@ impl Spec {
                 format!("is {}; must be at least queue.backoff_base_ms ({})", q.backoff_max_ms, q.backoff_base_ms),
             );
         }
+        if self.dataset.is_some() && self.synth.is_some() {
+            return invalid("synth", "is given with [dataset]; [synth] only describes the data `run` makes when no dataset is named: drop one".into());
+        }
         if let Some(d) = &self.dataset {
             check_dataset(d)?;
         }
