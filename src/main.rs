@@ -281,8 +281,9 @@ fn shutdown_signal() -> CancellationToken {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `run` draws progress on the terminal: only warnings interleave with it by default.
-    init_logging(cli.log_format, if matches!(cli.command, Command::Run(_)) { "warn" } else { "info" });
+    // `run` draws progress and `bench` prints figures: only warnings interleave with them by default.
+    let quiet = matches!(cli.command, Command::Run(_) | Command::Bench(_));
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
