@@ -307,7 +307,8 @@ impl Display {
             Some((multi, main, lines)) => {
                 main.set_length(p.total());
                 main.set_position(done(p));
-                main.set_message(counts_line(p));
+                let counts = counts_line(p);
+                main.set_message(if counts.is_empty() { "all done".to_owned() } else { counts });
                 while lines.len() < running.len() {
                     let bar = multi.add(ProgressBar::new_spinner());
                     bar.set_style(ProgressStyle::with_template("  {spinner} {msg}").expect("a valid template"));
