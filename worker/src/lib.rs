@@ -4,12 +4,14 @@
 //! - [`registry`]: the job kinds this worker can run and how they are called.
 //! - [`noop`]: the diagnostic `noop` kind.
 //! - [`backend`]: `--device` to a burn device.
+//! - [`bench`]: training throughput (`asdsweep bench train`).
 //! - [`families`]: the model families (training with burn).
 //! - [`execution_loop`]: register, lease, heartbeat, complete or fail.
 
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod bench;
 pub mod execution_loop;
 pub mod families;
 pub mod noop;
