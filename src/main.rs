@@ -225,6 +225,8 @@ enum DataCommand {
 enum BenchCommand {
     /// Clips per second of the log-mel front end on synthetic clips.
     Features(cli::audio::BenchFeaturesArgs),
+    /// Training steps per second of the autoencoder and ResNet-18 on burn's flex CPU backend.
+    Train(cli::bench::BenchTrainArgs),
     /// Queue throughput: a real coordinator and W gRPC clients that lease, heartbeat and complete no-op jobs.
     Queue {
         /// Jobs to run.
@@ -391,6 +393,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Data(DataCommand::Check(args)) => cli::audio::run_data_check(args)?,
         Command::Synth(args) => cli::audio::run_synth(args)?,
         Command::Bench(BenchCommand::Features(args)) => cli::audio::run_bench_features(args)?,
+        Command::Bench(BenchCommand::Train(args)) => cli::bench::run_bench_train(&args)?,
         Command::EvaluateScores(args) => cli::analysis::run_evaluate_scores(&args)?,
         Command::Probe(args) => cli::analysis::run_probe(&args)?,
         Command::Analyze(args) => cli::analysis::run_analyze(&args)?,

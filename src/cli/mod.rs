@@ -1,2 +1,3 @@
 pub mod analysis;
 pub mod audio;
+pub mod bench;

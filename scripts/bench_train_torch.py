@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""PyTorch counterpart of `asdsweep bench train`: training steps/s of the same two models,
+timed the same way, so burn-flex can be compared with PyTorch on the same CPU and threads.
+
+- ae: the study's autoencoder, `AENet` from `ae_baseline_utils.py` (the DCASE baseline),
+  imported from tests/fixtures/gen/model_fixtures.py (a verbatim copy), hidden 128, latent 8,
+  640-dim input, batch 512, MSE reconstruction loss, AdamW lr 5e-4;
+- resnet18: as the study's `models/resnet_oth.py` builds it: torchvision's resnet18 with a
+  1-channel 7x7/2 stem and `fc` to 7 classes, batch 32 on 1x128x313 inputs, cross-entropy,
+  AdamW lr 1e-5.
+
+A step: zero the gradients, forward, loss, backward, AdamW step, `loss.item()` (as the Rust
+side reads its loss back). One fixed random batch (seeded). WARMUP untimed steps, then REPEATS
+timed runs of STEPS steps; the figure is the median run. Prints one JSON object per model.
+
+Usage (torch 2.9.0 + torchvision 0.24.0 in a venv; see tests/fixtures/gen/model_fixtures.py):
+    python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|all] [--steps N]
+        [--warmup N] [--repeats 3]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gen"))
+from model_fixtures import AENet  # noqa: E402  (the study's autoencoder, verbatim)
+
+CLASSES = 7  # machine types of DCASE 2022 Task 2
+DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
+
+
+def resnet18_study(classes):
+    """models/resnet_oth.py: torchvision resnet18, conv1 replaced by a 1-channel copy, fc to classes."""
+    model = torchvision.models.resnet18(weights=None)
+    c = model.conv1
+    model.conv1 = nn.Conv2d(1, c.out_channels, kernel_size=c.kernel_size, stride=c.stride,
+                            padding=c.padding, bias=c.bias)
+    model.fc = nn.Linear(512, classes)
+    return model
+
+
+def workload(name, gen):
+    if name == "ae":
+        model = AENet(input_dim=640, block_size=128, lin_feat=128, comp_feat=8)
+        x = torch.rand(512, 640, generator=gen) * 2 - 1
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, eps=1e-8)
+
+        def loss_fn():
+            recon, _ = model(x)
+            return F.mse_loss(recon, x)
+
+        return model, x, opt, loss_fn
+    if name == "resnet18":
+        model = resnet18_study(CLASSES)
+        x = torch.rand(32, 1, 128, 313, generator=gen) * 2 - 1
+        y = torch.randint(0, CLASSES, (32,), generator=gen)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01, eps=1e-8)
+
+        def loss_fn():
+            return F.cross_entropy(model(x), y)
+
+        return model, x, opt, loss_fn
+    raise ValueError(name)
+
+
+def bench(name, steps, warmup, repeats, threads, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model, x, opt, loss_fn = workload(name, gen)
+    model.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    load = list(os.getloadavg())
+    last = float("nan")
+    for _ in range(warmup):
+        last = step()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            last = step()
+        runs.append(steps / (time.perf_counter() - start))
+    sps = statistics.median(runs)
+    return {
+        "model": name,
+        "framework": f"pytorch-{torch.__version__}",
+        "threads": threads,
+        "batch": x.shape[0],
+        "input_shape": list(x.shape),
+        "warmup": warmup,
+        "steps": steps,
+        "runs_steps_per_s": runs,
+        "steps_per_s": sps,
+        "samples_per_s": sps * x.shape[0],
+        "last_loss": last,
+        "load_average": load,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["ae", "resnet18", "all"], default="all")
+    p.add_argument("--steps", type=int, help="timed steps per run (default: 100 ae, 3 resnet18)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up steps (default: 10 ae, 1 resnet18)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs; the figure is their median")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="torch.set_num_threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    for key in ("steps", "repeats", "threads"):
+        value = getattr(a, key)
+        if value is not None and value < 1:
+            p.error(f"--{key} must be at least 1")
+    torch.set_num_threads(a.threads)
+    names = ["ae", "resnet18"] if a.model == "all" else [a.model]
+    for name in names:
+        steps, warmup = DEFAULTS[name]
+        report = bench(name, a.steps or steps, a.warmup if a.warmup is not None else warmup,
+                       a.repeats, a.threads, a.seed)
+        print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()
