@@ -455,7 +455,8 @@ pub fn sweep_facts(sweep: &sweep::Model, jobs: &[(job::Model, Option<result::Mod
         id: sweep.id,
         name: sweep.name.clone(),
         spec_hash: sweep.spec_hash.clone(),
-        state: sweep.state.clone(),
+        // The store keeps a sweep "active" until cancelled; a report says when nothing is left to run.
+        state: if sweep.state == "active" && open_jobs == 0 { "finished".to_owned() } else { sweep.state.clone() },
         created_at_ms: sweep.created_at_ms,
         generated_at_ms: now_ms(),
         jobs_by_state,
@@ -787,6 +788,17 @@ mod tests {
             }
         }
         jobs
+    }
+
+    #[test]
+    fn a_sweep_with_nothing_left_to_run_is_reported_finished() {
+        let mut jobs = synthetic_jobs();
+        for (j, _) in jobs.iter_mut() {
+            j.state = "succeeded".into();
+        }
+        assert_eq!(sweep_facts(&sweep(), &jobs, &[]).state, "finished");
+        jobs[0].0.state = "pending".into();
+        assert_eq!(sweep_facts(&sweep(), &jobs, &[]).state, "active");
     }
 
     #[test]
