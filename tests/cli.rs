@@ -1,15 +1,11 @@
 //! The `asdsweep` binary end to end: real `serve`, `worker` and operator
 //! processes talking over loopback gRPC.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod processes;
+
+use processes::{BIN, asdsweep, free_port, serve};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_asdsweep");
-
-fn asdsweep(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("RUST_LOG", "warn").output().expect("asdsweep runs")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -21,43 +17,6 @@ fn stderr(o: &Output) -> String {
 
 fn demo_spec() -> String {
     format!("{}/sweeps/noop-demo.toml", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let db = format!("sqlite://{}?mode=rwc", dir.join("cli.db").display());
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &addr, "--db", &db, "--heartbeat-ms", "200", "--reap-ms", "100"])
-            .arg("--artifacts")
-            .arg(dir.join("artifacts"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let end = Instant::now() + Duration::from_secs(20);
-        while asdsweep(&["status", "--coordinator", &addr]).status.code() != Some(0) {
-            assert!(Instant::now() < end, "serve did not come up on {addr}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -91,8 +50,8 @@ fn operator_commands_explain_an_unreachable_coordinator() {
 #[test]
 fn serve_worker_launch_status_and_results_work_together() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let addr = server.addr.as_str();
+    let (_server, addr) = serve(dir.path());
+    let addr = addr.as_str();
     let out = asdsweep(&["launch", &demo_spec(), "--coordinator", addr]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("launched (24 jobs)"), "{}", stdout(&out));
@@ -120,8 +79,8 @@ fn serve_worker_launch_status_and_results_work_together() {
 #[test]
 fn sigterm_makes_a_worker_hand_its_lease_back_and_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let addr = server.addr.as_str();
+    let (_server, addr) = serve(dir.path());
+    let addr = addr.as_str();
     let spec = dir.path().join("slow.toml");
     std::fs::write(
         &spec,

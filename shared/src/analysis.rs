@@ -330,7 +330,8 @@ fn nan_mean(values: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
-/// Groups items by a key, keeping the order in which keys first appear.
+/// Groups items by a key, keeping the order in which keys first appear (pandas'
+/// `groupby(sort=False, dropna=False)`, which the reference pipeline uses).
 fn ordered_groups<'a, T, K: Ord + Clone>(items: impl Iterator<Item = &'a T>, key: impl Fn(&T) -> K) -> Vec<Vec<&'a T>>
 where
     T: 'a,

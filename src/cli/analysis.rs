@@ -186,20 +186,9 @@ fn sections_table(ev: &SectionEvaluation) -> String {
             s.note.as_deref().unwrap_or("")
         );
     }
-    let _ = writeln!(
-        out,
-        "{:<12} {:>8} {:>8}",
-        "mean",
-        fmt_opt(ev.mean.auc),
-        fmt_opt(ev.mean.pauc)
-    );
-    let _ = writeln!(
-        out,
-        "{:<12} {:>8} {:>8}",
-        "hmean",
-        fmt_opt(ev.hmean.auc),
-        fmt_opt(ev.hmean.pauc)
-    );
+    for (name, m) in [("mean", &ev.mean), ("hmean", &ev.hmean)] {
+        let _ = writeln!(out, "{:<12} {:>8} {:>8}", name, fmt_opt(m.auc), fmt_opt(m.pauc));
+    }
     let _ = writeln!(
         out,
         "pAUC: McClish-standardised at max FPR {}; pAUC_raw: partial area / {}",

@@ -762,24 +762,6 @@ fn select_checkpoint<'a>(group: &[&'a Mapped]) -> Option<&'a Mapped> {
     Some(with_loss[0])
 }
 
-/// Groups items by a key in first-appearance order (`groupby(sort=False, dropna=False)`).
-fn group_in_order<T, K: Eq + std::hash::Hash + Clone>(
-    items: &[T],
-    key: impl Fn(&T) -> K,
-) -> Vec<Vec<&T>> {
-    let mut index: HashMap<K, usize> = HashMap::new();
-    let mut groups: Vec<Vec<&T>> = Vec::new();
-    for item in items {
-        let k = key(item);
-        let i = *index.entry(k).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[i].push(item);
-    }
-    groups
-}
-
 /// The aggregated (family, proxy quality, ASD) points of one ASD metric, as the reference
 /// `proxy_correlation_input_<metric>.csv` holds them.
 pub fn aggregated_points(
@@ -842,7 +824,7 @@ pub fn aggregated_points(
             .collect()
     };
     let selection_keys = present(&CHECKPOINT_SELECTION_KEYS);
-    let selected: Vec<Mapped> = group_in_order(&mapped, |m| m.key(&selection_keys))
+    let selected: Vec<Mapped> = super::ordered_groups(mapped.iter(), |m| m.key(&selection_keys))
         .iter()
         .filter_map(|g| select_checkpoint(g).cloned())
         .collect();
@@ -853,7 +835,7 @@ pub fn aggregated_points(
             .find(|(f, _)| *f == family)
             .map_or(Direction::HigherIsBetter, |(_, d)| *d)
     };
-    Ok(group_in_order(&selected, |m| m.key(&agg_keys))
+    Ok(super::ordered_groups(selected.iter(), |m| m.key(&agg_keys))
         .iter()
         .map(|g| {
             let family = g[0].row.text("Task_Group");

@@ -17,6 +17,29 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+/// Parses a job's parameters and runs its stage: `train` or `eval`. Bad parameters and
+/// any other stage fail the job permanently, naming the kind and the job.
+pub(crate) async fn run_stage<P, T, E>(
+    kind: &str,
+    ctx: JobContext,
+    train: impl FnOnce(JobContext, P) -> T,
+    eval: impl FnOnce(JobContext, P) -> E,
+) -> Result<JobOutput, JobError>
+where
+    P: serde::de::DeserializeOwned,
+    T: std::future::Future<Output = Result<JobOutput, JobError>>,
+    E: std::future::Future<Output = Result<JobOutput, JobError>>,
+{
+    let key = ctx.job.job_key.clone();
+    let params: P = serde_json::from_value(ctx.params.clone())
+        .map_err(|e| JobError::permanent(format!("{kind} job {key}: bad parameters: {e}")))?;
+    match ctx.job.stage.as_str() {
+        "train" => train(ctx, params).await,
+        "eval" => eval(ctx, params).await,
+        other => Err(JobError::permanent(format!("{kind} job {key}: unknown stage \"{other}\"; expected train or eval"))),
+    }
+}
+
 /// Runs blocking work (scans, decoding, training) off the async runtime; a panic becomes a failure.
 pub(crate) async fn blocking<T: Send + 'static>(
     key: &str,

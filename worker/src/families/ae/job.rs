@@ -6,7 +6,7 @@
 
 use super::{AeConfig, AeTrainingConfig};
 use crate::data::{DataRoot, Dataset};
-use crate::families::job::{Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all, provenance, resume_point, train_uploading};
+use crate::families::job::{run_stage, Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all, provenance, resume_point, train_uploading};
 use crate::registry::{JobContext, JobError, JobKind, JobOutput};
 use asdsweep_shared::dataset::{Entry, Label, Split};
 use asdsweep_shared::logmel::stack_frames;
@@ -62,16 +62,7 @@ impl JobKind for AutoencoderKind {
     }
 
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
-        Box::pin(async move {
-            let key = ctx.job.job_key.clone();
-            let params: Params = serde_json::from_value(ctx.params.clone())
-                .map_err(|e| JobError::permanent(format!("autoencoder job {key}: bad parameters: {e}")))?;
-            match ctx.job.stage.as_str() {
-                "train" => train(ctx, params).await,
-                "eval" => evaluate(ctx, params).await,
-                other => Err(JobError::permanent(format!("autoencoder job {key}: unknown stage \"{other}\"; expected train or eval"))),
-            }
-        })
+        Box::pin(run_stage::<Params, _, _>("autoencoder", ctx, train, evaluate))
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::{Classifier, ClassifierConfig, ClassifierTrainingConfig, Clips, HeadKind};
 use crate::data::{DataRoot, Dataset};
-use crate::families::job::{
+use crate::families::job::{run_stage, 
     Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all,
     provenance, resume_point, train_uploading,
 };
@@ -82,19 +82,7 @@ impl JobKind for ClassifierKind {
     }
 
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
-        Box::pin(async move {
-            let key = ctx.job.job_key.clone();
-            let params: Params = serde_json::from_value(ctx.params.clone()).map_err(|e| {
-                JobError::permanent(format!("classifier job {key}: bad parameters: {e}"))
-            })?;
-            match ctx.job.stage.as_str() {
-                "train" => train(ctx, params).await,
-                "eval" => evaluate(ctx, params).await,
-                other => Err(JobError::permanent(format!(
-                    "classifier job {key}: unknown stage \"{other}\"; expected train or eval"
-                ))),
-            }
-        })
+        Box::pin(run_stage::<Params, _, _>("classifier", ctx, train, evaluate))
     }
 }
 
