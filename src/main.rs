@@ -417,7 +417,9 @@ async fn run(command: Command) -> Result<()> {
 /// `asdsweep run`: fails before any job starts on a bad spec, device or data path.
 async fn run_local(args: RunArgs) -> Result<()> {
     let (mut spec, _) = operator::read_spec(&args.spec)?;
-    asdsweep_worker::backend::select(&args.device)?;
+    let backend = asdsweep_worker::backend::select(&args.device)?.backend;
+    spec.check_backend(backend)
+        .with_context(|| format!("`asdsweep run --device {}` starts its workers on the {backend} backend", args.device))?;
     let data_dir = local::prepare_data(&mut spec, &args.data, &args.data_cache)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let cfg = local::RunConfig {

@@ -24,7 +24,45 @@ on_sqlite_and_postgres!(
     a_failed_training_job_ends_its_evaluation_jobs_with_a_reason,
     higher_priority_jobs_are_leased_first,
     a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused,
+    jobs_are_leased_only_to_workers_with_a_backend_their_family_allows,
 );
+
+async fn jobs_are_leased_only_to_workers_with_a_backend_their_family_allows(h: &Harness) {
+    let coord = h.coordinator().await;
+    let spec = "version = 1\nname = \"gpu\"\ndevices = [\"fan\", \"pump\"]\n\
+                [[family]]\nkind = \"noop\"\nname = \"big\"\npriority = 5\nbackends = [\"cuda\", \"tch\"]\nconfigs = [{ name = \"a\" }]\n\
+                [[family]]\nkind = \"noop\"\nname = \"small\"\nconfigs = [{ name = \"a\" }]\n";
+    let sweep = launch(&coord.url(), spec).await.sweep_id;
+    let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
+    let register = |backend: &str| pb::RegisterRequest {
+        name: backend.into(),
+        capabilities: Some(pb::Capabilities { backend: backend.into(), device: "cpu".into(), ..Default::default() }),
+        version: String::new(),
+    };
+    let drain = async |client: &mut WorkerServiceClient<tonic::transport::Channel>, worker_id: &str| {
+        let mut families = Vec::new();
+        while let Some(l) = client.lease(pb::LeaseRequest { worker_id: worker_id.into() }).await.unwrap().into_inner().lease {
+            families.push(l.job.unwrap().family);
+        }
+        families
+    };
+    // A CPU worker gets only the family that allows any backend, despite the other's priority.
+    let flex = client.register(register("flex")).await.unwrap().into_inner().worker_id;
+    assert_eq!(drain(&mut client, &flex).await, ["small", "small"]);
+    let mut sweeps = SweepServiceClient::connect(coord.url()).await.unwrap();
+    let status = sweeps.status(pb::StatusRequest { sweep: sweep.to_string() }).await.unwrap().into_inner();
+    assert_eq!(status.sweeps[0].backend_needs, [pb::BackendNeed { backends: "cuda,tch".into(), pending: 2 }]);
+    let shown = asdsweep_coordinator::operator::render_status(&status);
+    assert!(shown.contains("2 pending job(s) need a worker with backend cuda or tch: no live worker has one"), "{shown}");
+    // A libtorch worker gets them.
+    let tch = client.register(register("tch")).await.unwrap().into_inner().worker_id;
+    assert_eq!(drain(&mut client, &tch).await, ["big", "big"]);
+    // A backend name that is not a plain name is refused at registration.
+    let err = client.register(register("%")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("backend \"%\""), "{}", err.message());
+    coord.shutdown().await;
+}
 
 async fn a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused(h: &Harness) {
     let coord = h.coordinator().await;
@@ -291,6 +329,7 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
         params: serde_json::json!({}),
         depends_on: vec![],
         priority: 0,
+        backends: vec![],
     };
     let queue = QueueSpec::default();
     let new = NewSweep { name: "mystery", spec_hash: "h", sweep_key: "mystery-key", spec_toml: "", queue: &queue, jobs: &[job] };

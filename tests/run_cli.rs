@@ -156,6 +156,9 @@ fn bad_specs_and_missing_data_fail_before_any_job_starts() {
         (good.replace("[synth]", "[dataset]\npath = \"nowhere\"\n[synth]"), vec!["[synth]"]),
         (good.replace("[synth]\nsections = 2\ntrain = 4\ntest = 3\nseconds = 1.0\n", "[dataset]\npath = \"nowhere\"\n"), vec!["nowhere", "--data"]),
         (good.replace("\"pump\"", "\"blender\""), vec!["blender", "valve"]),
+        // Local workers run on flex (`--device cpu`): a family kept off it could never run.
+        (good.replace("kind = \"autoencoder\"", "kind = \"autoencoder\"\nbackends = [\"cuda\"]"), vec!["family[0].backends", "cuda", "flex"]),
+        (good.replace("kind = \"autoencoder\"", "kind = \"autoencoder\"\nbackends = [\"gpu\"]"), vec!["gpu", "flex", "tch", "cuda"]),
     ] {
         let path = write_spec(dir.path(), &spec);
         let out = run(dir.path(), &path);

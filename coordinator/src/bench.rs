@@ -75,6 +75,7 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
             params: serde_json::json!({}),
             depends_on: vec![],
             priority: 0,
+            backends: vec![],
         })
         .collect();
     let key = format!("bench-{:016x}", rand::random::<u64>());

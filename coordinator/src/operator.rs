@@ -89,6 +89,10 @@ pub fn dry_run(spec: &Spec) -> String {
         spec.devices.len(),
         spec.seeds.len()
     );
+    for f in spec.families.iter().filter(|f| !f.backends().is_empty()) {
+        let names: Vec<&str> = f.backends().iter().map(|b| b.as_str()).collect();
+        let _ = writeln!(out, "family \"{}\" runs only on workers with backend {}", f.name(), names.join(" or "));
+    }
     out
 }
 
@@ -119,6 +123,17 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
             let counts: Vec<String> = f.counts.iter().filter(|c| c.count > 0).map(|c| format!("{} {}", c.count, c.state)).collect();
             let done = f.counts.iter().filter(|c| c.state == "succeeded").map(|c| c.count).sum::<u64>();
             let _ = writeln!(out, "  family {}: {}/{} succeeded; {}", f.family, done, f.total, counts.join(", "));
+        }
+        for need in &sw.backend_needs {
+            let allowed: Vec<&str> = need.backends.split(',').collect();
+            let able = s.live_workers.iter().filter(|w| allowed.contains(&w.backend.as_str())).count();
+            let _ = writeln!(
+                out,
+                "  {} pending job(s) need a worker with backend {}: {}",
+                need.pending,
+                allowed.join(" or "),
+                if able == 0 { "no live worker has one".to_owned() } else { format!("{able} live worker(s) can run them") }
+            );
         }
         for d in &sw.dead {
             let _ = writeln!(out, "  dead: {} after {} attempts: {}", d.job_key, d.attempts, d.error);

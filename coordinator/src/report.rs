@@ -726,6 +726,7 @@ mod tests {
             dependents: 0,
             progress: None,
             checkpoint: None,
+            backends: None,
             created_at_ms: 0,
             started_at_ms: None,
             finished_at_ms: None,

@@ -130,6 +130,7 @@ fn progress_to_wire(p: SweepProgress) -> pb::SweepStatus {
             .collect(),
         created_at_ms: p.sweep.created_at_ms,
         families: Vec::new(),
+        backend_needs: Vec::new(),
     }
 }
 
@@ -224,6 +225,13 @@ impl SweepService for Services {
         for s in &sweeps {
             let mut status = progress_to_wire(self.store.progress(s).await?);
             status.families = crate::report::family_progress(&self.store, s.id).await?;
+            status.backend_needs = self
+                .store
+                .pending_by_backends(s.id)
+                .await?
+                .into_iter()
+                .map(|(backends, pending)| pb::BackendNeed { backends, pending })
+                .collect();
             out.sweeps.push(status);
         }
         for (w, current_job) in self.store.live_workers(now_ms() - LIVE_WINDOW_MS).await? {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::queue::{AfterFailure, JobState, after_failure};
 use asdsweep_migrations::{Migrator, MigratorTrait};
 use asdsweep_shared::grid::{self, JobSpec};
-use asdsweep_shared::spec::{QueueSpec, Spec};
+use asdsweep_shared::spec::{Backend, QueueSpec, Spec};
 use sea_orm::{
     ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
     FromQueryResult, QueryFilter, QueryOrder, Statement, TransactionTrait, Value, ColumnTrait, DatabaseTransaction, DbErr,
@@ -39,11 +39,20 @@ const INSERT_CHUNK: usize = 500;
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    /// When each worker's `last_seen_ms` was last written: the hot path writes
-    /// it at most once per [`TOUCH_EVERY_MS`] per worker.
-    touched: Arc<Mutex<HashMap<String, i64>>>,
+    /// When each worker's `last_seen_ms` was last written (the hot path writes
+    /// it at most once per [`TOUCH_EVERY_MS`] per worker) and its backend.
+    touched: Arc<Mutex<HashMap<String, Seen>>>,
     /// The group-commit writer (SQLite only; Postgres gets a transaction per operation).
     writer: Option<tokio::sync::mpsc::UnboundedSender<Op>>,
+}
+
+/// A worker as the hot path knows it.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Last `last_seen_ms` written.
+    at_ms: i64,
+    /// The backend it registered with (fixed for the worker id's life).
+    backend: String,
 }
 
 /// Called with the batch's commit outcome; sends the operation's answer.
@@ -57,7 +66,7 @@ type Answer<T> = tokio::sync::oneshot::Sender<Result<T>>;
 /// typed so that every waiting call of a kind is answered by one batched
 /// statement ([`lease`]); anything else is a closure run in its own savepoint.
 enum Op {
-    Claim(String, Answer<Option<Claimed>>),
+    Claim(lease::Claimant, Answer<Option<Claimed>>),
     Beat(lease::Beat, Answer<HeartbeatOutcome>),
     Complete(Box<lease::Completion>, Answer<()>),
     Other(BatchOp),
@@ -308,6 +317,17 @@ struct ArtifactsRow {
     artifacts: Json,
 }
 
+#[derive(Debug, FromQueryResult)]
+struct BackendsCount {
+    backends: String,
+    n: i64,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct BackendRow {
+    backend: String,
+}
+
 impl Store {
     /// Connects to a sea-orm URL (`sqlite://PATH?mode=rwc`, `postgres://…`) and
     /// applies the migrations. `schema` selects a Postgres schema (created if
@@ -436,6 +456,7 @@ impl Store {
                 created_at_ms: Set(now),
                 started_at_ms: Set(None),
                 finished_at_ms: Set(None),
+                backends: Set(backend_list(&j.backends)),
                 ..Default::default()
             });
             job::Entity::insert_many(rows).exec(&txn).await?;
@@ -567,6 +588,20 @@ impl Store {
         Ok(p)
     }
 
+    /// Pending jobs of a sweep that only some backends may run, per allowed list.
+    pub async fn pending_by_backends(&self, sweep_id: i64) -> Result<Vec<(String, u64)>> {
+        Ok(BackendsCount::find_by_statement(self.stmt(
+            "SELECT backends, COUNT(*) AS n FROM jobs WHERE sweep_id = $1 AND state = 'pending' \
+             AND backends IS NOT NULL GROUP BY backends ORDER BY backends",
+            vec![sweep_id.into()],
+        ))
+        .all(&self.db)
+        .await?
+        .into_iter()
+        .map(|r| (r.backends, r.n as u64))
+        .collect())
+    }
+
     /// Every job of a sweep with its result, in job order.
     pub async fn results(&self, sweep_id: i64) -> Result<Vec<(job::Model, Option<result::Model>)>> {
         let jobs = job::Entity::find().filter(job::Column::SweepId.eq(sweep_id)).order_by_asc(job::Column::Id).all(&self.db).await?;
@@ -603,10 +638,17 @@ impl Store {
     pub async fn register_worker(&self, w: NewWorker) -> Result<String> {
         let now = now_ms();
         let id = format!("w-{:016x}", rand::random::<u64>());
+        let backend = w.backend;
+        // Claims match it inside a LIKE pattern: keep it to plain names.
+        if !backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Error::InvalidArgument(format!(
+                "worker backend \"{backend}\" is not a plain name: expected flex, tch, cuda or none"
+            )));
+        }
         worker::Entity::insert(worker::ActiveModel {
             id: Set(id.clone()),
             name: Set(w.name),
-            backend: Set(w.backend),
+            backend: Set(backend.clone()),
             device: Set(w.device),
             memory_bytes: Set(w.memory_bytes.min(i64::MAX as u64) as i64),
             labels: Set(serde_json::json!(w.labels)),
@@ -617,28 +659,39 @@ impl Store {
         })
         .exec(&self.db)
         .await?;
-        self.touched.lock().expect("touch cache lock poisoned").insert(id.clone(), now);
+        self.touched.lock().expect("touch cache lock poisoned").insert(id.clone(), Seen { at_ms: now, backend });
         Ok(id)
     }
 
-    /// Marks a worker as seen (at most once a second); fails if it is not registered.
-    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<()> {
+    /// Marks a worker as seen (at most once a second) and returns its backend;
+    /// fails if it is not registered.
+    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<String> {
         {
             let mut touched = self.touched.lock().expect("touch cache lock poisoned");
-            match touched.get(worker_id) {
-                Some(&t) if now - t < TOUCH_EVERY_MS => return Ok(()),
-                _ => touched.insert(worker_id.to_owned(), now),
-            };
+            if let Some(seen) = touched.get_mut(worker_id) {
+                if now - seen.at_ms < TOUCH_EVERY_MS {
+                    return Ok(seen.backend.clone());
+                }
+                seen.at_ms = now;
+            }
         }
-        let res = self
-            .db
-            .execute_raw(self.stmt("UPDATE workers SET last_seen_ms = $2 WHERE id = $1", vec![worker_id.into(), now.into()]))
-            .await?;
-        if res.rows_affected() == 0 {
-            self.touched.lock().expect("touch cache lock poisoned").remove(worker_id);
-            return Err(Error::NotFound { what: format!("worker {worker_id} (register again)") });
+        let row = BackendRow::find_by_statement(self.stmt(
+            "UPDATE workers SET last_seen_ms = $2 WHERE id = $1 RETURNING backend",
+            vec![worker_id.into(), now.into()],
+        ))
+        .one(&self.db)
+        .await?;
+        let mut touched = self.touched.lock().expect("touch cache lock poisoned");
+        match row {
+            Some(BackendRow { backend }) => {
+                touched.insert(worker_id.to_owned(), Seen { at_ms: now, backend: backend.clone() });
+                Ok(backend)
+            }
+            None => {
+                touched.remove(worker_id);
+                Err(Error::NotFound { what: format!("worker {worker_id} (register again)") })
+            }
         }
-        Ok(())
     }
 
     /// Runs `work` in a transaction. On SQLite it joins the group-commit batch
@@ -665,11 +718,11 @@ impl Store {
     /// Atomically leases the most urgent ready job to a worker.
     pub async fn claim(&self, worker_id: &str) -> Result<Option<Claimed>> {
         let now = now_ms();
-        self.touch_worker(worker_id, now).await?;
-        let worker_id = worker_id.to_owned();
+        let backend = self.touch_worker(worker_id, now).await?;
+        let claimant = lease::Claimant { worker_id: worker_id.to_owned(), backend };
         match &self.writer {
-            Some(writer) => submit(writer, |answer| Op::Claim(worker_id, answer)).await,
-            None => Ok(self.alone(async |txn| lease::claim_many(txn, &[worker_id], now).await).await?.pop().flatten()),
+            Some(writer) => submit(writer, |answer| Op::Claim(claimant, answer)).await,
+            None => Ok(self.alone(async |txn| lease::claim_many(txn, &[claimant], now).await).await?.pop().flatten()),
         }
     }
 
@@ -893,6 +946,11 @@ async fn guarded_update(
 const MAX_ERROR_BYTES: usize = 16 * 1024;
 
 /// Cuts text to at most `max` bytes on a character boundary, marking the cut.
+/// `jobs.backends` as stored: the names comma-separated, NULL for any.
+fn backend_list(backends: &[Backend]) -> Option<String> {
+    (!backends.is_empty()).then(|| backends.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(","))
+}
+
 fn clip(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_queue;
 mod m20261125_000002_job_checkpoint;
+mod m20261203_000003_job_backends;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -14,6 +15,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_queue::Migration), Box::new(m20261125_000002_job_checkpoint::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_queue::Migration),
+            Box::new(m20261125_000002_job_checkpoint::Migration),
+            Box::new(m20261203_000003_job_backends::Migration),
+        ]
     }
 }

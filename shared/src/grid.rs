@@ -5,7 +5,7 @@
 //! jobs are deduplicated by (family, config, training scope, seed); evaluation
 //! jobs depend on their training job.
 
-use crate::spec::{Spec, TrainingScope};
+use crate::spec::{Backend, Spec, TrainingScope};
 use serde::{Deserialize, Serialize};
 
 /// Device label of a job that spans every machine type (global training).
@@ -57,6 +57,9 @@ pub struct JobSpec {
     pub depends_on: Vec<String>,
     /// Scheduling priority (higher first).
     pub priority: i32,
+    /// Backends a worker must have to be leased this job (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
 }
 
 /// Expands a validated spec into its job list.
@@ -89,6 +92,7 @@ pub fn expand(spec: &Spec) -> Vec<JobSpec> {
                     params: params.clone(),
                     depends_on,
                     priority: family.priority(),
+                    backends: family.backends().to_vec(),
                 };
                 match family.training() {
                     TrainingScope::None => {

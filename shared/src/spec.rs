@@ -155,6 +155,38 @@ pub enum TrainingScope {
     Global,
 }
 
+/// A training backend a worker can be built with; the names workers report when they register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend (every build).
+    Flex,
+    /// libtorch through burn-tch (`--features tch`).
+    Tch,
+    /// burn-cuda (`--features cuda`).
+    Cuda,
+}
+
+impl Backend {
+    /// Every backend, in the order help texts list them.
+    pub const ALL: [Backend; 3] = [Backend::Flex, Backend::Tch, Backend::Cuda];
+
+    /// The name as spelled in specs and reported by workers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Tch => "tch",
+            Backend::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One proxy-task family with its grid of configs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -194,6 +226,16 @@ impl FamilySpec {
             FamilySpec::Noop(f) => f.priority,
             FamilySpec::Autoencoder(f) => f.priority,
             FamilySpec::Classifier(f) => f.priority,
+        }
+    }
+
+    /// Backends the family's jobs may run on (empty: any); a worker with another backend
+    /// is never leased one of them.
+    pub fn backends(&self) -> &[Backend] {
+        match self {
+            FamilySpec::Noop(f) => &f.backends,
+            FamilySpec::Autoencoder(f) => &f.backends,
+            FamilySpec::Classifier(f) => &f.backends,
         }
     }
 
@@ -263,6 +305,10 @@ pub struct AutoencoderFamily {
     /// Scheduling priority (higher runs first).
     #[serde(default)]
     pub priority: i32,
+    /// Backends its jobs may run on: any of `flex`, `tch`, `cuda` (absent or empty: any
+    /// worker); e.g. `["cuda", "tch"]` keeps a full-size model off CPU workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
     /// Training epochs (1..=10000; the study: 200).
     #[serde(default = "ae_defaults::epochs")]
     pub epochs: u32,
@@ -362,6 +408,10 @@ pub struct ClassifierFamily {
     /// Scheduling priority (higher runs first).
     #[serde(default)]
     pub priority: i32,
+    /// Backends its jobs may run on: any of `flex`, `tch`, `cuda` (absent or empty: any
+    /// worker); e.g. `["cuda", "tch"]` keeps a full-size model off CPU workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
     /// The head: `cross_entropy` or `arcface`.
     pub head: ClassifierHead,
     /// Training epochs (1..=10000; the study: 200).
@@ -473,6 +523,10 @@ pub struct NoopFamily {
     /// Scheduling priority (higher runs first).
     #[serde(default)]
     pub priority: i32,
+    /// Backends its jobs may run on: any of `flex`, `tch`, `cuda` (absent or empty: any
+    /// worker); e.g. `["cuda", "tch"]` keeps a full-size model off CPU workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
     /// Whether to model a train → evaluate dependency, and at which scope.
     #[serde(default)]
     pub training: TrainingScope,
@@ -500,6 +554,26 @@ impl Spec {
         let spec: Spec = toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// Checks that workers on `backend` may run every family's jobs (for `asdsweep run`,
+    /// whose local workers share one backend); names the first family that forbids it.
+    pub fn check_backend(&self, backend: &str) -> Result<()> {
+        for (i, f) in self.families.iter().enumerate() {
+            let allowed = f.backends();
+            if !allowed.is_empty() && !allowed.iter().any(|b| b.as_str() == backend) {
+                let names: Vec<&str> = allowed.iter().map(|b| b.as_str()).collect();
+                return Err(SpecError::Invalid {
+                    key: format!("family[{i}].backends"),
+                    problem: format!(
+                        "allows family \"{}\" only on {}, but these workers run on {backend}",
+                        f.name(),
+                        names.join(" or ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Reads, parses and validates a spec file.
@@ -744,6 +818,25 @@ mod tests {
     }
 
     #[test]
+    fn backends_keep_a_family_off_other_workers_and_a_wrong_name_lists_the_allowed_ones() {
+        let gpu = GOOD.replace("training = \"per_device\"", "training = \"per_device\"\nbackends = [\"cuda\", \"tch\"]");
+        let spec = Spec::from_toml(&gpu).unwrap();
+        assert_eq!(spec.families[0].backends(), [Backend::Cuda, Backend::Tch]);
+        assert!(crate::grid::expand(&spec).iter().all(|j| j.backends == [Backend::Cuda, Backend::Tch]));
+        spec.check_backend("tch").unwrap();
+        let err = spec.check_backend("flex").unwrap_err().to_string();
+        assert!(err.contains("family[0].backends") && err.contains("cuda or tch") && err.contains("run on flex"), "{err}");
+        // Absent means any; it leaves the hash of specs written before the key existed alone.
+        let any = Spec::from_toml(GOOD).unwrap();
+        any.check_backend("flex").unwrap();
+        assert!(!toml::to_string(&any).unwrap().contains("backends"));
+        let err = Spec::from_toml(&gpu.replace("\"tch\"", "\"gpu\"")).unwrap_err().to_string();
+        for n in ["gpu", "flex", "tch", "cuda"] {
+            assert!(err.contains(n), "{n} missing from: {err}");
+        }
+    }
+
+    #[test]
     fn an_unknown_config_key_is_named() {
         let err = Spec::from_toml(&GOOD.replace("sleep_ms = 5", "sleepms = 5")).unwrap_err().to_string();
         assert!(err.contains("sleepms"), "{err}");
@@ -892,10 +985,12 @@ mod tests {
 
     #[test]
     fn the_example_sweeps_parse() {
-        for name in ["ae-demo", "classifier-demo", "noop-demo"] {
+        for name in ["ae-demo", "classifier-demo", "noop-demo", "quick", "paper"] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sweeps/{name}.toml"));
             let spec = Spec::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(spec.name, name);
+            // Only the paper preset is meant for GPU workers; the rest run on `asdsweep run`'s CPU workers.
+            assert_eq!(spec.check_backend("flex").is_ok(), name != "paper", "{name}");
         }
     }
 

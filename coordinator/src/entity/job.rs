@@ -62,6 +62,8 @@ pub struct Model {
     pub finished_at_ms: Option<i64>,
     /// Latest checkpoint (sha256) reported by any attempt; kept across claims so a retry resumes.
     pub checkpoint: Option<String>,
+    /// Backends a worker must have to be leased this job, comma-separated (`cuda,tch`); NULL: any.
+    pub backends: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

@@ -49,17 +49,48 @@ fn case_by_id(first: usize, pairs: usize) -> String {
     format!("CASE id{arms} END")
 }
 
-/// Leases up to one ready job to each of `workers`, most urgent first. Workers
-/// beyond the ready jobs get `None`.
-pub(super) async fn claim_many(db: &impl ConnectionTrait, workers: &[String], now: i64) -> Result<Vec<Option<Claimed>>> {
+/// One worker asking for a job.
+#[derive(Debug, Clone)]
+pub(super) struct Claimant {
+    pub worker_id: String,
+    /// The backend it registered with: it is leased only jobs that allow it.
+    pub backend: String,
+}
+
+/// Leases up to one ready job to each of `claimants`, most urgent first, each
+/// a job its backend may run. Claimants beyond the ready jobs get `None`.
+pub(super) async fn claim_many(db: &impl ConnectionTrait, claimants: &[Claimant], now: i64) -> Result<Vec<Option<Claimed>>> {
+    let mut out: Vec<Option<Claimed>> = claimants.iter().map(|_| None).collect();
+    // One SELECT and UPDATE per backend in the batch (almost always one): a job
+    // leased for one group is no longer pending when the next group looks.
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, c) in claimants.iter().enumerate() {
+        match groups.iter_mut().find(|(b, _)| *b == c.backend) {
+            Some((_, slots)) => slots.push(i),
+            None => groups.push((&c.backend, vec![i])),
+        }
+    }
+    for (backend, slots) in groups {
+        let workers: Vec<&str> = slots.iter().map(|&i| claimants[i].worker_id.as_str()).collect();
+        for (slot, claimed) in slots.iter().zip(claim_for_backend(db, backend, &workers, now).await?) {
+            out[*slot] = claimed;
+        }
+    }
+    Ok(out)
+}
+
+/// [`claim_many`] for workers that share one backend.
+async fn claim_for_backend(db: &impl ConnectionTrait, backend: &str, workers: &[&str], now: i64) -> Result<Vec<Option<Claimed>>> {
     let lock = if db.get_database_backend() == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+    // `backends` lists names between commas, so matching `,name,` inside `,list,` is exact.
     let ids: Vec<i64> = super::IdRow::find_by_statement(stmt(
         db,
         &format!(
             "SELECT id FROM jobs WHERE state = 'pending' AND not_before_ms <= $1 \
+             AND (backends IS NULL OR ',' || backends || ',' LIKE $3) \
              ORDER BY priority DESC, id LIMIT $2 {lock}"
         ),
-        vec![now.into(), (workers.len() as i64).into()],
+        vec![now.into(), (workers.len() as i64).into(), format!("%,{backend},%").into()],
     ))
     .all(db)
     .await?
@@ -73,7 +104,7 @@ pub(super) async fn claim_many(db: &impl ConnectionTrait, workers: &[String], no
     let mut values: Vec<Value> = vec![now.into()];
     for (id, worker) in ids.iter().zip(workers) {
         values.push((*id).into());
-        values.push(worker.as_str().into());
+        values.push((*worker).into());
     }
     let sql = format!(
         "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = lease_token + 1, \
@@ -268,6 +299,7 @@ mod tests {
             params: serde_json::json!({}),
             depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
             priority: 0,
+            backends: vec![],
         }
     }
 
@@ -287,7 +319,7 @@ mod tests {
         let txn = db.begin().await.unwrap();
 
         // Three workers, two ready jobs (c waits for a): two leases, one "nothing yet".
-        let workers = ["w1".to_string(), "w2".to_string(), "w3".to_string()];
+        let workers = ["w1", "w2", "w3"].map(|w| Claimant { worker_id: w.into(), backend: "flex".into() });
         let claimed = claim_many(&txn, &workers, 1_000).await.unwrap();
         let (a, b) = (claimed[0].clone().unwrap(), claimed[1].clone().unwrap());
         assert!(claimed[2].is_none());
