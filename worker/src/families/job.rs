@@ -31,8 +31,9 @@ where
     E: std::future::Future<Output = Result<JobOutput, JobError>>,
 {
     let key = ctx.job.job_key.clone();
-    let params: P = serde_json::from_value(ctx.params.clone())
-        .map_err(|e| JobError::permanent(format!("{kind} job {key}: bad parameters: {e}")))?;
+    let params: P = serde_path_to_error::deserialize(&ctx.params).map_err(|e| {
+        JobError::permanent(format!("{kind} job {key}: bad parameters: `{}`: {}", e.path(), e.inner()))
+    })?;
     match ctx.job.stage.as_str() {
         "train" => train(ctx, params).await,
         "eval" => eval(ctx, params).await,

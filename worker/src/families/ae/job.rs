@@ -258,9 +258,14 @@ mod tests {
         let err = AutoencoderKind.run(context("eval", "fan", data.clone())).await.unwrap_err();
         assert!(err.message.contains("expected the one checkpoint") && err.message.contains("got 0"), "{err:?}");
 
-        let mut bad = context("train", "fan", data);
+        let mut bad = context("train", "fan", data.clone());
         bad.params.as_object_mut().unwrap().remove("hidden");
         let err = AutoencoderKind.run(bad).await.unwrap_err();
         assert!(err.message.contains("bad parameters") && err.message.contains("hidden"), "{err:?}");
+        // A value of the wrong type is named by its key, not only by the types involved.
+        let mut bad = context("train", "fan", data);
+        bad.params["latent"] = serde_json::json!("eight");
+        let err = AutoencoderKind.run(bad).await.unwrap_err();
+        assert!(err.message.contains("bad parameters: `latent`: invalid type: string \"eight\""), "{err:?}");
     }
 }
