@@ -483,6 +483,12 @@ impl Store {
             }
         }
         txn.commit().await?;
+        // Fresh statistics after a bulk insert: with the table's stats from when it was
+        // (nearly) empty, Postgres plans the claim as a sort of every pending job instead of
+        // a walk of `idx_jobs_claim` (seen with auto_explain: leases took twice as long).
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            self.db.execute_unprepared("ANALYZE jobs").await?;
+        }
         sweep::Entity::find_by_id(sweep_id)
             .one(&self.db)
             .await?
