@@ -325,7 +325,7 @@ async fn run(command: Command) -> Result<()> {
             }
             // Fails here, before registering, if this build cannot drive the device.
             let selected = asdsweep_worker::backend::select(&device)?;
-            cfg.backend = selected.backend.into();
+            cfg.backend = selected.backend.as_str().into();
             cfg.device = selected.name;
             cfg.slots = slots;
             cfg.labels = labels;
@@ -428,7 +428,7 @@ async fn run_local(args: RunArgs) -> Result<()> {
     let (mut spec, _) = operator::read_spec(&args.spec)?;
     let backend = asdsweep_worker::backend::select(&args.device)?.backend;
     spec.check_backend(backend)
-        .with_context(|| format!("`asdsweep run --device {}` starts its workers on the {backend} backend", args.device))?;
+        .with_context(|| format!("`asdsweep run --device {}` starts its workers on the {} backend", args.device, backend.as_str()))?;
     let data_dir = local::prepare_data(&mut spec, &args.data, &args.data_cache)?;
     // Jobs in parallel beat threads in parallel here: on 2 cores the quick sweep took 83 s
     // with two 1-thread workers and 166 s with one 2-thread worker (README).

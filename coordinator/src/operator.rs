@@ -5,7 +5,7 @@ use crate::report;
 use asdsweep_shared::grid;
 use asdsweep_shared::auth::Bearer;
 use asdsweep_shared::proto::{self as pb, AuthChannel, sweep_service_client::SweepServiceClient};
-use asdsweep_shared::spec::Spec;
+use asdsweep_shared::spec::{Backend, Spec};
 use std::fmt::Write as _;
 use std::path::Path;
 use tonic::transport::Channel;
@@ -90,8 +90,7 @@ pub fn dry_run(spec: &Spec) -> String {
         spec.seeds.len()
     );
     for f in spec.families.iter().filter(|f| !f.backends().is_empty()) {
-        let names: Vec<&str> = f.backends().iter().map(|b| b.as_str()).collect();
-        let _ = writeln!(out, "family \"{}\" runs only on workers with backend {}", f.name(), names.join(" or "));
+        let _ = writeln!(out, "family \"{}\" runs only on workers with backend {}", f.name(), Backend::join(f.backends(), " or "));
     }
     out
 }

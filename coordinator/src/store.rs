@@ -954,7 +954,7 @@ const MAX_ERROR_BYTES: usize = 16 * 1024;
 /// Cuts text to at most `max` bytes on a character boundary, marking the cut.
 /// `jobs.backends` as stored: the names comma-separated, NULL for any.
 fn backend_list(backends: &[Backend]) -> Option<String> {
-    (!backends.is_empty()).then(|| backends.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(","))
+    (!backends.is_empty()).then(|| Backend::join(backends, ","))
 }
 
 fn clip(text: &str, max: usize) -> String {

@@ -168,9 +168,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Every backend, in the order help texts list them.
-    pub const ALL: [Backend; 3] = [Backend::Flex, Backend::Tch, Backend::Cuda];
-
     /// The name as spelled in specs and reported by workers.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -179,11 +176,10 @@ impl Backend {
             Backend::Cuda => "cuda",
         }
     }
-}
 
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    /// The names of `backends` joined by `sep` (`"cuda or tch"`, `"cuda,tch"`).
+    pub fn join(backends: &[Backend], sep: &str) -> String {
+        backends.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(sep)
     }
 }
 
@@ -558,17 +554,17 @@ impl Spec {
 
     /// Checks that workers on `backend` may run every family's jobs (for `asdsweep run`,
     /// whose local workers share one backend); names the first family that forbids it.
-    pub fn check_backend(&self, backend: &str) -> Result<()> {
+    pub fn check_backend(&self, backend: Backend) -> Result<()> {
         for (i, f) in self.families.iter().enumerate() {
             let allowed = f.backends();
-            if !allowed.is_empty() && !allowed.iter().any(|b| b.as_str() == backend) {
-                let names: Vec<&str> = allowed.iter().map(|b| b.as_str()).collect();
+            if !allowed.is_empty() && !allowed.contains(&backend) {
                 return Err(SpecError::Invalid {
                     key: format!("family[{i}].backends"),
                     problem: format!(
-                        "allows family \"{}\" only on {}, but these workers run on {backend}",
+                        "allows family \"{}\" only on {}, but these workers run on {}",
                         f.name(),
-                        names.join(" or ")
+                        Backend::join(allowed, " or "),
+                        backend.as_str()
                     ),
                 });
             }
@@ -823,12 +819,12 @@ mod tests {
         let spec = Spec::from_toml(&gpu).unwrap();
         assert_eq!(spec.families[0].backends(), [Backend::Cuda, Backend::Tch]);
         assert!(crate::grid::expand(&spec).iter().all(|j| j.backends == [Backend::Cuda, Backend::Tch]));
-        spec.check_backend("tch").unwrap();
-        let err = spec.check_backend("flex").unwrap_err().to_string();
+        spec.check_backend(Backend::Tch).unwrap();
+        let err = spec.check_backend(Backend::Flex).unwrap_err().to_string();
         assert!(err.contains("family[0].backends") && err.contains("cuda or tch") && err.contains("run on flex"), "{err}");
         // Absent means any; it leaves the hash of specs written before the key existed alone.
         let any = Spec::from_toml(GOOD).unwrap();
-        any.check_backend("flex").unwrap();
+        any.check_backend(Backend::Flex).unwrap();
         assert!(!toml::to_string(&any).unwrap().contains("backends"));
         let err = Spec::from_toml(&gpu.replace("\"tch\"", "\"gpu\"")).unwrap_err().to_string();
         for n in ["gpu", "flex", "tch", "cuda"] {
@@ -990,7 +986,7 @@ mod tests {
             let spec = Spec::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(spec.name, name);
             // Only the paper preset is meant for GPU workers; the rest run on `asdsweep run`'s CPU workers.
-            assert_eq!(spec.check_backend("flex").is_ok(), name != "paper", "{name}");
+            assert_eq!(spec.check_backend(Backend::Flex).is_ok(), name != "paper", "{name}");
         }
     }
 

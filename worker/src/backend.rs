@@ -2,6 +2,7 @@
 //! [`Device`]. A new backend is a cargo feature here, not a rewrite elsewhere:
 //! models and training code take a `Device` and nothing else.
 
+use asdsweep_shared::spec::Backend;
 use burn::tensor::Device;
 
 /// Why a device cannot be used by this build.
@@ -25,20 +26,20 @@ pub enum BackendError {
 pub struct Selected {
     /// The burn device (without autodiff; training adds it).
     pub device: Device,
-    /// Backend name reported to the coordinator (`flex`, `tch`, `cuda`).
-    pub backend: &'static str,
+    /// Backend reported to the coordinator.
+    pub backend: Backend,
     /// The device string as given (`cpu`, `cuda:0`).
     pub name: String,
 }
 
 /// Backends compiled into this build.
-pub fn compiled() -> Vec<&'static str> {
-    let mut v = vec!["flex"];
+pub fn compiled() -> Vec<Backend> {
+    let mut v = vec![Backend::Flex];
     if cfg!(feature = "tch") {
-        v.push("tch");
+        v.push(Backend::Tch);
     }
     if cfg!(feature = "cuda") {
-        v.push("cuda");
+        v.push(Backend::Cuda);
     }
     v
 }
@@ -47,30 +48,30 @@ pub fn compiled() -> Vec<&'static str> {
 /// backend); `cuda:N` runs on burn-cuda if compiled in, else on libtorch.
 pub fn select(device: &str) -> Result<Selected, BackendError> {
     if device == "cpu" {
-        return Ok(Selected { device: Device::flex(), backend: "flex", name: device.to_owned() });
+        return Ok(Selected { device: Device::flex(), backend: Backend::Flex, name: device.to_owned() });
     }
     let index: usize = device
         .strip_prefix("cuda:")
         .and_then(|i| i.parse().ok())
         .ok_or_else(|| BackendError::UnknownDevice(device.to_owned()))?;
     cuda_device(index).map(|(d, backend)| Selected { device: d, backend, name: device.to_owned() }).ok_or_else(|| {
-        BackendError::MissingFeature { device: device.to_owned(), compiled: compiled().join(", ") }
+        BackendError::MissingFeature { device: device.to_owned(), compiled: Backend::join(&compiled(), ", ") }
     })
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_device(index: usize) -> Option<(Device, &'static str)> {
-    Some((Device::cuda(index), "cuda"))
+fn cuda_device(index: usize) -> Option<(Device, Backend)> {
+    Some((Device::cuda(index), Backend::Cuda))
 }
 
 #[cfg(all(feature = "tch", not(feature = "cuda")))]
 #[allow(deprecated)] // burn-tch is deprecated upstream; the design card still asks for it
-fn cuda_device(index: usize) -> Option<(Device, &'static str)> {
-    Some((Device::libtorch_cuda(index), "tch"))
+fn cuda_device(index: usize) -> Option<(Device, Backend)> {
+    Some((Device::libtorch_cuda(index), Backend::Tch))
 }
 
 #[cfg(not(any(feature = "cuda", feature = "tch")))]
-fn cuda_device(_index: usize) -> Option<(Device, &'static str)> {
+fn cuda_device(_index: usize) -> Option<(Device, Backend)> {
     None
 }
 
@@ -81,7 +82,7 @@ mod tests {
     #[test]
     fn cpu_runs_on_flex() {
         let s = select("cpu").unwrap();
-        assert_eq!((s.backend, s.name.as_str()), ("flex", "cpu"));
+        assert_eq!((s.backend, s.name.as_str()), (Backend::Flex, "cpu"));
     }
 
     #[test]
