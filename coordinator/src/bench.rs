@@ -86,15 +86,15 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
 
     let counts: Arc<Vec<AtomicU32>> = Arc::new((0..cfg.jobs).map(|_| AtomicU32::new(0)).collect());
     let completed = Arc::new(AtomicU64::new(0));
-    let channel = Channel::from_shared(coordinator.url())
+    let endpoint = Channel::from_shared(coordinator.url())
         .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect_lazy();
+        .tcp_nodelay(true);
     let start = Instant::now();
     let deadline = start + cfg.deadline;
     let clients: Vec<_> = (0..cfg.workers)
         .map(|w| {
-            let mut client = WorkerServiceClient::new(channel.clone());
+            // A connection of its own, as a worker process has.
+            let mut client = WorkerServiceClient::new(endpoint.connect_lazy());
             let (counts, completed, total) = (counts.clone(), completed.clone(), cfg.jobs as u64);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
