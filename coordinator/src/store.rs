@@ -152,7 +152,7 @@ impl LeaseCalls {
         for round in &self.beats {
             beats.push(lease::heartbeat_many(txn, &round.args, now).await?);
         }
-        let claims = if self.claims.args.is_empty() { Vec::new() } else { lease::claim_many(txn, &self.claims.args, now).await? };
+        let claims = lease::claim_many(txn, &self.claims.args, now).await?;
         Ok((dones, beats, claims))
     }
 
@@ -1060,6 +1060,32 @@ fn check_schema_name(schema: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A diagnostic no-op job for the store's tests.
+    pub(super) fn job(key: &str, depends_on: &[&str]) -> JobSpec {
+        JobSpec {
+            key: key.into(),
+            kind: "noop".into(),
+            stage: grid::Stage::Run,
+            family: "f".into(),
+            config: "c".into(),
+            device: "d".into(),
+            seed: 1,
+            params: serde_json::json!({}),
+            depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+            priority: 0,
+            backends: vec![],
+        }
+    }
+
+    /// A SQLite store in `dir` holding one sweep of `jobs`.
+    pub(super) async fn sqlite_store_with(dir: &std::path::Path, jobs: &[JobSpec]) -> Store {
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("q.db").display()), None).await.unwrap();
+        let queue = QueueSpec::default();
+        let new = NewSweep { name: "t", spec_hash: "h", sweep_key: "k", spec_toml: "", queue: &queue, jobs };
+        store.launch_jobs(new).await.unwrap();
+        store
+    }
+
     #[test]
     fn long_errors_are_clipped_on_a_character_boundary() {
         assert_eq!(clip("short", 10), "short");
@@ -1071,24 +1097,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_whose_statement_fails_fails_alone_and_its_batch_still_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display()), None).await.unwrap();
-        let job = |key: &str| JobSpec {
-            key: key.into(),
-            kind: "noop".into(),
-            stage: grid::Stage::Run,
-            family: "f".into(),
-            config: "c".into(),
-            device: "d".into(),
-            seed: 1,
-            params: serde_json::json!({}),
-            depends_on: vec![],
-            priority: 0,
-            backends: vec![],
-        };
-        let jobs: Vec<JobSpec> = ["a", "b", "c"].map(job).into();
-        let queue = QueueSpec::default();
-        let new = NewSweep { name: "t", spec_hash: "h", sweep_key: "k", spec_toml: "", queue: &queue, jobs: &jobs };
-        store.launch_jobs(new).await.unwrap();
+        let store = sqlite_store_with(dir.path(), &[job("a", &[]), job("b", &[]), job("c", &[])]).await;
         let worker = |name: &str| NewWorker { name: name.into(), backend: "flex".into(), ..Default::default() };
         let mut ids = Vec::new();
         for name in ["w1", "w2", "w3"] {

@@ -294,26 +294,8 @@ pub(super) fn rounds<T>(calls: Vec<T>, job_id: impl Fn(&T) -> i64) -> Vec<Vec<T>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewSweep, Store};
-    use asdsweep_shared::grid::{JobSpec, Stage};
-    use asdsweep_shared::spec::QueueSpec;
+    use crate::store::tests::{job, sqlite_store_with};
     use sea_orm::TransactionTrait;
-
-    fn job(key: &str, depends_on: &[&str]) -> JobSpec {
-        JobSpec {
-            key: key.into(),
-            kind: "noop".into(),
-            stage: Stage::Run,
-            family: "f".into(),
-            config: "c".into(),
-            device: "d".into(),
-            seed: 1,
-            params: serde_json::json!({}),
-            depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
-            priority: 0,
-            backends: vec![],
-        }
-    }
 
     fn done(c: &Claimed, worker: &str) -> Completion {
         Completion { worker_id: worker.into(), job_id: c.job.id, token: c.job.lease_token, result: NewResult::default() }
@@ -322,11 +304,7 @@ mod tests {
     #[tokio::test]
     async fn one_batch_answers_each_call_as_if_it_ran_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display()), None).await.unwrap();
-        let jobs = [job("a", &[]), job("b", &[]), job("c", &["a"])];
-        let queue = QueueSpec::default();
-        let new = NewSweep { name: "t", spec_hash: "h", sweep_key: "k", spec_toml: "", queue: &queue, jobs: &jobs };
-        store.launch_jobs(new).await.unwrap();
+        let store = sqlite_store_with(dir.path(), &[job("a", &[]), job("b", &[]), job("c", &["a"])]).await;
         let db = store.connection();
         let txn = db.begin().await.unwrap();
 
