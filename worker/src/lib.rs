@@ -4,6 +4,7 @@
 //! - [`registry`]: the job kinds this worker can run and how they are called.
 //! - [`noop`]: the diagnostic `noop` kind.
 //! - [`backend`]: `--device` to a burn device.
+//! - [`conv`]: 2-D convolution with a faster weight gradient on flex.
 //! - [`bench`]: training throughput (`asdsweep bench train`).
 //! - [`families`]: the model families (training with burn).
 //! - [`execution_loop`]: register, lease, heartbeat, complete or fail.
@@ -15,6 +16,7 @@
 pub mod artifacts;
 pub mod backend;
 pub mod bench;
+pub mod conv;
 pub mod data;
 pub mod execution_loop;
 pub mod families;

@@ -116,7 +116,7 @@ pub fn load_classifier(model: &mut Classifier, path: &Path) -> Result<(), Import
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Parity with the study's PyTorch modules: `tests/fixtures/gen/model_fixtures.py`
     //! builds them with random weights, runs them in eval mode on a fixed input and saves
     //! weights, input and outputs to `tests/fixtures/models/`.
@@ -128,7 +128,7 @@ mod tests {
     use burn::store::ModuleStore;
     use burn::tensor::{Device, Int, Tensor, TensorData};
 
-    fn fixture(name: &str) -> PathBuf {
+    pub(crate) fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/models")
             .join(name)
@@ -144,7 +144,7 @@ mod tests {
         (t.to_bytes().expect("bytes").to_vec(), t.shape.to_vec())
     }
 
-    fn floats<const D: usize>(path: &Path, name: &str, device: &Device) -> Tensor<D> {
+    pub(crate) fn floats<const D: usize>(path: &Path, name: &str, device: &Device) -> Tensor<D> {
         let (bytes, shape) = tensor(path, name);
         let values: Vec<f32> = bytes
             .chunks_exact(4)

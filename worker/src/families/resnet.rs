@@ -17,6 +17,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::ConfigError;
+use crate::conv::conv2d;
 
 /// The depths the study trains.
 pub const DEPTHS: [usize; 5] = [18, 34, 50, 101, 152];
@@ -184,7 +185,7 @@ pub struct Downsample {
 
 impl Downsample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        self.bn.forward(conv2d(&self.conv, x))
     }
 }
 
@@ -251,13 +252,13 @@ impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (out, downsample) = match self {
             Block::Basic(b) => {
-                let h = relu(b.bn1.forward(b.conv1.forward(x.clone())));
-                (b.bn2.forward(b.conv2.forward(h)), &b.downsample)
+                let h = relu(b.bn1.forward(conv2d(&b.conv1, x.clone())));
+                (b.bn2.forward(conv2d(&b.conv2, h)), &b.downsample)
             }
             Block::Bottleneck(b) => {
-                let h = relu(b.bn1.forward(b.conv1.forward(x.clone())));
-                let h = relu(b.bn2.forward(b.conv2.forward(h)));
-                (b.bn3.forward(b.conv3.forward(h)), &b.downsample)
+                let h = relu(b.bn1.forward(conv2d(&b.conv1, x.clone())));
+                let h = relu(b.bn2.forward(conv2d(&b.conv2, h)));
+                (b.bn3.forward(conv2d(&b.conv3, h)), &b.downsample)
             }
         };
         let identity = match downsample {
@@ -319,7 +320,7 @@ impl ResNet {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut h = self
             .maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+            .forward(relu(self.bn1.forward(conv2d(&self.conv1, x))));
         for block in self
             .layer1
             .iter()

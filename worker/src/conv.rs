@@ -1,0 +1,630 @@
+//! 2-D convolution for the models, with a faster weight gradient on burn's flex CPU backend.
+//!
+//! burn 0.22 computes a convolution's weight gradient, unless the backend overrides it, as a
+//! convolution of the transposed input with the output gradient as the kernel; flex does not
+//! override it and runs that as one skinny GEMM per input channel, reading the whole output
+//! gradient again each time. In a ResNet-18 training step that cost about twice the forward
+//! convolution (README, Training speed). Here the weight gradient is computed the way
+//! PyTorch's CPU backend does it: dW = G · im2col(x)ᵀ, built tile by tile (columns = output
+//! positions across the batch) and accumulated by one GEMM per tile.
+//!
+//! [`conv2d`] replaces `Conv2d::forward`. On flex, with or without autodiff, it runs through
+//! the [`FlexConv`] backend extension (burn's supported way to add an operation with its own
+//! backward pass): the forward pass and the input gradient are flex's own, only the weight
+//! gradient is [`weight_grad`]. On every other backend it is `Conv2d::forward`.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
+};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+/// A convolution without bias whose autodiff weight gradient is [`weight_grad`].
+#[backend_extension(Flex, Autodiff)]
+pub trait FlexConv: Backend {
+    /// `conv2d(x, weight)` without bias.
+    fn conv2d_im2col_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+}
+
+impl FlexConv for Flex {
+    fn conv2d_im2col_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Flex::conv2d(x, weight, None, options)
+    }
+}
+
+impl<C: CheckpointStrategy> FlexConv for Autodiff<Flex, C> {
+    fn conv2d_im2col_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Conv2dBackward;
+
+        impl Backward<Flex, 2> for Conv2dBackward {
+            type State = (FlexTensor, FlexTensor, ConvOptions<2>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (x, weight, options) = ops.state;
+                if let Some(node) = node_x {
+                    let dx = Flex::conv2d_x_backward(
+                        x.clone(),
+                        weight.clone(),
+                        grad.clone(),
+                        options.clone(),
+                    );
+                    grads.register::<Flex>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    grads.register::<Flex>(node.id, weight_grad(x, weight, grad, options));
+                }
+            }
+        }
+
+        match Conv2dBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                let output = Flex::conv2d(x.clone(), weight.clone(), None, options.clone());
+                prep.finish((x, weight, options), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                None,
+                options,
+            )),
+        }
+    }
+}
+
+/// `conv.forward(x)`, with [`weight_grad`] as the weight gradient when `x` is on flex and
+/// the padding is explicit or none (`Same` padding, which the models do not use, is left to
+/// `Conv2d::forward`).
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let ((top, bottom), (left, right)) = match conv.padding {
+        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
+        PaddingConfig2d::Same => return conv.forward(x),
+    };
+    if !on_flex(x.device().as_dispatch()) {
+        return conv.forward(x);
+    }
+    let options = ConvOptions::new_with_padding(
+        conv.stride,
+        [(top, bottom), (left, right)],
+        conv.dilation,
+        conv.groups,
+    );
+    let y = Tensor::<4>::from_dispatch(<Dispatch as FlexConv>::conv2d_im2col_grad(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        options,
+    ));
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, -1, 1, 1]),
+        None => y,
+    }
+}
+
+fn on_flex(device: &DispatchDevice) -> bool {
+    match device {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => on_flex(inner),
+        #[allow(unreachable_patterns)] // other variants exist only with the tch/cuda features
+        _ => false,
+    }
+}
+
+/// Output positions (across the batch) per im2col tile: wide enough for an efficient GEMM,
+/// small enough that a tile of the widest ResNet layer (4,608 rows) stays under 20 MB.
+const TILE_COLUMNS: usize = 1024;
+
+/// At most this many floats (32 MiB) in the per-thread partial gradients together.
+const PARTIALS_BUDGET: usize = 8 << 20;
+
+/// The weight gradient of `conv2d(x, weight, options)` for the output gradient `grad`.
+///
+/// f32 with one group and symmetric padding (every convolution of the models) runs as
+/// im2col tiles and GEMMs; anything else falls back to burn's default. The columns
+/// (batch × output positions) are split into one contiguous range per thread, each summed
+/// in a fixed order and the partial sums added in range order, so the result does not depend
+/// on scheduling: the same job twice gives the same bits.
+pub fn weight_grad(
+    x: FlexTensor,
+    weight: FlexTensor,
+    grad: FlexTensor,
+    options: ConvOptions<2>,
+) -> FlexTensor {
+    if x.dtype() != DType::F32 || options.groups != 1 || options.is_asymmetric() {
+        return Flex::conv2d_weight_backward(x, weight, grad, options);
+    }
+    let geometry = Geometry::new(
+        x.shape().dims(),
+        weight.shape().dims(),
+        grad.shape().dims(),
+        &options,
+    );
+    let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
+    let dw = geometry.weight_grad(x.storage(), grad.storage());
+    FlexTensor::from_data(TensorData::new(dw, weight.shape()))
+}
+
+/// Sizes of one convolution, all as the weight-gradient loops use them.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    in_h: usize,
+    in_w: usize,
+    c_out: usize,
+    kernel: [usize; 2],
+    out_h: usize,
+    out_w: usize,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    padding: [usize; 2],
+}
+
+impl Geometry {
+    fn new(x: [usize; 4], weight: [usize; 4], grad: [usize; 4], options: &ConvOptions<2>) -> Self {
+        let [batch, c_in, in_h, in_w] = x;
+        let [c_out, _, kernel_h, kernel_w] = weight;
+        let [_, _, out_h, out_w] = grad;
+        Geometry {
+            batch,
+            c_in,
+            in_h,
+            in_w,
+            c_out,
+            kernel: [kernel_h, kernel_w],
+            out_h,
+            out_w,
+            stride: options.stride,
+            dilation: options.dilation,
+            padding: options.padding_begin(),
+        }
+    }
+
+    /// Output positions per sample.
+    fn positions(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// Rows of an im2col tile: one per (input channel, kernel row, kernel column).
+    fn rows(&self) -> usize {
+        self.c_in * self.kernel[0] * self.kernel[1]
+    }
+
+    fn weight_grad(&self, x: &[f32], grad: &[f32]) -> Vec<f32> {
+        let columns = self.batch * self.positions();
+        let size = self.c_out * self.rows();
+        if columns == 0 || size == 0 {
+            return vec![0.0; size];
+        }
+        let threads = rayon::current_num_threads();
+        let parts = threads
+            .min(columns.div_ceil(TILE_COLUMNS))
+            .min((PARTIALS_BUDGET / size).max(1));
+        // Threads not given a range of their own help inside each range's GEMMs.
+        let parallelism = match threads / parts {
+            0 | 1 => gemm::Parallelism::None,
+            n => gemm::Parallelism::Rayon(n),
+        };
+        let mut partials = (0..parts)
+            .into_par_iter()
+            .map(|p| {
+                self.accumulate(
+                    x,
+                    grad,
+                    columns * p / parts..columns * (p + 1) / parts,
+                    parallelism,
+                )
+            })
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut dw = partials.next().expect("at least one range");
+        for partial in partials {
+            dw.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+        }
+        dw
+    }
+
+    /// dW over the columns `range`: Σ over tiles of G[c_out × tile] · im2col[tile × rows].
+    fn accumulate(
+        &self,
+        x: &[f32],
+        grad: &[f32],
+        range: std::ops::Range<usize>,
+        parallelism: gemm::Parallelism,
+    ) -> Vec<f32> {
+        let rows = self.rows();
+        let mut dw = vec![0.0f32; self.c_out * rows];
+        let mut cols = vec![0.0f32; rows * TILE_COLUMNS];
+        let mut g = vec![0.0f32; self.c_out * TILE_COLUMNS];
+        for start in range.clone().step_by(TILE_COLUMNS) {
+            let n = TILE_COLUMNS.min(range.end - start);
+            self.im2col(x, start, n, &mut cols[..rows * n]);
+            self.gather_grad(grad, start, n, &mut g[..self.c_out * n]);
+            // SAFETY: dw is c_out × rows (row stride rows), g is c_out × n (row stride n),
+            // cols is rows × n stored row-major, read as its n × rows transpose; all three
+            // buffers are at least that long and do not overlap.
+            unsafe {
+                gemm::gemm(
+                    self.c_out,
+                    rows,
+                    n,
+                    dw.as_mut_ptr(),
+                    1,
+                    rows as isize,
+                    start != range.start,
+                    g.as_ptr(),
+                    1,
+                    n as isize,
+                    cols.as_ptr(),
+                    n as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+        }
+        dw
+    }
+
+    /// im2col of the columns `start..start + n` into `cols[row * n + column]`, where row is
+    /// (input channel, kernel row, kernel column) and padding reads as zero.
+    fn im2col(&self, x: &[f32], start: usize, n: usize, cols: &mut [f32]) {
+        let [kernel_h, kernel_w] = self.kernel;
+        let [stride_h, stride_w] = self.stride;
+        let [dilation_h, dilation_w] = self.dilation;
+        let [pad_h, pad_w] = self.padding;
+        // One output row of one sample at a time: its columns read one input row per kernel row.
+        let mut column = start;
+        while column < start + n {
+            let (sample, position) = (column / self.positions(), column % self.positions());
+            let (out_y, out_x) = (position / self.out_w, position % self.out_w);
+            let run = (self.out_w - out_x).min(start + n - column);
+            let offset = column - start;
+            for c in 0..self.c_in {
+                for ky in 0..kernel_h {
+                    let in_y = (out_y * stride_h + ky * dilation_h).checked_sub(pad_h);
+                    let input_row = in_y.filter(|&y| y < self.in_h).map(|y| {
+                        let base = ((sample * self.c_in + c) * self.in_h + y) * self.in_w;
+                        &x[base..base + self.in_w]
+                    });
+                    for kx in 0..kernel_w {
+                        let row = (c * kernel_h + ky) * kernel_w + kx;
+                        let dst = &mut cols[row * n + offset..][..run];
+                        match input_row {
+                            None => dst.fill(0.0),
+                            Some(input_row) => {
+                                gather_row(dst, input_row, out_x, stride_w, kx * dilation_w, pad_w)
+                            }
+                        }
+                    }
+                }
+            }
+            column += run;
+        }
+    }
+
+    /// The output gradient of the columns `start..start + n` as `g[c_out * n + column]`.
+    fn gather_grad(&self, grad: &[f32], start: usize, n: usize, g: &mut [f32]) {
+        let positions = self.positions();
+        let mut column = start;
+        while column < start + n {
+            let (sample, position) = (column / positions, column % positions);
+            let run = (positions - position).min(start + n - column);
+            let offset = column - start;
+            for o in 0..self.c_out {
+                let src = (sample * self.c_out + o) * positions + position;
+                g[o * n + offset..][..run].copy_from_slice(&grad[src..src + run]);
+            }
+            column += run;
+        }
+    }
+}
+
+/// `dst[i] = row[(out_x + i) * stride + shift - pad]`, zero where that falls outside `row`.
+fn gather_row(dst: &mut [f32], row: &[f32], out_x: usize, stride: usize, shift: usize, pad: usize) {
+    // With the padding added back, dst[i] reads column (out_x + i)·stride + shift, which is in
+    // the row when it is >= pad and < pad + row.len(): the first i reaching `limit` is this.
+    let first_reaching = |limit: usize| {
+        limit
+            .saturating_sub(shift)
+            .div_ceil(stride)
+            .saturating_sub(out_x)
+            .min(dst.len())
+    };
+    let first = first_reaching(pad);
+    let end = first_reaching(pad + row.len()).max(first);
+    dst[..first].fill(0.0);
+    dst[end..].fill(0.0);
+    if first == end {
+        return;
+    }
+    let from = (out_x + first) * stride + shift - pad;
+    if stride == 1 {
+        dst[first..end].copy_from_slice(&row[from..from + (end - first)]);
+    } else {
+        for (d, s) in dst[first..end]
+            .iter_mut()
+            .zip(row[from..].iter().step_by(stride))
+        {
+            *d = *s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::pytorch::tests::{fixture, floats};
+    use burn::module::Param;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution};
+
+    /// max |ours − theirs| ≤ `tol` · max(1, max |theirs|): sums of thousands of products
+    /// differ in their last bits with the summation order.
+    fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tol: f32, what: &str) {
+        assert_eq!(ours.dims(), theirs.dims(), "{what}: shape");
+        let a = ours.into_data().try_to_vec::<f32>().expect("f32");
+        let b = theirs.into_data().try_to_vec::<f32>().expect("f32");
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= tol * scale,
+            "{what}: max difference {worst:e} > {tol:e} × {scale}"
+        );
+    }
+
+    fn conv(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+        bias: bool,
+    ) -> Conv2d {
+        Conv2dConfig::new([c_in, c_out], [k, k])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_dilation([dilation, dilation])
+            .with_bias(bias)
+            .init(&Device::flex())
+    }
+
+    /// Gradients of Σ conv(x) ⊙ grad_output with respect to (weight, x, bias).
+    fn gradients(
+        conv: &Conv2d,
+        x: Tensor<4>,
+        grad_output: Tensor<4>,
+        forward: fn(&Conv2d, Tensor<4>) -> Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>, Option<Tensor<1>>) {
+        let tracked = |t: Tensor<4>| t.autodiff().require_grad();
+        let mut conv = conv.clone();
+        conv.weight = Param::from_tensor(tracked(conv.weight.val()));
+        conv.bias = conv
+            .bias
+            .map(|b| Param::from_tensor(b.val().autodiff().require_grad()));
+        let x = tracked(x);
+        let y = forward(&conv, x.clone());
+        assert_eq!(y.dims(), grad_output.dims(), "output shape");
+        let grads = (y * grad_output.autodiff()).sum().backward();
+        (
+            conv.weight.val().grad(&grads).expect("weight gradient"),
+            x.grad(&grads).expect("input gradient"),
+            conv.bias
+                .as_ref()
+                .map(|b| b.val().grad(&grads).expect("bias gradient")),
+        )
+    }
+
+    /// `tests/fixtures/gen/model_fixtures.py`'s CONV_GRAD_CASES: (kernel, stride, padding, dilation).
+    const PYTORCH_CASES: [(usize, usize, usize, usize); 5] = [
+        (3, 1, 1, 1),
+        (7, 2, 3, 1),
+        (1, 2, 0, 1),
+        (3, 2, 1, 2),
+        (3, 1, 1, 1),
+    ];
+
+    #[test]
+    fn weight_and_input_gradients_match_pytorch() {
+        let path = fixture("conv_grads.safetensors");
+        let device = Device::flex();
+        for (i, (k, stride, pad, dilation)) in PYTORCH_CASES.into_iter().enumerate() {
+            let tensor = |name: &str| floats::<4>(&path, &format!("case{i}.{name}"), &device);
+            let weight = tensor("weight");
+            let [c_out, c_in, _, _] = weight.dims();
+            let mut layer = conv(c_in, c_out, k, stride, pad, dilation, false);
+            layer.weight = Param::from_tensor(weight);
+            let (dw, dx, _) = gradients(&layer, tensor("x"), tensor("grad_output"), conv2d);
+            assert_close(
+                dw,
+                tensor("expected.weight_grad"),
+                1e-5,
+                &format!("case {i} weight gradient"),
+            );
+            assert_close(
+                dx,
+                tensor("expected.input_grad"),
+                1e-5,
+                &format!("case {i} input gradient"),
+            );
+        }
+    }
+
+    #[test]
+    fn forward_and_gradients_match_conv2d_forward_with_bias() {
+        let device = Device::flex();
+        let layer = conv(3, 5, 3, 2, 1, 1, true);
+        let x = Tensor::<4>::random([2, 3, 10, 13], Distribution::Normal(0.0, 1.0), &device);
+        let y = layer.forward(x.clone());
+        assert_close(conv2d(&layer, x.clone()), y.clone(), 1e-6, "forward");
+        let g = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let ours = gradients(&layer, x.clone(), g.clone(), conv2d);
+        let burns = gradients(&layer, x, g, Conv2d::forward);
+        assert_close(ours.0, burns.0, 1e-5, "weight gradient");
+        assert_close(ours.1, burns.1, 1e-6, "input gradient");
+        assert_close(
+            ours.2.expect("bias"),
+            burns.2.expect("bias"),
+            1e-6,
+            "bias gradient",
+        );
+    }
+
+    fn flex(t: Tensor<4>) -> FlexTensor {
+        FlexTensor::from_data(t.into_data())
+    }
+
+    fn weight_grad_of(
+        x: &Tensor<4>,
+        w: &Tensor<4>,
+        g: &Tensor<4>,
+        options: &ConvOptions<2>,
+    ) -> Vec<f32> {
+        let dw = weight_grad(
+            flex(x.clone()),
+            flex(w.clone()),
+            flex(g.clone()),
+            options.clone(),
+        );
+        dw.into_data().try_to_vec::<f32>().expect("f32")
+    }
+
+    #[test]
+    fn every_thread_count_matches_burns_default_and_repeats_bit_for_bit() {
+        let device = Device::flex();
+        let normal = Distribution::Normal(0.0, 1.0);
+        // 3 × 33 × 40 = 3,960 output positions: four tiles, ranges that split samples.
+        let x = Tensor::<4>::random([3, 4, 33, 40], normal, &device);
+        let w = Tensor::<4>::random([6, 4, 3, 3], normal, &device);
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let g = Tensor::<4>::random([3, 6, 33, 40], normal, &device);
+        let default = Flex::conv2d_weight_backward(
+            flex(x.clone()),
+            flex(w.clone()),
+            flex(g.clone()),
+            options.clone(),
+        );
+        let default = Tensor::<4>::from_data(default.into_data(), &device);
+        for threads in [1, 2, 3, 5] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            let (first, second) = pool.install(|| {
+                (
+                    weight_grad_of(&x, &w, &g, &options),
+                    weight_grad_of(&x, &w, &g, &options),
+                )
+            });
+            assert_eq!(first, second, "{threads} threads: not deterministic");
+            let ours = Tensor::<4>::from_data(TensorData::new(first, [6, 4, 3, 3]), &device);
+            assert_close(ours, default.clone(), 1e-5, &format!("{threads} threads"));
+        }
+    }
+
+    #[test]
+    fn grouped_or_asymmetric_convolutions_fall_back_to_burns_default() {
+        let device = Device::flex();
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<4>::random([2, 4, 7, 8], normal, &device);
+        for (w_shape, options, out) in [
+            (
+                [6, 2, 3, 3],
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 2),
+                [2, 6, 7, 8],
+            ),
+            (
+                [6, 4, 3, 3],
+                ConvOptions::new_with_padding([1, 1], [(0, 1), (1, 0)], [1, 1], 1),
+                [2, 6, 6, 7],
+            ),
+        ] {
+            let w = Tensor::<4>::random(w_shape, normal, &device);
+            let g = Tensor::<4>::random(out, normal, &device);
+            let default = Flex::conv2d_weight_backward(
+                flex(x.clone()),
+                flex(w.clone()),
+                flex(g.clone()),
+                options.clone(),
+            );
+            assert_eq!(
+                weight_grad_of(&x, &w, &g, &options),
+                default.into_data().try_to_vec::<f32>().expect("f32")
+            );
+        }
+    }
+
+    #[test]
+    fn gather_row_reads_the_strided_padded_row() {
+        let row: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        for stride in 1..=3 {
+            for shift in 0..=6 {
+                for pad in 0..=4 {
+                    for out_x in 0..=5 {
+                        for len in 0..=7 {
+                            let mut dst = vec![f32::NAN; len];
+                            gather_row(&mut dst, &row, out_x, stride, shift, pad);
+                            let expected: Vec<f32> = (0..len)
+                                .map(|i| {
+                                    let column =
+                                        ((out_x + i) * stride + shift) as isize - pad as isize;
+                                    usize::try_from(column)
+                                        .ok()
+                                        .and_then(|c| row.get(c))
+                                        .copied()
+                                        .unwrap_or(0.0)
+                                })
+                                .collect();
+                            assert_eq!(
+                                dst, expected,
+                                "stride {stride} shift {shift} pad {pad} out_x {out_x} len {len}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
