@@ -391,7 +391,7 @@ fn gather_row(dst: &mut [f32], row: &[f32], out_x: usize, stride: usize, shift: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::families::pytorch::tests::{fixture, floats};
+    use crate::families::pytorch::tests::{differences, fixture, floats};
     use burn::module::Param;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
@@ -399,15 +399,7 @@ mod tests {
     /// max |ours − theirs| ≤ `tol` · max(1, max |theirs|): sums of thousands of products
     /// differ in their last bits with the summation order.
     fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tol: f32, what: &str) {
-        assert_eq!(ours.dims(), theirs.dims(), "{what}: shape");
-        let a = ours.into_data().try_to_vec::<f32>().expect("f32");
-        let b = theirs.into_data().try_to_vec::<f32>().expect("f32");
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let (worst, scale) = differences(ours, theirs, what);
         assert!(
             worst <= tol * scale,
             "{what}: max difference {worst:e} > {tol:e} × {scale}"

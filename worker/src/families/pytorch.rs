@@ -153,7 +153,12 @@ pub(crate) mod tests {
         Tensor::from_data(TensorData::new(values, shape), device)
     }
 
-    fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tol: f32, what: &str) {
+    /// max |ours − theirs| and max(1, max |theirs|), after checking the shapes agree.
+    pub(crate) fn differences<const D: usize>(
+        ours: Tensor<D>,
+        theirs: Tensor<D>,
+        what: &str,
+    ) -> (f32, f32) {
         assert_eq!(ours.dims(), theirs.dims(), "{what}: shape");
         let (a, b) = (
             ours.into_data().try_to_vec::<f32>().expect("f32"),
@@ -164,6 +169,11 @@ pub(crate) mod tests {
             .zip(&b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0f32, f32::max);
+        (worst, b.iter().fold(1.0f32, |m, v| m.max(v.abs())))
+    }
+
+    fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tol: f32, what: &str) {
+        let (worst, _) = differences(ours, theirs, what);
         assert!(
             worst <= tol,
             "{what}: max |burn − PyTorch| = {worst:e} > {tol:e}"
