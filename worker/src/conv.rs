@@ -156,7 +156,7 @@ const PARTIALS_BUDGET: usize = 8 << 20;
 /// im2col tiles and GEMMs; anything else falls back to burn's default. The columns
 /// (batch × output positions) are split into one contiguous range per thread, each summed
 /// in a fixed order and the partial sums added in range order, so the result does not depend
-/// on scheduling: the same job twice gives the same bits.
+/// on scheduling: with the same thread count, the same job twice gives the same bits.
 pub fn weight_grad(
     x: FlexTensor,
     weight: FlexTensor,
@@ -311,12 +311,9 @@ impl Geometry {
         let [dilation_h, dilation_w] = self.dilation;
         let [pad_h, pad_w] = self.padding;
         // One output row of one sample at a time: its columns read one input row per kernel row.
-        let mut column = start;
-        while column < start + n {
+        for (column, offset, run) in runs(start, n, self.out_w) {
             let (sample, position) = (column / self.positions(), column % self.positions());
             let (out_y, out_x) = (position / self.out_w, position % self.out_w);
-            let run = (self.out_w - out_x).min(start + n - column);
-            let offset = column - start;
             for c in 0..self.c_in {
                 for ky in 0..kernel_h {
                     let in_y = (out_y * stride_h + ky * dilation_h).checked_sub(pad_h);
@@ -336,25 +333,32 @@ impl Geometry {
                     }
                 }
             }
-            column += run;
         }
     }
 
     /// The output gradient of the columns `start..start + n` as `g[c_out * n + column]`.
     fn gather_grad(&self, grad: &[f32], start: usize, n: usize, g: &mut [f32]) {
         let positions = self.positions();
-        let mut column = start;
-        while column < start + n {
+        // One sample at a time: each output channel's gradient is one contiguous run.
+        for (column, offset, run) in runs(start, n, positions) {
             let (sample, position) = (column / positions, column % positions);
-            let run = (positions - position).min(start + n - column);
-            let offset = column - start;
             for o in 0..self.c_out {
                 let src = (sample * self.c_out + o) * positions + position;
                 g[o * n + offset..][..run].copy_from_slice(&grad[src..src + run]);
             }
-            column += run;
         }
     }
+}
+
+/// The columns `start..start + n` cut at every multiple of `period`, as
+/// (first column, its offset from `start`, length).
+fn runs(start: usize, n: usize, period: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let end = start + n;
+    let next = move |column: usize| ((column / period + 1) * period).min(end);
+    std::iter::successors((n > 0).then_some(start), move |&column| {
+        Some(next(column)).filter(|&c| c < end)
+    })
+    .map(move |column| (column, column - start, next(column) - column))
 }
 
 /// `dst[i] = row[(out_x + i) * stride + shift - pad]`, zero where that falls outside `row`.
