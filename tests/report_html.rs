@@ -143,7 +143,7 @@ fn chromium() -> &'static str {
     }
     panic!(
         "headless Chromium is needed to check report.html and was not found at /usr/bin/chromium; install it with \
-         `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium` (.ci/run does this)"
+         `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium` (scripts/test.sh, the README's test command, does this)"
     );
 }
 
