@@ -47,7 +47,11 @@ enum Command {
     /// Run a coordinator: migrate the database, then serve workers and operators over gRPC.
     Serve {
         /// Database URL: sqlite://PATH?mode=rwc or postgres://USER@HOST:PORT/DB.
-        #[arg(long, env = "ASDSWEEP_DB", default_value = "sqlite://asdsweep.db?mode=rwc")]
+        #[arg(
+            long,
+            env = "ASDSWEEP_DB",
+            default_value = "sqlite://asdsweep.db?mode=rwc"
+        )]
         db: String,
         /// Postgres schema to keep the tables in (created if missing); ignored for SQLite.
         #[arg(long, env = "ASDSWEEP_DB_SCHEMA")]
@@ -251,7 +255,8 @@ enum BenchCommand {
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -269,7 +274,9 @@ fn shutdown_signal() -> CancellationToken {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -300,7 +307,15 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve { db, db_schema, listen, artifacts, heartbeat_ms, reap_ms, token } => {
+        Command::Serve {
+            db,
+            db_schema,
+            listen,
+            artifacts,
+            heartbeat_ms,
+            reap_ms,
+            token,
+        } => {
             let cfg = CoordinatorConfig {
                 db_url: db,
                 db_schema,
@@ -310,9 +325,25 @@ async fn run(command: Command) -> Result<()> {
                 heartbeat_interval: Duration::from_millis(heartbeat_ms.max(100)),
                 token,
             };
-            Coordinator::start(cfg).await.context("starting the coordinator")?.run_until(shutdown_signal()).await;
+            Coordinator::start(cfg)
+                .await
+                .context("starting the coordinator")?
+                .run_until(shutdown_signal())
+                .await;
         }
-        Command::Worker { addr, name, device, slots, threads, labels, max_jobs, exit_when_idle_s, patience_s, data, cache_dir } => {
+        Command::Worker {
+            addr,
+            name,
+            device,
+            slots,
+            threads,
+            labels,
+            max_jobs,
+            exit_when_idle_s,
+            patience_s,
+            data,
+            cache_dir,
+        } => {
             if let Some(n) = threads {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n.max(1))
@@ -341,7 +372,12 @@ async fn run(command: Command) -> Result<()> {
             tracing::info!(?summary, "worker stopped");
         }
         Command::Run(args) => return run_local(args).await,
-        Command::Launch { addr, spec, dry_run, new } => {
+        Command::Launch {
+            addr,
+            spec,
+            dry_run,
+            new,
+        } => {
             let (parsed, text) = operator::read_spec(&spec)?;
             if dry_run {
                 print!("{}", operator::dry_run(&parsed));
@@ -349,29 +385,64 @@ async fn run(command: Command) -> Result<()> {
             }
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
-                .launch(pb::LaunchRequest { spec_toml: text, force_new: new })
+                .launch(pb::LaunchRequest {
+                    spec_toml: text,
+                    force_new: new,
+                })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();
-            let verb = if r.created { "launched" } else { "already launched; reusing" };
-            println!("sweep {} \"{}\" {verb} ({} jobs)", r.sweep_id, r.name, r.jobs);
+            let verb = if r.created {
+                "launched"
+            } else {
+                "already launched; reusing"
+            };
+            println!(
+                "sweep {} \"{}\" {verb} ({} jobs)",
+                r.sweep_id, r.name, r.jobs
+            );
         }
         Command::Status { addr, sweep } => {
-            let req = pb::StatusRequest { sweep: sweep.unwrap_or_default() };
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref()).await?.status(req).await.map_err(operator::Error::from)?.into_inner();
+            let req = pb::StatusRequest {
+                sweep: sweep.unwrap_or_default(),
+            };
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+                .await?
+                .status(req)
+                .await
+                .map_err(operator::Error::from)?
+                .into_inner();
             print!("{}", operator::render_status(&r));
         }
-        Command::Results { addr, sweep, family, device, metric, format } => {
+        Command::Results {
+            addr,
+            sweep,
+            family,
+            device,
+            metric,
+            format,
+        } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .results(pb::ResultsRequest { sweep })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();
-            let filter = operator::ResultFilter { family, device, metric };
-            print!("{}", operator::render_filtered_results(&r.rows, &filter, format)?);
+            let filter = operator::ResultFilter {
+                family,
+                device,
+                metric,
+            };
+            print!(
+                "{}",
+                operator::render_filtered_results(&r.rows, &filter, format)?
+            );
         }
-        Command::Correlations { addr, sweep, format } => {
+        Command::Correlations {
+            addr,
+            sweep,
+            format,
+        } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .correlations(pb::CorrelationsRequest { sweep })
@@ -383,7 +454,9 @@ async fn run(command: Command) -> Result<()> {
         Command::Cancel { addr, sweep } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
-                .cancel(pb::CancelRequest { sweep: sweep.clone() })
+                .cancel(pb::CancelRequest {
+                    sweep: sweep.clone(),
+                })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();
@@ -392,7 +465,10 @@ async fn run(command: Command) -> Result<()> {
         Command::Retry { addr, sweep, dead } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
-                .retry(pb::RetryRequest { sweep: sweep.clone(), dead })
+                .retry(pb::RetryRequest {
+                    sweep: sweep.clone(),
+                    dead,
+                })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();
@@ -406,16 +482,33 @@ async fn run(command: Command) -> Result<()> {
         Command::EvaluateScores(args) => cli::analysis::run_evaluate_scores(&args)?,
         Command::Probe(args) => cli::analysis::run_probe(&args)?,
         Command::Analyze(args) => cli::analysis::run_analyze(&args)?,
-        Command::Bench(BenchCommand::Queue { jobs, workers, db, json, deadline_s }) => {
-            let cfg = bench::BenchConfig { jobs, workers, db_url: db, deadline: Duration::from_secs(deadline_s) };
+        Command::Bench(BenchCommand::Queue {
+            jobs,
+            workers,
+            db,
+            json,
+            deadline_s,
+        }) => {
+            let cfg = bench::BenchConfig {
+                jobs,
+                workers,
+                db_url: db,
+                deadline: Duration::from_secs(deadline_s),
+            };
             let report = bench::queue(cfg).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!(
                     "{} jobs, {} workers: {:.2} s, {:.0} jobs/s, lease p50 {:.2} ms p99 {:.2} ms, {} duplicates, {} lost",
-                    report.jobs, report.workers, report.seconds, report.jobs_per_s, report.lease_p50_ms, report.lease_p99_ms,
-                    report.duplicates, report.lost
+                    report.jobs,
+                    report.workers,
+                    report.seconds,
+                    report.jobs_per_s,
+                    report.lease_p50_ms,
+                    report.lease_p99_ms,
+                    report.duplicates,
+                    report.lost
                 );
             }
         }
@@ -427,12 +520,19 @@ async fn run(command: Command) -> Result<()> {
 async fn run_local(args: RunArgs) -> Result<()> {
     let (mut spec, _) = operator::read_spec(&args.spec)?;
     let backend = asdsweep_worker::backend::select(&args.device)?.backend;
-    spec.check_backend(backend)
-        .with_context(|| format!("`asdsweep run --device {}` starts its workers on the {} backend", args.device, backend.as_str()))?;
+    spec.check_backend(backend).with_context(|| {
+        format!(
+            "`asdsweep run --device {}` starts its workers on the {} backend",
+            args.device,
+            backend.as_str()
+        )
+    })?;
     let data_dir = local::prepare_data(&mut spec, &args.data, &args.data_cache)?;
     // Jobs in parallel beat threads in parallel here: on 2 cores the quick sweep took 83 s
     // with two 1-thread workers and 166 s with one 2-thread worker (README).
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let workers = args.workers.unwrap_or(cores).max(1);
     let threads = (cores / workers).max(1);
     let cfg = local::RunConfig {
@@ -440,10 +540,20 @@ async fn run_local(args: RunArgs) -> Result<()> {
         db_url: args.db,
         out_dir: args.out.join(&spec.name),
         data_dir,
-        worker_exe: std::env::current_exe().context("locating the asdsweep binary to start workers with")?,
-        worker_args: vec!["--device".into(), args.device, "--threads".into(), threads.to_string()],
+        worker_exe: std::env::current_exe()
+            .context("locating the asdsweep binary to start workers with")?,
+        worker_args: vec![
+            "--device".into(),
+            args.device,
+            "--threads".into(),
+            threads.to_string(),
+        ],
         heartbeat: Duration::from_secs(1),
-        progress: if args.plain { local::ProgressMode::Lines } else { local::ProgressMode::Auto },
+        progress: if args.plain {
+            local::ProgressMode::Lines
+        } else {
+            local::ProgressMode::Auto
+        },
     };
     let out = local::run(cfg, &spec, shutdown_signal()).await?;
     print!("{}", local::summary(&out));
@@ -451,11 +561,18 @@ async fn run_local(args: RunArgs) -> Result<()> {
         bail!("interrupted; run the same command again to resume");
     }
     if !out.progress.dead.is_empty() {
-        bail!("{} job(s) ended dead (reasons above)", out.progress.dead.len());
+        bail!(
+            "{} job(s) ended dead (reasons above)",
+            out.progress.dead.len()
+        );
     }
     Ok(())
 }
 
 fn with_scheme(addr: &str) -> String {
-    if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") }
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
 }

@@ -5,7 +5,9 @@
 
 mod processes;
 
-use processes::{asdsweep, kill_after_uploads, results, resumed_epoch, serve, synth, text, wait_finished, worker};
+use processes::{
+    asdsweep, kill_after_uploads, results, resumed_epoch, serve, synth, text, wait_finished, worker,
+};
 use std::time::Duration;
 
 #[test]
@@ -39,7 +41,11 @@ configs = [{{ name = "h16-l4", hidden = 16, latent = 4 }}, {{ name = "h24-l8", h
     let (_server, addr) = serve(dir.path());
     let out = asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("(8 jobs)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("(8 jobs)"),
+        "{}",
+        text(&out.stdout)
+    );
     let logs = [dir.path().join("w1.log"), dir.path().join("w2.log")];
     let cache = dir.path().join("cache");
     let _w1 = worker(&addr, &data, &cache, &logs[0]);
@@ -52,7 +58,18 @@ configs = [{{ name = "h16-l4", hidden = 16, latent = 4 }}, {{ name = "h24-l8", h
         assert_eq!(r["state"], "succeeded", "{r:#}");
         let p = &r["provenance"];
         assert_eq!(p["dataset_fingerprint"], fingerprint.as_str(), "{r:#}");
-        for key in ["spec_hash", "seed", "backend", "device", "code_version", "epochs_run", "best_loss", "best_epoch", "wall_s", "checkpoint"] {
+        for key in [
+            "spec_hash",
+            "seed",
+            "backend",
+            "device",
+            "code_version",
+            "epochs_run",
+            "best_loss",
+            "best_epoch",
+            "wall_s",
+            "checkpoint",
+        ] {
             assert!(!p[key].is_null(), "provenance.{key} missing in {r:#}");
         }
         assert_eq!(p["epochs_run"], 2, "{r:#}");
@@ -60,12 +77,26 @@ configs = [{{ name = "h16-l4", hidden = 16, latent = 4 }}, {{ name = "h24-l8", h
     }
     let mut cells = Vec::new();
     for r in rows.iter().filter(|r| r["stage"] == "eval") {
-        cells.push((r["config"].as_str().unwrap().to_owned(), r["device"].as_str().unwrap().to_owned()));
+        cells.push((
+            r["config"].as_str().unwrap().to_owned(),
+            r["device"].as_str().unwrap().to_owned(),
+        ));
         assert_eq!(r["proxy_metric"], "ae_l1", "{r:#}");
-        let l1 = r["proxy_value"].as_f64().unwrap_or_else(|| panic!("no proxy value in {r:#}"));
+        let l1 = r["proxy_value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no proxy value in {r:#}"));
         assert!(l1.is_finite() && l1 > 0.0, "{r:#}");
-        for key in ["lp_in_auc", "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc"] {
-            let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {r:#}"));
+        for key in [
+            "lp_in_auc",
+            "lp_in_pauc",
+            "lp_out_auc",
+            "lp_out_pauc",
+            "md_auc",
+            "md_pauc",
+        ] {
+            let v = r[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} missing in {r:#}"));
             assert!((0.0..=1.0).contains(&v), "{key} = {v} in {r:#}");
         }
         assert_eq!(r["extra"]["problems"], serde_json::json!({}), "{r:#}");
@@ -73,10 +104,20 @@ configs = [{{ name = "h16-l4", hidden = 16, latent = 4 }}, {{ name = "h24-l8", h
     cells.sort();
     assert_eq!(
         cells,
-        [("h16-l4", "fan"), ("h16-l4", "pump"), ("h24-l8", "fan"), ("h24-l8", "pump")].map(|(c, d)| (c.to_owned(), d.to_owned()))
+        [
+            ("h16-l4", "fan"),
+            ("h16-l4", "pump"),
+            ("h24-l8", "fan"),
+            ("h24-l8", "pump")
+        ]
+        .map(|(c, d)| (c.to_owned(), d.to_owned()))
     );
     for r in rows.iter().filter(|r| r["stage"] == "train") {
-        assert_eq!(r["extra"]["losses"].as_array().map(Vec::len), Some(2), "{r:#}");
+        assert_eq!(
+            r["extra"]["losses"].as_array().map(Vec::len),
+            Some(2),
+            "{r:#}"
+        );
         assert_eq!(r["extra"]["resumed_from_epoch"], 0, "{r:#}");
     }
 }
@@ -113,7 +154,11 @@ configs = [{{ name = "h32-l4", hidden = 32, latent = 4 }}]
     )
     .unwrap();
     let (_server, addr) = serve(dir.path());
-    assert!(asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr]).status.success());
+    assert!(
+        asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr])
+            .status
+            .success()
+    );
     let cache = dir.path().join("cache");
     let first_log = dir.path().join("first.log");
     let mut first = worker(&addr, &data, &cache, &first_log);
@@ -122,7 +167,12 @@ configs = [{{ name = "h32-l4", hidden = 32, latent = 4 }}]
 
     let second_log = dir.path().join("second.log");
     let _second = worker(&addr, &data, &dir.path().join("cache2"), &second_log);
-    wait_finished(&addr, "ae-kill", Duration::from_secs(240), std::slice::from_ref(&second_log));
+    wait_finished(
+        &addr,
+        "ae-kill",
+        Duration::from_secs(240),
+        std::slice::from_ref(&second_log),
+    );
 
     let log = std::fs::read_to_string(&second_log).unwrap();
     let epoch = resumed_epoch(&log, "ae/h32-l4/fan/s1/train");
@@ -132,11 +182,21 @@ configs = [{{ name = "h32-l4", hidden = 32, latent = 4 }}]
     assert_eq!(rows.len(), 2, "{rows:#?}");
     let train = rows.iter().find(|r| r["stage"] == "train").unwrap();
     assert_eq!(train["state"], "succeeded", "{train:#}");
-    assert_eq!(train["attempts"], 2, "one killed attempt, one that resumed: {train:#}");
+    assert_eq!(
+        train["attempts"], 2,
+        "one killed attempt, one that resumed: {train:#}"
+    );
     assert_eq!(train["extra"]["resumed_from_epoch"], epoch, "{train:#}");
-    assert_eq!(train["extra"]["losses"].as_array().map(Vec::len), Some(epochs), "the curve keeps the killed attempt's epochs");
+    assert_eq!(
+        train["extra"]["losses"].as_array().map(Vec::len),
+        Some(epochs),
+        "the curve keeps the killed attempt's epochs"
+    );
     let eval = rows.iter().find(|r| r["stage"] == "eval").unwrap();
     assert_eq!(eval["state"], "succeeded", "{eval:#}");
-    assert_eq!(eval["provenance"]["checkpoint"], train["provenance"]["checkpoint"]);
+    assert_eq!(
+        eval["provenance"]["checkpoint"],
+        train["provenance"]["checkpoint"]
+    );
     assert_eq!(log.matches("resuming ").count(), 1, "{log}");
 }

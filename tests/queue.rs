@@ -6,7 +6,10 @@ mod common;
 use asdsweep_coordinator::queue::JobState;
 use asdsweep_coordinator::store::NewSweep;
 use asdsweep_shared::grid::{JobSpec, Stage};
-use asdsweep_shared::proto::{self as pb, sweep_service_client::SweepServiceClient, worker_service_client::WorkerServiceClient};
+use asdsweep_shared::proto::{
+    self as pb, sweep_service_client::SweepServiceClient,
+    worker_service_client::WorkerServiceClient,
+};
 use asdsweep_shared::spec::{QueueSpec, Spec};
 use asdsweep_worker::Registry;
 use common::*;
@@ -36,26 +39,66 @@ async fn jobs_are_leased_only_to_workers_with_a_backend_their_family_allows(h: &
     let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
     let register = |backend: &str| pb::RegisterRequest {
         name: backend.into(),
-        capabilities: Some(pb::Capabilities { backend: backend.into(), device: "cpu".into(), ..Default::default() }),
+        capabilities: Some(pb::Capabilities {
+            backend: backend.into(),
+            device: "cpu".into(),
+            ..Default::default()
+        }),
         version: String::new(),
     };
-    let drain = async |client: &mut WorkerServiceClient<tonic::transport::Channel>, worker_id: &str| {
+    let drain = async |client: &mut WorkerServiceClient<tonic::transport::Channel>,
+                       worker_id: &str| {
         let mut families = Vec::new();
-        while let Some(l) = client.lease(pb::LeaseRequest { worker_id: worker_id.into() }).await.unwrap().into_inner().lease {
+        while let Some(l) = client
+            .lease(pb::LeaseRequest {
+                worker_id: worker_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .lease
+        {
             families.push(l.job.unwrap().family);
         }
         families
     };
     // A CPU worker gets only the family that allows any backend, despite the other's priority.
-    let flex = client.register(register("flex")).await.unwrap().into_inner().worker_id;
+    let flex = client
+        .register(register("flex"))
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
     assert_eq!(drain(&mut client, &flex).await, ["small", "small"]);
     let mut sweeps = SweepServiceClient::connect(coord.url()).await.unwrap();
-    let status = sweeps.status(pb::StatusRequest { sweep: sweep.to_string() }).await.unwrap().into_inner();
-    assert_eq!(status.sweeps[0].backend_needs, [pb::BackendNeed { backends: "cuda,tch".into(), pending: 2 }]);
+    let status = sweeps
+        .status(pb::StatusRequest {
+            sweep: sweep.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.sweeps[0].backend_needs,
+        [pb::BackendNeed {
+            backends: "cuda,tch".into(),
+            pending: 2
+        }]
+    );
     let shown = asdsweep_coordinator::operator::render_status(&status);
-    assert!(shown.contains("2 pending job(s) need a worker with backend cuda or tch: no live worker has one"), "{shown}");
+    assert!(
+        shown.contains(
+            "2 pending job(s) need a worker with backend cuda or tch: no live worker has one"
+        ),
+        "{shown}"
+    );
     // A libtorch worker gets them.
-    let tch = client.register(register("tch")).await.unwrap().into_inner().worker_id;
+    let tch = client
+        .register(register("tch"))
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
     assert_eq!(drain(&mut client, &tch).await, ["big", "big"]);
     // A backend name that is not a plain name is refused at registration.
     let err = client.register(register("%")).await.unwrap_err();
@@ -64,32 +107,79 @@ async fn jobs_are_leased_only_to_workers_with_a_backend_their_family_allows(h: &
     coord.shutdown().await;
 }
 
-async fn a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused(h: &Harness) {
+async fn a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused(
+    h: &Harness,
+) {
     let coord = h.coordinator().await;
-    launch(&coord.url(), &noop_spec("ckpt", 1, 1, "", "lease_ttl_ms = 1000\nbackoff_base_ms = 0\nbackoff_max_ms = 0")).await;
+    launch(
+        &coord.url(),
+        &noop_spec(
+            "ckpt",
+            1,
+            1,
+            "",
+            "lease_ttl_ms = 1000\nbackoff_base_ms = 0\nbackoff_max_ms = 0",
+        ),
+    )
+    .await;
     let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
-    let w = client.register(pb::RegisterRequest::default()).await.unwrap().into_inner().worker_id;
-    let lease = client.lease(pb::LeaseRequest { worker_id: w.clone() }).await.unwrap().into_inner().lease.unwrap();
+    let w = client
+        .register(pb::RegisterRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let lease = client
+        .lease(pb::LeaseRequest {
+            worker_id: w.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap();
     let job = lease.job.unwrap();
-    assert_eq!(job.resume_checkpoint, None, "a first attempt has nothing to resume");
+    assert_eq!(
+        job.resume_checkpoint, None,
+        "a first attempt has nothing to resume"
+    );
     let sha = "ab".repeat(32);
     let beat = |checkpoint: Option<&str>| pb::HeartbeatRequest {
         worker_id: w.clone(),
         job_id: job.job_id,
         token: lease.token,
-        progress: Some(pb::Progress { epoch: 3, epochs: 9, checkpoint: checkpoint.map(str::to_owned), ..Default::default() }),
+        progress: Some(pb::Progress {
+            epoch: 3,
+            epochs: 9,
+            checkpoint: checkpoint.map(str::to_owned),
+            ..Default::default()
+        }),
     };
     client.heartbeat(beat(Some(&sha))).await.unwrap();
     client.heartbeat(beat(None)).await.unwrap(); // a beat without one keeps the last
-    let err = client.heartbeat(beat(Some("../../etc/passwd"))).await.unwrap_err();
+    let err = client
+        .heartbeat(beat(Some("../../etc/passwd")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     // The worker goes silent: the lease expires and the next attempt gets the checkpoint.
     let end = Instant::now() + Duration::from_secs(15);
     let again = loop {
-        if let Some(l) = client.lease(pb::LeaseRequest { worker_id: w.clone() }).await.unwrap().into_inner().lease {
+        if let Some(l) = client
+            .lease(pb::LeaseRequest {
+                worker_id: w.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .lease
+        {
             break l.job.unwrap();
         }
-        assert!(Instant::now() < end, "the expired job was never leased again");
+        assert!(
+            Instant::now() < end,
+            "the expired job was never leased again"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!((again.job_id, again.attempt), (job.job_id, 2));
@@ -104,9 +194,22 @@ async fn higher_priority_jobs_are_leased_first(h: &Harness) {
                 [[family]]\nkind = \"noop\"\nname = \"high\"\npriority = 5\nconfigs = [{ name = \"a\" }]\n";
     launch(&coord.url(), spec).await;
     let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
-    let w = client.register(pb::RegisterRequest::default()).await.unwrap().into_inner().worker_id;
+    let w = client
+        .register(pb::RegisterRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
     let mut order = Vec::new();
-    while let Some(l) = client.lease(pb::LeaseRequest { worker_id: w.clone() }).await.unwrap().into_inner().lease {
+    while let Some(l) = client
+        .lease(pb::LeaseRequest {
+            worker_id: w.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+    {
         order.push(l.job.unwrap().family);
     }
     assert_eq!(order, ["high", "high", "low", "low"]);
@@ -115,16 +218,33 @@ async fn higher_priority_jobs_are_leased_first(h: &Harness) {
 
 async fn launch(url: &str, spec_toml: &str) -> pb::LaunchResponse {
     let mut c = SweepServiceClient::connect(url.to_owned()).await.unwrap();
-    c.launch(pb::LaunchRequest { spec_toml: spec_toml.into(), force_new: false }).await.unwrap().into_inner()
+    c.launch(pb::LaunchRequest {
+        spec_toml: spec_toml.into(),
+        force_new: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 async fn sweep_status(url: &str, sweep: i64) -> pb::SweepStatus {
     let mut c = SweepServiceClient::connect(url.to_owned()).await.unwrap();
-    c.status(pb::StatusRequest { sweep: sweep.to_string() }).await.unwrap().into_inner().sweeps.remove(0)
+    c.status(pb::StatusRequest {
+        sweep: sweep.to_string(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .sweeps
+    .remove(0)
 }
 
 fn state_count(s: &pb::SweepStatus, state: JobState) -> u64 {
-    s.counts.iter().find(|c| c.state == state.as_str()).map(|c| c.count).unwrap_or(0)
+    s.counts
+        .iter()
+        .find(|c| c.state == state.as_str())
+        .map(|c| c.count)
+        .unwrap_or(0)
 }
 
 async fn thousand_jobs_eight_workers_each_job_succeeds_exactly_once(h: &Harness) {
@@ -132,7 +252,14 @@ async fn thousand_jobs_eight_workers_each_job_succeeds_exactly_once(h: &Harness)
     let sweep = launch(&coord.url(), &noop_spec("a", 100, 10, "", "")).await;
     assert_eq!(sweep.jobs, 1000);
     let kind = Counting::default();
-    let workers: Vec<_> = (0..8).map(|i| spawn_worker(worker_config(&coord.url(), &format!("w{i}")), kind.registry())).collect();
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            spawn_worker(
+                worker_config(&coord.url(), &format!("w{i}")),
+                kind.registry(),
+            )
+        })
+        .collect();
     let mut accepted = 0;
     for (w, _) in workers {
         accepted += w.await.unwrap().succeeded;
@@ -141,15 +268,34 @@ async fn thousand_jobs_eight_workers_each_job_succeeds_exactly_once(h: &Harness)
     assert_eq!(kind.total_runs(), 1000);
     assert_eq!(kind.max_runs(), 1, "a job ran twice");
     let store = coord.store();
-    assert_eq!(count(store, "SELECT COUNT(*) AS n FROM results").await, 1000);
-    assert_eq!(count(store, "SELECT COUNT(DISTINCT job_id) AS n FROM results").await, 1000);
-    assert_eq!(count(store, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'succeeded' AND attempts = 1").await, 1000);
+    assert_eq!(
+        count(store, "SELECT COUNT(*) AS n FROM results").await,
+        1000
+    );
+    assert_eq!(
+        count(store, "SELECT COUNT(DISTINCT job_id) AS n FROM results").await,
+        1000
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) AS n FROM jobs WHERE state = 'succeeded' AND attempts = 1"
+        )
+        .await,
+        1000
+    );
     coord.shutdown().await;
 }
 
 async fn a_job_of_a_killed_worker_is_leased_again_after_the_ttl_and_succeeds(h: &Harness) {
     let coord = h.coordinator().await;
-    let spec = noop_spec("b", 1, 1, ", sleep_ms = 1500", "lease_ttl_ms = 1000\nbackoff_base_ms = 10");
+    let spec = noop_spec(
+        "b",
+        1,
+        1,
+        ", sleep_ms = 1500",
+        "lease_ttl_ms = 1000\nbackoff_base_ms = 10",
+    );
     let sweep = launch(&coord.url(), &spec).await;
     // A real worker process, killed with SIGKILL in the middle of the job.
     let mut victim = std::process::Command::new(env!("CARGO_BIN_EXE_asdsweep"))
@@ -159,10 +305,21 @@ async fn a_job_of_a_killed_worker_is_leased_again_after_the_ttl_and_succeeds(h: 
         .spawn()
         .unwrap();
     let store = coord.store().clone();
-    wait_until(Duration::from_secs(20), "the victim to lease the job", || {
-        let store = store.clone();
-        async move { count(&store, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'leased'").await == 1 }
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the victim to lease the job",
+        || {
+            let store = store.clone();
+            async move {
+                count(
+                    &store,
+                    "SELECT COUNT(*) AS n FROM jobs WHERE state = 'leased'",
+                )
+                .await
+                    == 1
+            }
+        },
+    )
     .await;
     victim.kill().unwrap();
     victim.wait().unwrap();
@@ -172,11 +329,20 @@ async fn a_job_of_a_killed_worker_is_leased_again_after_the_ttl_and_succeeds(h: 
     let (w, _) = spawn_worker(cfg, kind.registry());
     wait_until(Duration::from_secs(20), "the job to succeed", || {
         let url = coord.url();
-        async move { state_count(&sweep_status(&url, sweep.sweep_id).await, JobState::Succeeded) == 1 }
+        async move {
+            state_count(
+                &sweep_status(&url, sweep.sweep_id).await,
+                JobState::Succeeded,
+            ) == 1
+        }
     })
     .await;
     assert_eq!(w.await.unwrap().succeeded, 1);
-    assert_eq!(count(&store, "SELECT CAST(attempts AS BIGINT) AS n FROM jobs").await, 2, "the killed attempt counts");
+    assert_eq!(
+        count(&store, "SELECT CAST(attempts AS BIGINT) AS n FROM jobs").await,
+        2,
+        "the killed attempt counts"
+    );
     assert_eq!(count(&store, "SELECT COUNT(*) AS n FROM results").await, 1);
     coord.shutdown().await;
 }
@@ -186,36 +352,102 @@ async fn a_completion_with_an_expired_token_is_rejected_and_the_newer_result_kep
     let spec = noop_spec("c", 1, 1, "", "lease_ttl_ms = 1000\nbackoff_base_ms = 10");
     launch(&coord.url(), &spec).await;
     let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
-    let register = |name: &str| pb::RegisterRequest { name: name.into(), ..Default::default() };
-    let old = client.register(register("old")).await.unwrap().into_inner().worker_id;
-    let new = client.register(register("new")).await.unwrap().into_inner().worker_id;
-    let first = client.lease(pb::LeaseRequest { worker_id: old.clone() }).await.unwrap().into_inner().lease.unwrap();
+    let register = |name: &str| pb::RegisterRequest {
+        name: name.into(),
+        ..Default::default()
+    };
+    let old = client
+        .register(register("old"))
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let new = client
+        .register(register("new"))
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let first = client
+        .lease(pb::LeaseRequest {
+            worker_id: old.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap();
     let job = first.job.clone().unwrap();
     // The old lease expires, is reaped, and the job goes to the new worker.
     let second = loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(l) = client.lease(pb::LeaseRequest { worker_id: new.clone() }).await.unwrap().into_inner().lease {
+        if let Some(l) = client
+            .lease(pb::LeaseRequest {
+                worker_id: new.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .lease
+        {
             break l;
         }
     };
     assert_eq!(second.job.as_ref().unwrap().job_id, job.job_id);
     assert!(second.token > first.token, "fencing tokens increase");
-    let metrics = |v: f64| Some(pb::JobMetrics { proxy_metric: "m".into(), md_auc: Some(v), ..Default::default() });
-    let late = pb::CompleteRequest { worker_id: old.clone(), job_id: job.job_id, token: first.token, metrics: metrics(0.1) };
+    let metrics = |v: f64| {
+        Some(pb::JobMetrics {
+            proxy_metric: "m".into(),
+            md_auc: Some(v),
+            ..Default::default()
+        })
+    };
+    let late = pb::CompleteRequest {
+        worker_id: old.clone(),
+        job_id: job.job_id,
+        token: first.token,
+        metrics: metrics(0.1),
+    };
     let err = client.complete(late.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains(&job.job_key) && err.message().contains("stale lease"), "{}", err.message());
-    let hb = pb::HeartbeatRequest { worker_id: old.clone(), job_id: job.job_id, token: first.token, progress: None };
-    assert_eq!(client.heartbeat(hb).await.unwrap_err().code(), Code::FailedPrecondition);
-    let fresh = pb::CompleteRequest { worker_id: new.clone(), job_id: job.job_id, token: second.token, metrics: metrics(0.9) };
+    assert!(
+        err.message().contains(&job.job_key) && err.message().contains("stale lease"),
+        "{}",
+        err.message()
+    );
+    let hb = pb::HeartbeatRequest {
+        worker_id: old.clone(),
+        job_id: job.job_id,
+        token: first.token,
+        progress: None,
+    };
+    assert_eq!(
+        client.heartbeat(hb).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    let fresh = pb::CompleteRequest {
+        worker_id: new.clone(),
+        job_id: job.job_id,
+        token: second.token,
+        metrics: metrics(0.9),
+    };
     client.complete(fresh.clone()).await.unwrap();
     // A retried completion of the accepted lease is harmless; the late one stays rejected.
     client.complete(fresh).await.unwrap();
-    assert_eq!(client.complete(late).await.unwrap_err().code(), Code::FailedPrecondition);
+    assert_eq!(
+        client.complete(late).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
     let rows = coord.store().results(job.sweep_id).await.unwrap();
     let result = rows[0].1.as_ref().expect("a result");
-    assert_eq!((result.md_auc, result.worker_id.as_str(), result.lease_token), (Some(0.9), new.as_str(), second.token));
-    assert_eq!(count(coord.store(), "SELECT COUNT(*) AS n FROM results").await, 1);
+    assert_eq!(
+        (result.md_auc, result.worker_id.as_str(), result.lease_token),
+        (Some(0.9), new.as_str(), second.token)
+    );
+    assert_eq!(
+        count(coord.store(), "SELECT COUNT(*) AS n FROM results").await,
+        1
+    );
     coord.shutdown().await;
 }
 
@@ -225,10 +457,17 @@ async fn a_restarted_coordinator_finishes_the_sweep_without_rerunning_succeeded_
     let url = first.url();
     let sweep = launch(&url, &noop_spec("d", 20, 10, "", "lease_ttl_ms = 2000")).await;
     let kind = Counting::sleeping(20);
-    let workers: Vec<_> = (0..4).map(|i| spawn_worker(worker_config(&url, &format!("w{i}")), kind.registry())).collect();
+    let workers: Vec<_> = (0..4)
+        .map(|i| spawn_worker(worker_config(&url, &format!("w{i}")), kind.registry()))
+        .collect();
     wait_until(Duration::from_secs(30), "some jobs to succeed", || {
         let url = url.clone();
-        async move { state_count(&sweep_status(&url, sweep.sweep_id).await, JobState::Succeeded) >= 40 }
+        async move {
+            state_count(
+                &sweep_status(&url, sweep.sweep_id).await,
+                JobState::Succeeded,
+            ) >= 40
+        }
     })
     .await;
     first.shutdown().await;
@@ -239,12 +478,17 @@ async fn a_restarted_coordinator_finishes_the_sweep_without_rerunning_succeeded_
     }
     let status = sweep_status(&url, sweep.sweep_id).await;
     assert_eq!(state_count(&status, JobState::Succeeded), 200, "{status:?}");
-    assert_eq!(count(second.store(), "SELECT COUNT(*) AS n FROM results").await, 200);
+    assert_eq!(
+        count(second.store(), "SELECT COUNT(*) AS n FROM results").await,
+        200
+    );
     assert_eq!(kind.max_runs(), 1, "a succeeded job ran again");
     second.shutdown().await;
 }
 
-async fn retries_succeed_within_max_attempts_and_exhausted_jobs_end_dead_with_their_error(h: &Harness) {
+async fn retries_succeed_within_max_attempts_and_exhausted_jobs_end_dead_with_their_error(
+    h: &Harness,
+) {
     let coord = h.coordinator().await;
     let spec = "version = 1\nname = \"e\"\ndevices = [\"fan\"]\n[queue]\nmax_attempts = 3\nbackoff_base_ms = 20\nbackoff_max_ms = 100\n\
                 [[family]]\nkind = \"noop\"\nconfigs = [{ name = \"flaky\", fail_times = 2 }, { name = \"broken\", fail_times = 99 }]\n";
@@ -253,23 +497,57 @@ async fn retries_succeed_within_max_attempts_and_exhausted_jobs_end_dead_with_th
     let summary = w.await.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (1, 5));
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;
-    assert_eq!((state_count(&status, JobState::Succeeded), state_count(&status, JobState::Dead)), (1, 1));
+    assert_eq!(
+        (
+            state_count(&status, JobState::Succeeded),
+            state_count(&status, JobState::Dead)
+        ),
+        (1, 1)
+    );
     assert_eq!(status.dead.len(), 1);
     assert_eq!(status.dead[0].job_key, "noop/broken/fan/s1/run");
     assert_eq!(status.dead[0].attempts, 3);
-    assert!(status.dead[0].error.contains("attempt 3/3") && status.dead[0].error.contains("injected failure"), "{:?}", status.dead[0]);
+    assert!(
+        status.dead[0].error.contains("attempt 3/3")
+            && status.dead[0].error.contains("injected failure"),
+        "{:?}",
+        status.dead[0]
+    );
     let mut c = SweepServiceClient::connect(coord.url()).await.unwrap();
-    let rows = c.results(pb::ResultsRequest { sweep: "e".into() }).await.unwrap().into_inner().rows;
+    let rows = c
+        .results(pb::ResultsRequest { sweep: "e".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
     let flaky = rows.iter().find(|r| r.config == "flaky").unwrap();
     assert_eq!((flaky.state.as_str(), flaky.attempts), ("succeeded", 3));
     assert!(flaky.metrics.is_some());
     let broken = rows.iter().find(|r| r.config == "broken").unwrap();
     assert_eq!(broken.state, "dead");
-    assert!(broken.error.contains("injected failure on attempt 3"), "{}", broken.error);
+    assert!(
+        broken.error.contains("injected failure on attempt 3"),
+        "{}",
+        broken.error
+    );
     // `retry --dead` gives the dead job a fresh budget.
-    let requeued = c.retry(pb::RetryRequest { sweep: "e".into(), dead: true }).await.unwrap().into_inner().requeued;
+    let requeued = c
+        .retry(pb::RetryRequest {
+            sweep: "e".into(),
+            dead: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .requeued;
     assert_eq!(requeued, 1);
-    assert_eq!(state_count(&sweep_status(&coord.url(), sweep.sweep_id).await, JobState::Pending), 1);
+    assert_eq!(
+        state_count(
+            &sweep_status(&coord.url(), sweep.sweep_id).await,
+            JobState::Pending
+        ),
+        1
+    );
     coord.shutdown().await;
 }
 
@@ -277,26 +555,58 @@ async fn after_cancel_no_job_of_the_sweep_is_leased_again(h: &Harness) {
     let coord = h.coordinator().await;
     let sweep = launch(&coord.url(), &noop_spec("g", 10, 10, "", "")).await;
     let kind = Counting::sleeping(100);
-    let workers: Vec<_> = (0..2).map(|i| spawn_worker(worker_config(&coord.url(), &format!("w{i}")), kind.registry())).collect();
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            spawn_worker(
+                worker_config(&coord.url(), &format!("w{i}")),
+                kind.registry(),
+            )
+        })
+        .collect();
     wait_until(Duration::from_secs(20), "a few jobs to succeed", || {
         let url = coord.url();
-        async move { state_count(&sweep_status(&url, sweep.sweep_id).await, JobState::Succeeded) >= 4 }
+        async move {
+            state_count(
+                &sweep_status(&url, sweep.sweep_id).await,
+                JobState::Succeeded,
+            ) >= 4
+        }
     })
     .await;
     let mut c = SweepServiceClient::connect(coord.url()).await.unwrap();
-    let cancelled = c.cancel(pb::CancelRequest { sweep: sweep.sweep_id.to_string() }).await.unwrap().into_inner().cancelled;
+    let cancelled = c
+        .cancel(pb::CancelRequest {
+            sweep: sweep.sweep_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cancelled;
     let at = Instant::now();
     assert!(cancelled > 0);
     let mut abandoned = 0;
     for (w, _) in workers {
         abandoned += w.await.unwrap().abandoned;
     }
-    let late_starts = kind.starts.lock().unwrap().iter().filter(|(_, t)| *t > at).count();
+    let late_starts = kind
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, t)| *t > at)
+        .count();
     assert_eq!(late_starts, 0, "jobs started after the cancel");
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;
     assert_eq!(status.state, "cancelled");
-    assert_eq!(state_count(&status, JobState::Succeeded) + state_count(&status, JobState::Cancelled), 100, "{status:?}");
-    assert_eq!(state_count(&status, JobState::Succeeded) as u32 + abandoned as u32, kind.total_runs());
+    assert_eq!(
+        state_count(&status, JobState::Succeeded) + state_count(&status, JobState::Cancelled),
+        100,
+        "{status:?}"
+    );
+    assert_eq!(
+        state_count(&status, JobState::Succeeded) as u32 + abandoned as u32,
+        kind.total_runs()
+    );
     coord.shutdown().await;
 }
 
@@ -305,17 +615,40 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
     let mut c = SweepServiceClient::connect(coord.url()).await.unwrap();
     let good = noop_spec("h", 1, 1, "", "");
     for (bad, names) in [
-        (good.replace("devices", "machines"), vec!["machines", "devices"]),
-        (good.replace("kind = \"noop\"", "kind = \"autoencodr\""), vec!["autoencodr", "autoencoder", "classifier", "noop"]),
-        (good.replace("[queue]", "[queue]\nmax_attempts = 0"), vec!["queue.max_attempts", "1..=100"]),
+        (
+            good.replace("devices", "machines"),
+            vec!["machines", "devices"],
+        ),
+        (
+            good.replace("kind = \"noop\"", "kind = \"autoencodr\""),
+            vec!["autoencodr", "autoencoder", "classifier", "noop"],
+        ),
+        (
+            good.replace("[queue]", "[queue]\nmax_attempts = 0"),
+            vec!["queue.max_attempts", "1..=100"],
+        ),
     ] {
-        let err = c.launch(pb::LaunchRequest { spec_toml: bad, force_new: false }).await.unwrap_err();
+        let err = c
+            .launch(pb::LaunchRequest {
+                spec_toml: bad,
+                force_new: false,
+            })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         for n in names {
-            assert!(err.message().contains(n), "{n} missing from: {}", err.message());
+            assert!(
+                err.message().contains(n),
+                "{n} missing from: {}",
+                err.message()
+            );
         }
     }
-    assert_eq!(count(coord.store(), "SELECT COUNT(*) AS n FROM jobs").await, 0, "a bad spec created jobs");
+    assert_eq!(
+        count(coord.store(), "SELECT COUNT(*) AS n FROM jobs").await,
+        0,
+        "a bad spec created jobs"
+    );
 
     // A job of a kind this worker does not know fails at once with the reason.
     let job = JobSpec {
@@ -332,14 +665,28 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
         backends: vec![],
     };
     let queue = QueueSpec::default();
-    let new = NewSweep { name: "mystery", spec_hash: "h", sweep_key: "mystery-key", spec_toml: "", queue: &queue, jobs: &[job] };
+    let new = NewSweep {
+        name: "mystery",
+        spec_hash: "h",
+        sweep_key: "mystery-key",
+        spec_toml: "",
+        queue: &queue,
+        jobs: &[job],
+    };
     let sweep = coord.store().launch_jobs(new).await.unwrap().sweep;
     let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
     assert_eq!(w.await.unwrap().failed, 1);
     let status = sweep_status(&coord.url(), sweep.id).await;
     assert_eq!(status.dead.len(), 1);
     assert_eq!(status.dead[0].attempts, 1, "an unknown kind is not retried");
-    assert!(status.dead[0].error.contains("unknown job kind \"mystery\"") && status.dead[0].error.contains("noop"), "{:?}", status.dead);
+    assert!(
+        status.dead[0]
+            .error
+            .contains("unknown job kind \"mystery\"")
+            && status.dead[0].error.contains("noop"),
+        "{:?}",
+        status.dead
+    );
     coord.shutdown().await;
 }
 
@@ -353,12 +700,27 @@ async fn a_failed_training_job_ends_its_evaluation_jobs_with_a_reason(h: &Harnes
     let summary = w.await.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (3, 1));
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;
-    assert_eq!((state_count(&status, JobState::Succeeded), state_count(&status, JobState::Dead)), (3, 3));
-    let evals: Vec<_> = status.dead.iter().filter(|d| d.job_key.ends_with("/eval")).collect();
+    assert_eq!(
+        (
+            state_count(&status, JobState::Succeeded),
+            state_count(&status, JobState::Dead)
+        ),
+        (3, 3)
+    );
+    let evals: Vec<_> = status
+        .dead
+        .iter()
+        .filter(|d| d.job_key.ends_with("/eval"))
+        .collect();
     assert_eq!(evals.len(), 2);
     for d in evals {
         assert_eq!(d.attempts, 0, "a dependent never ran");
-        assert!(d.error.contains("dependency noop/bad/*/s1/train ended dead"), "{}", d.error);
+        assert!(
+            d.error
+                .contains("dependency noop/bad/*/s1/train ended dead"),
+            "{}",
+            d.error
+        );
     }
     coord.shutdown().await;
 }
@@ -371,7 +733,10 @@ async fn two_coordinators_on_one_postgres_never_run_a_job_twice() {
     let b = h.coordinator().await;
     let spec = noop_spec("f", 50, 10, "", "");
     let sweep = launch(&a.url(), &spec).await;
-    assert!(!launch(&b.url(), &spec).await.created, "the same spec is the same sweep on every coordinator");
+    assert!(
+        !launch(&b.url(), &spec).await.created,
+        "the same spec is the same sweep on every coordinator"
+    );
     let kind = Counting::default();
     let workers: Vec<_> = (0..8)
         .map(|i| {
@@ -384,10 +749,22 @@ async fn two_coordinators_on_one_postgres_never_run_a_job_twice() {
         per_coordinator[i % 2] += w.await.unwrap().succeeded;
     }
     assert_eq!(per_coordinator.iter().sum::<u64>(), 500);
-    assert!(per_coordinator.iter().all(|&n| n > 0), "both coordinators served: {per_coordinator:?}");
+    assert!(
+        per_coordinator.iter().all(|&n| n > 0),
+        "both coordinators served: {per_coordinator:?}"
+    );
     assert_eq!(kind.max_runs(), 1, "a job ran twice");
-    assert_eq!(state_count(&sweep_status(&b.url(), sweep.sweep_id).await, JobState::Succeeded), 500);
-    assert_eq!(count(a.store(), "SELECT COUNT(*) AS n FROM results").await, 500);
+    assert_eq!(
+        state_count(
+            &sweep_status(&b.url(), sweep.sweep_id).await,
+            JobState::Succeeded
+        ),
+        500
+    );
+    assert_eq!(
+        count(a.store(), "SELECT COUNT(*) AS n FROM results").await,
+        500
+    );
     a.shutdown().await;
     b.shutdown().await;
     h.cleanup().await;
@@ -395,6 +772,10 @@ async fn two_coordinators_on_one_postgres_never_run_a_job_twice() {
 
 #[test]
 fn the_demo_spec_in_the_repository_is_valid() {
-    let spec = Spec::from_path(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sweeps/noop-demo.toml"))).unwrap();
+    let spec = Spec::from_path(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sweeps/noop-demo.toml"
+    )))
+    .unwrap();
     assert_eq!(asdsweep_shared::grid::expand(&spec).len(), 24);
 }

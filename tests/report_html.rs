@@ -30,14 +30,23 @@ impl JobKind for Synthetic {
         let job = ctx.job.clone();
         Box::pin(async move {
             if job.config == "broken" {
-                return Err(JobError::permanent("synthetic failure: config <broken> & co"));
+                return Err(JobError::permanent(
+                    "synthetic failure: config <broken> & co",
+                ));
             }
-            let q: f64 = job.config.trim_start_matches('c').parse().map_err(|_| JobError::permanent("config name"))?;
+            let q: f64 = job
+                .config
+                .trim_start_matches('c')
+                .parse()
+                .map_err(|_| JobError::permanent("config name"))?;
             let dev = if job.device == "fan" { 0.0 } else { 0.1 };
             let wiggle = [0.0, 0.02, -0.01, 0.015, -0.02, 0.01][q as usize % 6];
             let auc = 0.6 + 0.04 * q + wiggle + dev / 2.0;
-            let (metric, proxy) =
-                if job.family == "ae" { ("ae_l1", 1.0 / (1.0 + q + dev)) } else { ("macro_f1", 0.5 + (q + dev) / 20.0) };
+            let (metric, proxy) = if job.family == "ae" {
+                ("ae_l1", 1.0 / (1.0 + q + dev))
+            } else {
+                ("macro_f1", 0.5 + (q + dev) / 20.0)
+            };
             Ok(JobOutput {
                 proxy_metric: metric.into(),
                 proxy_value: Some(proxy),
@@ -64,12 +73,27 @@ const SPEC: &str = "version = 1\nname = \"report-demo\"\ndevices = [\"fan\", \"p
     [[family]]\nkind = \"noop\"\nname = \"ce\"\nconfigs = [{ name = \"c0\" }, { name = \"c1\" }, { name = \"c2\" }, { name = \"c3\" }, { name = \"c4\" }, { name = \"c5\" }, { name = \"broken\" }]\n";
 
 /// Runs the synthetic sweep to the end and writes its report into `out`.
-async fn finished_sweep_report(h: &Harness, out: &Path) -> (asdsweep_coordinator::Coordinator, ReportSummary) {
+async fn finished_sweep_report(
+    h: &Harness,
+    out: &Path,
+) -> (asdsweep_coordinator::Coordinator, ReportSummary) {
     let coord = h.coordinator().await;
     let mut client = SweepServiceClient::connect(coord.url()).await.unwrap();
-    client.launch(pb::LaunchRequest { spec_toml: SPEC.into(), force_new: false }).await.unwrap();
-    let workers: Vec<_> =
-        (0..2).map(|i| spawn_worker(worker_config(&coord.url(), &format!("w{i}")), Registry::new().with(Synthetic))).collect();
+    client
+        .launch(pb::LaunchRequest {
+            spec_toml: SPEC.into(),
+            force_new: false,
+        })
+        .await
+        .unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            spawn_worker(
+                worker_config(&coord.url(), &format!("w{i}")),
+                Registry::new().with(Synthetic),
+            )
+        })
+        .collect();
     for (handle, _stop) in workers {
         handle.await.unwrap();
     }
@@ -80,8 +104,16 @@ async fn finished_sweep_report(h: &Harness, out: &Path) -> (asdsweep_coordinator
 }
 
 async fn asdsweep(args: &[&str]) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_asdsweep")).args(args).output().await.unwrap();
-    assert!(out.status.success(), "asdsweep {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_asdsweep"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "asdsweep {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -91,46 +123,120 @@ async fn correlations_json_is_what_analyze_computes_from_results_csv_and_the_cli
     let out = h.dir.path().join("out");
     let (coord, summary) = finished_sweep_report(&h, &out).await;
     assert!(!summary.provisional, "every job is final");
-    assert_eq!(summary.dead.len(), 2, "the broken config on both machine types: {:?}", summary.dead);
-    assert!(summary.dead[0].error.contains("synthetic failure"), "{:?}", summary.dead);
+    assert_eq!(
+        summary.dead.len(),
+        2,
+        "the broken config on both machine types: {:?}",
+        summary.dead
+    );
+    assert!(
+        summary.dead[0].error.contains("synthetic failure"),
+        "{:?}",
+        summary.dead
+    );
 
     let results = std::fs::read_to_string(&summary.results_csv).unwrap();
     assert_eq!(results.lines().count(), 1 + 2 * 6 * 2, "{results}");
     for line in results.lines().skip(1) {
-        assert!(!line.split(',').take(12).any(str::is_empty), "every metric cell is filled: {line}");
+        assert!(
+            !line.split(',').take(12).any(str::is_empty),
+            "every metric cell is filled: {line}"
+        );
     }
 
-    let analyze: serde_json::Value =
-        serde_json::from_str(&asdsweep(&["analyze", summary.results_csv.to_str().unwrap(), "--json"]).await).unwrap();
-    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary.correlations_json).unwrap()).unwrap();
+    let analyze: serde_json::Value = serde_json::from_str(
+        &asdsweep(&["analyze", summary.results_csv.to_str().unwrap(), "--json"]).await,
+    )
+    .unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary.correlations_json).unwrap())
+            .unwrap();
     assert_eq!(written["tests"].as_array().unwrap().len(), PANELS);
-    assert_eq!(written["tests"], analyze["tests"], "correlations.json tests = analyze results.csv");
-    assert_eq!(written["alignment"], analyze["alignment"], "correlations.json alignment = analyze results.csv");
+    assert_eq!(
+        written["tests"], analyze["tests"],
+        "correlations.json tests = analyze results.csv"
+    );
+    assert_eq!(
+        written["alignment"], analyze["alignment"],
+        "correlations.json alignment = analyze results.csv"
+    );
     assert_eq!(written["provisional"], false);
-    let ae_lp = written["tests"].as_array().unwrap().iter().find(|t| t["family"] == "ae" && t["asd_metric"] == "lp_in_auc").unwrap();
-    assert!(ae_lp["spearman_rho"].as_f64().unwrap() > 0.8, "AE's loss is negated before correlating: {ae_lp}");
+    let ae_lp = written["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["family"] == "ae" && t["asd_metric"] == "lp_in_auc")
+        .unwrap();
+    assert!(
+        ae_lp["spearman_rho"].as_f64().unwrap() > 0.8,
+        "AE's loss is negated before correlating: {ae_lp}"
+    );
     let csv = std::fs::read_to_string(&summary.correlations_csv).unwrap();
     assert_eq!(csv.lines().count(), 1 + PANELS);
 
     let url = coord.url();
     let live: serde_json::Value = serde_json::from_str(
-        &asdsweep(&["correlations", "report-demo", "--coordinator", &url, "--format", "json"]).await,
+        &asdsweep(&[
+            "correlations",
+            "report-demo",
+            "--coordinator",
+            &url,
+            "--format",
+            "json",
+        ])
+        .await,
     )
     .unwrap();
     assert_eq!(live["provisional"], false);
-    for (a, b) in live["tests"].as_array().unwrap().iter().zip(written["tests"].as_array().unwrap()) {
-        assert_eq!((&a["family"], &a["asd_metric"], &a["spearman_rho"], &a["q_bh"]), (&b["family"], &b["asd_metric"], &b["spearman_rho"], &b["q"]));
+    for (a, b) in live["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(written["tests"].as_array().unwrap())
+    {
+        assert_eq!(
+            (
+                &a["family"],
+                &a["asd_metric"],
+                &a["spearman_rho"],
+                &a["q_bh"]
+            ),
+            (&b["family"], &b["asd_metric"], &b["spearman_rho"], &b["q"])
+        );
     }
-    let filtered =
-        asdsweep(&["results", "report-demo", "--coordinator", &url, "--family", "ae", "--device", "pump", "--metric", "md_auc", "--format", "csv"])
-            .await;
+    let filtered = asdsweep(&[
+        "results",
+        "report-demo",
+        "--coordinator",
+        &url,
+        "--family",
+        "ae",
+        "--device",
+        "pump",
+        "--metric",
+        "md_auc",
+        "--format",
+        "csv",
+    ])
+    .await;
     let rows: Vec<&str> = filtered.lines().collect();
-    assert_eq!(rows[0], "job,state,attempts,family,config,device,seed,stage,proxy_metric,md_auc,error");
+    assert_eq!(
+        rows[0],
+        "job,state,attempts,family,config,device,seed,stage,proxy_metric,md_auc,error"
+    );
     assert_eq!(rows.len(), 1 + 6, "{filtered}");
-    assert!(rows[1..].iter().all(|r| r.contains(",ae,") && r.contains(",pump,")), "{filtered}");
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r.contains(",ae,") && r.contains(",pump,")),
+        "{filtered}"
+    );
     let status = asdsweep(&["status", "report-demo", "--coordinator", &url]).await;
     assert!(status.contains("family ae: 12/12 succeeded"), "{status}");
-    assert!(status.contains("family ce: 12/14 succeeded; 12 succeeded, 2 dead"), "{status}");
+    assert!(
+        status.contains("family ce: 12/14 succeeded; 12 succeeded, 2 dead"),
+        "{status}"
+    );
     coord.shutdown().await;
 }
 
@@ -150,13 +256,30 @@ fn chromium() -> &'static str {
 /// Runs headless Chromium on a page with `extra` arguments; returns (stdout, stderr).
 async fn run_chromium(page: &Path, extra: &[String]) -> (String, String) {
     let mut cmd = tokio::process::Command::new(chromium());
-    cmd.args(["--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0", "--hide-scrollbars"])
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("chromium finishes within 2 minutes").unwrap();
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    cmd.args([
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--hide-scrollbars",
+    ])
+    .args(extra)
+    .arg(format!("file://{}", page.display()))
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("chromium finishes within 2 minutes")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Console messages the page logged (Chromium writes them as `…:CONSOLE:…` log lines).
@@ -171,49 +294,117 @@ async fn report_html_renders_in_headless_chromium_with_one_svg_panel_per_family_
     coord.shutdown().await;
     let page = std::fs::read_to_string(&summary.report_html).unwrap();
     for forbidden in ["<script", "http://", "https://", "url("] {
-        assert!(!page.contains(forbidden), "report.html must load nothing from elsewhere, found {forbidden}");
+        assert!(
+            !page.contains(forbidden),
+            "report.html must load nothing from elsewhere, found {forbidden}"
+        );
     }
 
     // The detector works: a page that logs is caught.
     let noisy = h.dir.path().join("noisy.html");
-    std::fs::write(&noisy, "<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>").unwrap();
+    std::fs::write(
+        &noisy,
+        "<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>",
+    )
+    .unwrap();
     let (_, log) = run_chromium(&noisy, &["--dump-dom".into()]).await;
-    assert_eq!(console_messages(&log).len(), 1, "chromium console lines are recognised: {log}");
+    assert_eq!(
+        console_messages(&log).len(),
+        1,
+        "chromium console lines are recognised: {log}"
+    );
 
     let shot = h.dir.path().join("report.png");
-    let (_, log) = run_chromium(&summary.report_html, &[format!("--screenshot={}", shot.display()), "--window-size=1280,2400".into()]).await;
-    assert!(console_messages(&log).is_empty(), "report.html logged to the console: {:?}", console_messages(&log));
+    let (_, log) = run_chromium(
+        &summary.report_html,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1280,2400".into(),
+        ],
+    )
+    .await;
+    assert!(
+        console_messages(&log).is_empty(),
+        "report.html logged to the console: {:?}",
+        console_messages(&log)
+    );
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
     if let Ok(keep) = std::env::var("ASDSWEEP_REPORT_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
 
     let (dom, log) = run_chromium(&summary.report_html, &["--dump-dom".into()]).await;
-    assert!(console_messages(&log).is_empty(), "{:?}", console_messages(&log));
+    assert!(
+        console_messages(&log).is_empty(),
+        "{:?}",
+        console_messages(&log)
+    );
     let panels: Vec<&str> = dom.split("<figure class=\"panel\"").skip(1).collect();
-    assert_eq!(panels.len(), PANELS, "one panel per family × ASD metric in the rendered DOM");
-    assert!(panels.iter().all(|p| p.split("</figure>").next().unwrap_or("").contains("<svg")), "every panel holds an SVG");
+    assert_eq!(
+        panels.len(),
+        PANELS,
+        "one panel per family × ASD metric in the rendered DOM"
+    );
+    assert!(
+        panels
+            .iter()
+            .all(|p| p.split("</figure>").next().unwrap_or("").contains("<svg")),
+        "every panel holds an SVG"
+    );
     for family in ["ae", "ce"] {
-        for metric in ["lp_in_auc", "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc"] {
-            assert!(dom.contains(&format!("data-family=\"{family}\" data-metric=\"{metric}\"")), "panel {family} × {metric}");
+        for metric in [
+            "lp_in_auc",
+            "lp_in_pauc",
+            "lp_out_auc",
+            "lp_out_pauc",
+            "md_auc",
+            "md_pauc",
+        ] {
+            assert!(
+                dom.contains(&format!(
+                    "data-family=\"{family}\" data-metric=\"{metric}\""
+                )),
+                "panel {family} × {metric}"
+            );
         }
     }
-    assert!(dom.contains("synthetic failure: config &lt;broken&gt; &amp; co"), "failures are listed, escaped");
+    assert!(
+        dom.contains("synthetic failure: config &lt;broken&gt; &amp; co"),
+        "failures are listed, escaped"
+    );
 }
 
 on_sqlite_and_postgres!(the_report_and_the_family_counts_come_from_either_database);
 
 async fn the_report_and_the_family_counts_come_from_either_database(h: &Harness) {
     let (coord, summary) = finished_sweep_report(h, &h.dir.path().join("out")).await;
-    assert_eq!((summary.result_rows, summary.tests, summary.provisional), (2 * 6 * 2, PANELS, false));
+    assert_eq!(
+        (summary.result_rows, summary.tests, summary.provisional),
+        (2 * 6 * 2, PANELS, false)
+    );
     let store = coord.store();
     let sweep = store.resolve_sweep("report-demo").await.unwrap();
     let families = report::family_progress(store, sweep.id).await.unwrap();
-    let totals: Vec<(&str, u64)> = families.iter().map(|f| (f.family.as_str(), f.total)).collect();
+    let totals: Vec<(&str, u64)> = families
+        .iter()
+        .map(|f| (f.family.as_str(), f.total))
+        .collect();
     assert_eq!(totals, [("ae", 12), ("ce", 14)]);
-    let count = |f: &pb::FamilyProgress, state: &str| f.counts.iter().find(|c| c.state == state).map(|c| c.count);
-    assert_eq!((count(&families[1], "succeeded"), count(&families[1], "dead")), (Some(12), Some(2)));
+    let count = |f: &pb::FamilyProgress, state: &str| {
+        f.counts.iter().find(|c| c.state == state).map(|c| c.count)
+    };
+    assert_eq!(
+        (
+            count(&families[1], "succeeded"),
+            count(&families[1], "dead")
+        ),
+        (Some(12), Some(2))
+    );
     coord.shutdown().await;
 }
 
@@ -222,13 +413,40 @@ async fn correlations_of_a_sweep_with_open_jobs_are_marked_provisional() {
     let h = Harness::sqlite();
     let coord = h.coordinator().await;
     let mut client = SweepServiceClient::connect(coord.url()).await.unwrap();
-    client.launch(pb::LaunchRequest { spec_toml: SPEC.into(), force_new: false }).await.unwrap();
-    let c = client.correlations(pb::CorrelationsRequest { sweep: "report-demo".into() }).await.unwrap().into_inner();
-    assert!(c.provisional && c.open_jobs == 26 && c.lines.is_empty(), "{c:?}");
+    client
+        .launch(pb::LaunchRequest {
+            spec_toml: SPEC.into(),
+            force_new: false,
+        })
+        .await
+        .unwrap();
+    let c = client
+        .correlations(pb::CorrelationsRequest {
+            sweep: "report-demo".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        c.provisional && c.open_jobs == 26 && c.lines.is_empty(),
+        "{c:?}"
+    );
     let table = asdsweep(&["correlations", "report-demo", "--coordinator", &coord.url()]).await;
-    assert!(table.contains("PROVISIONAL: 26 jobs are still open"), "{table}");
-    let missing = client.correlations(pb::CorrelationsRequest { sweep: "no-such-sweep".into() }).await.unwrap_err();
+    assert!(
+        table.contains("PROVISIONAL: 26 jobs are still open"),
+        "{table}"
+    );
+    let missing = client
+        .correlations(pb::CorrelationsRequest {
+            sweep: "no-such-sweep".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
-    assert!(missing.message().contains("no-such-sweep"), "{}", missing.message());
+    assert!(
+        missing.message().contains("no-such-sweep"),
+        "{}",
+        missing.message()
+    );
     coord.shutdown().await;
 }

@@ -27,15 +27,24 @@ pub struct PendingBlob {
 
 /// Checks that a string is a sha256 in lowercase hex (and so a safe file name).
 pub fn check_sha256(sha: &str) -> Result<()> {
-    if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if sha.len() == 64
+        && sha
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!("\"{sha}\" is not a sha256 (64 lowercase hex digits)")))
+        Err(Error::InvalidArgument(format!(
+            "\"{sha}\" is not a sha256 (64 lowercase hex digits)"
+        )))
     }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl ArtifactStore {
@@ -55,9 +64,17 @@ impl ArtifactStore {
 
     /// Starts writing a new blob.
     pub async fn begin(&self) -> Result<PendingBlob> {
-        let tmp = self.root.join("tmp").join(format!("{:016x}.part", rand::random::<u64>()));
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{:016x}.part", rand::random::<u64>()));
         let file = tokio::fs::File::create(&tmp).await.map_err(io_err(&tmp))?;
-        Ok(PendingBlob { file, tmp, hasher: Sha256::new(), size: 0 })
+        Ok(PendingBlob {
+            file,
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// Opens a stored blob for reading.
@@ -68,7 +85,9 @@ impl ArtifactStore {
                 let size = f.metadata().await.map_err(io_err(&path))?.len();
                 Ok((f, size))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound { what: format!("artifact {sha}") }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
+                what: format!("artifact {sha}"),
+            }),
             Err(e) => Err(io_err(&path)(e)),
         }
     }
@@ -79,7 +98,9 @@ impl PendingBlob {
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
         self.size += data.len() as u64;
         if self.size > MAX_BLOB_BYTES {
-            return Err(Error::InvalidArgument(format!("artifact larger than {MAX_BLOB_BYTES} bytes")));
+            return Err(Error::InvalidArgument(format!(
+                "artifact larger than {MAX_BLOB_BYTES} bytes"
+            )));
         }
         self.hasher.update(data);
         self.file.write_all(data).await.map_err(io_err(&self.tmp))
@@ -102,9 +123,13 @@ impl PendingBlob {
             self.discard().await;
             return Ok((size, false));
         }
-        let dir = dest.parent().expect("a blob path always has a parent directory");
+        let dir = dest
+            .parent()
+            .expect("a blob path always has a parent directory");
         tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
-        tokio::fs::rename(&self.tmp, &dest).await.map_err(io_err(&dest))?;
+        tokio::fs::rename(&self.tmp, &dest)
+            .await
+            .map_err(io_err(&dest))?;
         Ok((size, true))
     }
 
@@ -126,19 +151,28 @@ mod tests {
         let sha = hex::encode(Sha256::digest(data));
         let mut blob = store.begin().await.unwrap();
         blob.write(data).await.unwrap();
-        assert_eq!(blob.finish(&store, &sha, data.len() as u64).await.unwrap(), (16, true));
+        assert_eq!(
+            blob.finish(&store, &sha, data.len() as u64).await.unwrap(),
+            (16, true)
+        );
         assert_eq!(std::fs::read(store.path_of(&sha).unwrap()).unwrap(), data);
 
         let mut blob = store.begin().await.unwrap();
         blob.write(b"other").await.unwrap();
         let err = blob.finish(&store, &sha, 5).await.unwrap_err().to_string();
         assert!(err.contains("does not match"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "partial blob left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "partial blob left behind"
+        );
     }
 
     #[test]
     fn only_hex_hashes_become_paths() {
-        let store = ArtifactStore { root: PathBuf::from("/x") };
+        let store = ArtifactStore {
+            root: PathBuf::from("/x"),
+        };
         assert!(store.path_of("../../etc/passwd").is_err());
         assert!(store.path_of(&"A".repeat(64)).is_err());
         assert!(store.path_of(&"a".repeat(64)).is_ok());

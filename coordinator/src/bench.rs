@@ -55,9 +55,15 @@ struct JobResults {
 
 /// Runs the queue benchmark.
 pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
-    let scratch = tempfile::tempdir().map_err(|source| crate::Error::Io { path: "temporary directory".into(), source })?;
+    let scratch = tempfile::tempdir().map_err(|source| crate::Error::Io {
+        path: "temporary directory".into(),
+        source,
+    })?;
     // Postgres runs get a schema of their own, dropped afterwards.
-    let schema = cfg.db_url.starts_with("postgres").then(|| format!("bench_{:012x}", rand::random::<u64>() >> 16));
+    let schema = cfg
+        .db_url
+        .starts_with("postgres")
+        .then(|| format!("bench_{:012x}", rand::random::<u64>() >> 16));
     let mut ccfg = CoordinatorConfig::new(cfg.db_url.clone());
     ccfg.db_schema = schema.clone();
     ccfg.artifact_dir = scratch.path().join("artifacts");
@@ -80,7 +86,14 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
         .collect();
     let key = format!("bench-{:016x}", rand::random::<u64>());
     let queue = QueueSpec::default();
-    let new = NewSweep { name: "bench", spec_hash: "bench", sweep_key: &key, spec_toml: "", queue: &queue, jobs: &jobs };
+    let new = NewSweep {
+        name: "bench",
+        spec_hash: "bench",
+        sweep_key: &key,
+        spec_toml: "",
+        queue: &queue,
+        jobs: &jobs,
+    };
     let sweep = store.launch_jobs(new).await?.sweep;
     let first_id = crate::entity::job::Entity::find_first_id(&store, sweep.id).await?;
 
@@ -98,20 +111,43 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
             let (counts, completed, total) = (counts.clone(), completed.clone(), cfg.jobs as u64);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
-                let reg = pb::RegisterRequest { name: format!("bench-{w}"), ..Default::default() };
-                let Ok(worker_id) = client.register(reg).await.map(|r| r.into_inner().worker_id) else { return latencies };
+                let reg = pb::RegisterRequest {
+                    name: format!("bench-{w}"),
+                    ..Default::default()
+                };
+                let Ok(worker_id) = client.register(reg).await.map(|r| r.into_inner().worker_id)
+                else {
+                    return latencies;
+                };
                 while completed.load(Ordering::SeqCst) < total && Instant::now() < deadline {
                     let t = Instant::now();
-                    let Ok(resp) = client.lease(pb::LeaseRequest { worker_id: worker_id.clone() }).await else { continue };
+                    let Ok(resp) = client
+                        .lease(pb::LeaseRequest {
+                            worker_id: worker_id.clone(),
+                        })
+                        .await
+                    else {
+                        continue;
+                    };
                     let Some(lease) = resp.into_inner().lease else {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                         continue;
                     };
                     latencies.push(t.elapsed().as_secs_f64() * 1e3);
                     let job_id = lease.job.map(|j| j.job_id).unwrap_or_default();
-                    let hb = pb::HeartbeatRequest { worker_id: worker_id.clone(), job_id, token: lease.token, progress: None };
+                    let hb = pb::HeartbeatRequest {
+                        worker_id: worker_id.clone(),
+                        job_id,
+                        token: lease.token,
+                        progress: None,
+                    };
                     let _ = client.heartbeat(hb).await;
-                    let done = pb::CompleteRequest { worker_id: worker_id.clone(), job_id, token: lease.token, metrics: None };
+                    let done = pb::CompleteRequest {
+                        worker_id: worker_id.clone(),
+                        job_id,
+                        token: lease.token,
+                        metrics: None,
+                    };
                     if client.complete(done).await.is_ok() {
                         if let Some(c) = counts.get((job_id - first_id) as usize) {
                             c.fetch_add(1, Ordering::SeqCst);
@@ -129,7 +165,13 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
     }
     let seconds = start.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| if latencies.is_empty() { f64::NAN } else { latencies[((latencies.len() - 1) as f64 * p).round() as usize] };
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            f64::NAN
+        } else {
+            latencies[((latencies.len() - 1) as f64 * p).round() as usize]
+        }
+    };
 
     // Audit the database, not just the clients' view.
     let db = store.connection();
@@ -149,11 +191,16 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
     .await?
     .map(|r| r.n as u64)
     .unwrap_or(0);
-    let client_dupes = counts.iter().filter(|c| c.load(Ordering::SeqCst) > 1).count() as u64;
+    let client_dupes = counts
+        .iter()
+        .filter(|c| c.load(Ordering::SeqCst) > 1)
+        .count() as u64;
     let done = completed.load(Ordering::SeqCst);
     coordinator.shutdown().await;
     if let Some(schema) = schema {
-        let _ = db.execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+        let _ = db
+            .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await;
     }
     Ok(BenchReport {
         jobs: cfg.jobs,
@@ -171,14 +218,16 @@ impl crate::entity::job::Entity {
     /// Smallest job id of a sweep (the benchmark indexes jobs from it).
     async fn find_first_id(store: &Store, sweep_id: i64) -> crate::Result<i64> {
         let db = store.connection();
-        Ok(JobResults::find_by_statement(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT MIN(id) AS n FROM jobs WHERE sweep_id = $1",
-            vec![sweep_id.into()],
-        ))
-        .one(db)
-        .await?
-        .map(|r| r.n)
-        .unwrap_or(0))
+        Ok(
+            JobResults::find_by_statement(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT MIN(id) AS n FROM jobs WHERE sweep_id = $1",
+                vec![sweep_id.into()],
+            ))
+            .one(db)
+            .await?
+            .map(|r| r.n)
+            .unwrap_or(0),
+        )
     }
 }

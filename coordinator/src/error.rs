@@ -13,7 +13,9 @@ pub enum Error {
     },
     /// A call carried a fencing token that is no longer current: the lease
     /// expired and the job was re-leased, or the job already finished.
-    #[error("stale lease for job {job_key} (id {job_id}): token {token} is not current (current token {current}, state {state})")]
+    #[error(
+        "stale lease for job {job_key} (id {job_id}): token {token} is not current (current token {current}, state {state})"
+    )]
     StaleLease {
         /// The job's id.
         job_id: i64,
@@ -82,7 +84,13 @@ mod tests {
 
     #[test]
     fn a_stale_lease_is_a_failed_precondition_that_names_the_job() {
-        let e = Error::StaleLease { job_id: 7, job_key: "ae/c1/fan/s1/train".into(), token: 1, current: 2, state: "leased".into() };
+        let e = Error::StaleLease {
+            job_id: 7,
+            job_key: "ae/c1/fan/s1/train".into(),
+            token: 1,
+            current: 2,
+            state: "leased".into(),
+        };
         let s = Status::from(e);
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert!(s.message().contains("ae/c1/fan/s1/train") && s.message().contains("token 1"));

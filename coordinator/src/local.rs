@@ -73,12 +73,21 @@ pub struct RunOutcome {
 /// the coordinator.
 pub async fn run(cfg: RunConfig, spec: &Spec, stop: CancellationToken) -> Result<RunOutcome> {
     if spec.name.chars().all(|c| c == '.') {
-        return Err(Error::InvalidArgument(format!("sweep name \"{}\" cannot name an output directory", spec.name)));
+        return Err(Error::InvalidArgument(format!(
+            "sweep name \"{}\" cannot name an output directory",
+            spec.name
+        )));
     }
-    std::fs::create_dir_all(cfg.out_dir.join("logs"))
-        .map_err(|source| Error::Io { path: cfg.out_dir.display().to_string(), source })?;
-    let db_url =
-        cfg.db_url.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", cfg.out_dir.join("asdsweep.db").display()));
+    std::fs::create_dir_all(cfg.out_dir.join("logs")).map_err(|source| Error::Io {
+        path: cfg.out_dir.display().to_string(),
+        source,
+    })?;
+    let db_url = cfg.db_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            cfg.out_dir.join("asdsweep.db").display()
+        )
+    });
     let mut ccfg = CoordinatorConfig::new(db_url);
     ccfg.listen = "127.0.0.1:0".parse().expect("a literal socket address");
     ccfg.artifact_dir = cfg.out_dir.join("artifacts");
@@ -90,16 +99,28 @@ pub async fn run(cfg: RunConfig, spec: &Spec, stop: CancellationToken) -> Result
     outcome
 }
 
-async fn drive(cfg: &RunConfig, spec: &Spec, coordinator: &Coordinator, stop: CancellationToken) -> Result<RunOutcome> {
+async fn drive(
+    cfg: &RunConfig,
+    spec: &Spec,
+    coordinator: &Coordinator,
+    stop: CancellationToken,
+) -> Result<RunOutcome> {
     let store = coordinator.store();
     // Stored as run: with the data it pinned.
-    let text = toml::to_string(spec).map_err(|e| Error::InvalidArgument(format!("spec cannot be written back as TOML: {e}")))?;
+    let text = toml::to_string(spec)
+        .map_err(|e| Error::InvalidArgument(format!("spec cannot be written back as TOML: {e}")))?;
     let launched = store.launch(spec, &text, false).await?;
     let sweep = launched.sweep;
     let before = store.progress(&sweep).await?;
     if before.is_finished() {
         let report = Some(report::write_report(store, &sweep, &cfg.out_dir).await?);
-        return Ok(RunOutcome { sweep, progress: before, interrupted: false, already_finished: true, report });
+        return Ok(RunOutcome {
+            sweep,
+            progress: before,
+            interrupted: false,
+            already_finished: true,
+            report,
+        });
     }
     if !launched.created {
         tracing::info!(sweep = %sweep.name, left = before.total() - done(&before), "resuming the sweep");
@@ -118,7 +139,11 @@ async fn drive(cfg: &RunConfig, spec: &Spec, coordinator: &Coordinator, stop: Ca
             _ = tick.tick() => {}
         }
         let progress = store.progress(&sweep).await?;
-        display.update(&progress, &running(store, sweep.id).await?, started.elapsed());
+        display.update(
+            &progress,
+            &running(store, sweep.id).await?,
+            started.elapsed(),
+        );
         if interrupted || progress.is_finished() {
             break progress;
         }
@@ -136,10 +161,22 @@ async fn drive(cfg: &RunConfig, spec: &Spec, coordinator: &Coordinator, stop: Ca
     if interrupted {
         // Jobs handed back by the stopped workers are pending again: count them so.
         let progress = store.progress(&sweep).await?;
-        return Ok(RunOutcome { sweep, progress, interrupted, already_finished: false, report: None });
+        return Ok(RunOutcome {
+            sweep,
+            progress,
+            interrupted,
+            already_finished: false,
+            report: None,
+        });
     }
     let report = Some(report::write_report(store, &sweep, &cfg.out_dir).await?);
-    Ok(RunOutcome { sweep, progress, interrupted, already_finished: false, report })
+    Ok(RunOutcome {
+        sweep,
+        progress,
+        interrupted,
+        already_finished: false,
+        report,
+    })
 }
 
 /// What a finished (or stopped) run prints.
@@ -154,8 +191,20 @@ pub fn summary(out: &RunOutcome) -> String {
     } else {
         "finished"
     };
-    let counts: Vec<String> = p.counts.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{n} {}", s.as_str())).collect();
-    let _ = writeln!(text, "sweep {} \"{}\" {state}: {} jobs: {}", out.sweep.id, out.sweep.name, p.total(), counts.join(", "));
+    let counts: Vec<String> = p
+        .counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    let _ = writeln!(
+        text,
+        "sweep {} \"{}\" {state}: {} jobs: {}",
+        out.sweep.id,
+        out.sweep.name,
+        p.total(),
+        counts.join(", ")
+    );
     match &out.report {
         Some(report) => {
             let _ = write!(text, "{report}");
@@ -171,7 +220,11 @@ pub fn summary(out: &RunOutcome) -> String {
 
 /// Jobs in a final state.
 fn done(p: &SweepProgress) -> u64 {
-    p.counts.iter().filter(|(s, _)| s.is_final()).map(|(_, n)| n).sum()
+    p.counts
+        .iter()
+        .filter(|(s, _)| s.is_final())
+        .map(|(_, n)| n)
+        .sum()
 }
 
 fn log_path(cfg: &RunConfig, i: usize) -> PathBuf {
@@ -180,12 +233,26 @@ fn log_path(cfg: &RunConfig, i: usize) -> PathBuf {
 
 fn spawn_worker(cfg: &RunConfig, url: &str, i: usize) -> Result<Child> {
     let log = log_path(cfg, i);
-    let io = |source| Error::Io { path: log.display().to_string(), source };
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io)?;
+    let io = |source| Error::Io {
+        path: log.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(io)?;
     let err = file.try_clone().map_err(io)?;
     Command::new(&cfg.worker_exe)
         .arg("worker")
-        .args(["--coordinator", url, "--name", &format!("local-{i}"), "--patience-s", "30"])
+        .args([
+            "--coordinator",
+            url,
+            "--name",
+            &format!("local-{i}"),
+            "--patience-s",
+            "30",
+        ])
         .arg("--data")
         .arg(&cfg.data_dir)
         .args(&cfg.worker_args)
@@ -196,12 +263,17 @@ fn spawn_worker(cfg: &RunConfig, url: &str, i: usize) -> Result<Child> {
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| Error::Io { path: cfg.worker_exe.display().to_string(), source })
+        .map_err(|source| Error::Io {
+            path: cfg.worker_exe.display().to_string(),
+            source,
+        })
 }
 
 /// The index of a worker that has exited, if any.
 fn exited(workers: &mut [Child]) -> Option<usize> {
-    workers.iter_mut().position(|w| matches!(w.try_wait(), Ok(Some(_))))
+    workers
+        .iter_mut()
+        .position(|w| matches!(w.try_wait(), Ok(Some(_))))
 }
 
 /// Asks every worker to stop (SIGTERM: each hands its lease back) and waits;
@@ -209,11 +281,17 @@ fn exited(workers: &mut [Child]) -> Option<usize> {
 async fn stop_workers(workers: &mut [Child]) {
     for w in workers.iter() {
         if let Some(pid) = w.id() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
     for w in workers.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(20), w.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(20), w.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(pid = ?w.id(), "worker did not stop within 20 s; killing it");
             let _ = w.kill().await;
         }
@@ -245,7 +323,11 @@ async fn running(store: &Store, sweep_id: i64) -> Result<Vec<Running>> {
     let mut out: Vec<Running> = jobs
         .into_iter()
         .map(|j| Running {
-            worker: j.worker_id.as_ref().and_then(|w| names.get(w).cloned()).unwrap_or_else(|| "?".into()),
+            worker: j
+                .worker_id
+                .as_ref()
+                .and_then(|w| names.get(w).cloned())
+                .unwrap_or_else(|| "?".into()),
             job: j.job_key,
             progress: j.progress,
         })
@@ -256,7 +338,9 @@ async fn running(store: &Store, sweep_id: i64) -> Result<Vec<Running>> {
 
 /// `epoch 3/10 loss 0.0123`, from a job's progress JSON.
 fn describe(progress: Option<&serde_json::Value>) -> String {
-    let Some(p) = progress else { return "starting".into() };
+    let Some(p) = progress else {
+        return "starting".into();
+    };
     let mut parts = Vec::new();
     if let (Some(e), Some(n)) = (p["epoch"].as_u64(), p["epochs"].as_u64())
         && n > 0
@@ -269,14 +353,26 @@ fn describe(progress: Option<&serde_json::Value>) -> String {
     if let Some(m) = p["message"].as_str().filter(|m| !m.is_empty()) {
         parts.push(m.to_owned());
     }
-    if parts.is_empty() { "running".into() } else { parts.join(" · ") }
+    if parts.is_empty() {
+        "running".into()
+    } else {
+        parts.join(" · ")
+    }
 }
 
 /// `3 leased, 12 pending, 1 dead`.
 fn counts_line(p: &SweepProgress) -> String {
-    let parts: Vec<String> =
-        p.counts.iter().filter(|(s, n)| *n > 0 && *s != JobState::Succeeded).map(|(s, n)| format!("{n} {}", s.as_str())).collect();
-    if parts.is_empty() { String::new() } else { parts.join(", ") }
+    let parts: Vec<String> = p
+        .counts
+        .iter()
+        .filter(|(s, n)| *n > 0 && *s != JobState::Succeeded)
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Progress bars on a terminal, a line every few seconds elsewhere.
@@ -287,7 +383,8 @@ struct Display {
 
 impl Display {
     fn new(mode: ProgressMode, total: u64) -> Display {
-        let tty = mode == ProgressMode::Auto && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let tty =
+            mode == ProgressMode::Auto && std::io::IsTerminal::is_terminal(&std::io::stderr());
         let bars = tty.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
             let main = multi.add(ProgressBar::new(total));
@@ -299,7 +396,10 @@ impl Display {
             main.set_prefix("sweep");
             (multi, main, Vec::new())
         });
-        Display { bars, last_line: None }
+        Display {
+            bars,
+            last_line: None,
+        }
     }
 
     fn update(&mut self, p: &SweepProgress, running: &[Running], elapsed: Duration) {
@@ -308,16 +408,28 @@ impl Display {
                 main.set_length(p.total());
                 main.set_position(done(p));
                 let counts = counts_line(p);
-                main.set_message(if counts.is_empty() { "all done".to_owned() } else { counts });
+                main.set_message(if counts.is_empty() {
+                    "all done".to_owned()
+                } else {
+                    counts
+                });
                 while lines.len() < running.len() {
                     let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(ProgressStyle::with_template("  {spinner} {msg}").expect("a valid template"));
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} {msg}")
+                            .expect("a valid template"),
+                    );
                     lines.push(bar);
                 }
                 for (i, bar) in lines.iter().enumerate() {
                     match running.get(i) {
                         Some(r) => {
-                            bar.set_message(format!("{}: {} · {}", r.worker, r.job, describe(r.progress.as_ref())));
+                            bar.set_message(format!(
+                                "{}: {} · {}",
+                                r.worker,
+                                r.job,
+                                describe(r.progress.as_ref())
+                            ));
                             bar.tick();
                         }
                         None => bar.set_message(String::new()),
@@ -325,12 +437,20 @@ impl Display {
                 }
             }
             None => {
-                let due = self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) || p.is_finished();
+                let due = self
+                    .last_line
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                    || p.is_finished();
                 if !due {
                     return;
                 }
                 self.last_line = Some(Instant::now());
-                let mut line = format!("[{:>6.0}s] {}/{} jobs done", elapsed.as_secs_f64(), done(p), p.total());
+                let mut line = format!(
+                    "[{:>6.0}s] {}/{} jobs done",
+                    elapsed.as_secs_f64(),
+                    done(p),
+                    p.total()
+                );
                 let counts = counts_line(p);
                 if !counts.is_empty() {
                     line.push_str(&format!(" ({counts})"));
@@ -340,7 +460,12 @@ impl Display {
                 }
                 eprintln!("{line}");
                 for r in running {
-                    eprintln!("    {}: {} · {}", r.worker, r.job, describe(r.progress.as_ref()));
+                    eprintln!(
+                        "    {}: {} · {}",
+                        r.worker,
+                        r.job,
+                        describe(r.progress.as_ref())
+                    );
                 }
             }
         }
@@ -402,7 +527,8 @@ pub fn prepare_data(spec: &mut Spec, data_root: &Path, cache_root: &Path) -> Res
         seed: s.seed,
         sample_rate: s.sample_rate,
     };
-    cfg.validate().map_err(|e| Error::InvalidArgument(format!("[synth]: {e}")))?;
+    cfg.validate()
+        .map_err(|e| Error::InvalidArgument(format!("[synth]: {e}")))?;
     let dir = synth_cache_dir(cache_root, &cfg);
     // `synth.json` is written last: its presence marks a complete data set.
     if !dir.join("synth.json").is_file() {
@@ -414,21 +540,33 @@ pub fn prepare_data(spec: &mut Spec, data_root: &Path, cache_root: &Path) -> Res
         if partial.exists() {
             std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
         }
-        eprintln!("synthesising {} clips into {}", cfg.n_clips(), dir.display());
+        eprintln!(
+            "synthesising {} clips into {}",
+            cfg.n_clips(),
+            dir.display()
+        );
         let bar = ProgressBar::new(cfg.n_clips() as u64);
-        bar.set_style(ProgressStyle::with_template("synth [{bar:30}] {pos}/{len} clips · ETA {eta}").expect("a valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("synth [{bar:30}] {pos}/{len} clips · ETA {eta}")
+                .expect("a valid template"),
+        );
         if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
-        synth::generate(&cfg, &partial, &|| bar.inc(1)).map_err(|e| Error::InvalidArgument(format!("synthesising data: {e}")))?;
+        synth::generate(&cfg, &partial, &|| bar.inc(1))
+            .map_err(|e| Error::InvalidArgument(format!("synthesising data: {e}")))?;
         bar.finish_and_clear();
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
         }
         std::fs::rename(&partial, &dir).map_err(io(&dir))?;
     }
-    let manifest = dataset::scan(&dir, None).map_err(|e| Error::InvalidArgument(format!("synthetic data in {}: {e}", dir.display())))?;
-    spec.dataset = Some(DatasetSpec { fingerprint: Some(manifest.fingerprint()), ..DatasetSpec::default() });
+    let manifest = dataset::scan(&dir, None)
+        .map_err(|e| Error::InvalidArgument(format!("synthetic data in {}: {e}", dir.display())))?;
+    spec.dataset = Some(DatasetSpec {
+        fingerprint: Some(manifest.fingerprint()),
+        ..DatasetSpec::default()
+    });
     Ok(dir)
 }
 
@@ -436,7 +574,10 @@ pub fn prepare_data(spec: &mut Spec, data_root: &Path, cache_root: &Path) -> Res
 fn synth_cache_dir(cache_root: &Path, settings: &impl serde::Serialize) -> PathBuf {
     use sha2::{Digest, Sha256};
     let json = serde_json::to_vec(settings).expect("settings serialise to JSON");
-    cache_root.join(format!("synth-{}", &hex::encode(Sha256::digest(json))[..12]))
+    cache_root.join(format!(
+        "synth-{}",
+        &hex::encode(Sha256::digest(json))[..12]
+    ))
 }
 
 #[cfg(test)]
@@ -448,16 +589,36 @@ mod tests {
         let p = serde_json::json!({"epoch": 3, "epochs": 10, "loss": 0.012345, "message": ""});
         assert_eq!(describe(Some(&p)), "epoch 3/10 · loss 0.0123");
         assert_eq!(describe(None), "starting");
-        assert_eq!(describe(Some(&serde_json::json!({"epoch": 0, "epochs": 0, "loss": null, "message": "embedding"}))), "embedding");
+        assert_eq!(
+            describe(Some(
+                &serde_json::json!({"epoch": 0, "epochs": 0, "loss": null, "message": "embedding"})
+            )),
+            "embedding"
+        );
     }
 
     #[test]
     fn the_synth_cache_follows_the_settings() {
-        let a = synth_cache_dir(Path::new("data"), &serde_json::json!({"devices": ["fan"], "seed": 1}));
-        let b = synth_cache_dir(Path::new("data"), &serde_json::json!({"devices": ["fan"], "seed": 1}));
-        let c = synth_cache_dir(Path::new("data"), &serde_json::json!({"devices": ["fan"], "seed": 2}));
+        let a = synth_cache_dir(
+            Path::new("data"),
+            &serde_json::json!({"devices": ["fan"], "seed": 1}),
+        );
+        let b = synth_cache_dir(
+            Path::new("data"),
+            &serde_json::json!({"devices": ["fan"], "seed": 1}),
+        );
+        let c = synth_cache_dir(
+            Path::new("data"),
+            &serde_json::json!({"devices": ["fan"], "seed": 2}),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert!(a.starts_with("data") && a.file_name().unwrap().to_string_lossy().starts_with("synth-"));
+        assert!(
+            a.starts_with("data")
+                && a.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("synth-")
+        );
     }
 }

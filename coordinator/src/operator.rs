@@ -2,8 +2,8 @@
 //! launch/status/results/correlations/cancel/retry` and how their answers are printed.
 
 use crate::report;
-use asdsweep_shared::grid;
 use asdsweep_shared::auth::Bearer;
+use asdsweep_shared::grid;
 use asdsweep_shared::proto::{self as pb, AuthChannel, sweep_service_client::SweepServiceClient};
 use asdsweep_shared::spec::{Backend, Spec};
 use std::fmt::Write as _;
@@ -17,7 +17,9 @@ pub enum Error {
     #[error(transparent)]
     Spec(#[from] asdsweep_shared::spec::SpecError),
     /// The coordinator could not be reached.
-    #[error("cannot reach coordinator {addr}: {source} (start one with `asdsweep serve`, or set --coordinator / ASDSWEEP_COORDINATOR)")]
+    #[error(
+        "cannot reach coordinator {addr}: {source} (start one with `asdsweep serve`, or set --coordinator / ASDSWEEP_COORDINATOR)"
+    )]
     Connect {
         /// Address tried.
         addr: String,
@@ -48,12 +50,19 @@ pub enum Format {
 
 /// Connects to a coordinator's sweep service, with a bearer token if given.
 pub async fn connect(addr: &str, token: Option<&str>) -> Result<SweepServiceClient<AuthChannel>> {
-    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
     let endpoint = Channel::from_shared(url.clone())
         .map_err(|e| Error::Render(format!("bad coordinator address \"{addr}\": {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5));
     let bearer = Bearer::new(token).map_err(Error::Render)?;
-    let channel = endpoint.connect().await.map_err(|source| Error::Connect { addr: url, source })?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| Error::Connect { addr: url, source })?;
     Ok(SweepServiceClient::with_interceptor(channel, bearer))
 }
 
@@ -61,7 +70,11 @@ pub async fn connect(addr: &str, token: Option<&str>) -> Result<SweepServiceClie
 pub fn dry_run(spec: &Spec) -> String {
     let jobs = grid::expand(spec);
     let mut out = String::new();
-    let _ = writeln!(out, "{:<48} {:<6} {:<8} {:<10} {:<12} {:>5}  depends on", "job", "stage", "kind", "config", "device", "seed");
+    let _ = writeln!(
+        out,
+        "{:<48} {:<6} {:<8} {:<10} {:<12} {:>5}  depends on",
+        "job", "stage", "kind", "config", "device", "seed"
+    );
     for j in &jobs {
         let _ = writeln!(
             out,
@@ -90,7 +103,12 @@ pub fn dry_run(spec: &Spec) -> String {
         spec.seeds.len()
     );
     for f in spec.families.iter().filter(|f| !f.backends().is_empty()) {
-        let _ = writeln!(out, "family \"{}\" runs only on workers with backend {}", f.name(), Backend::join(f.backends(), " or "));
+        let _ = writeln!(
+            out,
+            "family \"{}\" runs only on workers with backend {}",
+            f.name(),
+            Backend::join(f.backends(), " or ")
+        );
     }
     out
 }
@@ -102,7 +120,12 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
         out.push_str("no sweeps\n");
     }
     for sw in &s.sweeps {
-        let counts: Vec<String> = sw.counts.iter().filter(|c| c.count > 0).map(|c| format!("{} {}", c.count, c.state)).collect();
+        let counts: Vec<String> = sw
+            .counts
+            .iter()
+            .filter(|c| c.count > 0)
+            .map(|c| format!("{} {}", c.count, c.state))
+            .collect();
         let eta = match sw.eta_s {
             Some(e) if e > 0.0 => format!(", ETA {}", human_duration(e)),
             _ => String::new(),
@@ -119,23 +142,52 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
             eta
         );
         for f in &sw.families {
-            let counts: Vec<String> = f.counts.iter().filter(|c| c.count > 0).map(|c| format!("{} {}", c.count, c.state)).collect();
-            let done = f.counts.iter().filter(|c| c.state == "succeeded").map(|c| c.count).sum::<u64>();
-            let _ = writeln!(out, "  family {}: {}/{} succeeded; {}", f.family, done, f.total, counts.join(", "));
+            let counts: Vec<String> = f
+                .counts
+                .iter()
+                .filter(|c| c.count > 0)
+                .map(|c| format!("{} {}", c.count, c.state))
+                .collect();
+            let done = f
+                .counts
+                .iter()
+                .filter(|c| c.state == "succeeded")
+                .map(|c| c.count)
+                .sum::<u64>();
+            let _ = writeln!(
+                out,
+                "  family {}: {}/{} succeeded; {}",
+                f.family,
+                done,
+                f.total,
+                counts.join(", ")
+            );
         }
         for need in &sw.backend_needs {
             let allowed: Vec<&str> = need.backends.split(',').collect();
-            let able = s.live_workers.iter().filter(|w| allowed.contains(&w.backend.as_str())).count();
+            let able = s
+                .live_workers
+                .iter()
+                .filter(|w| allowed.contains(&w.backend.as_str()))
+                .count();
             let _ = writeln!(
                 out,
                 "  {} pending job(s) need a worker with backend {}: {}",
                 need.pending,
                 allowed.join(" or "),
-                if able == 0 { "no live worker has one".to_owned() } else { format!("{able} live worker(s) can run them") }
+                if able == 0 {
+                    "no live worker has one".to_owned()
+                } else {
+                    format!("{able} live worker(s) can run them")
+                }
             );
         }
         for d in &sw.dead {
-            let _ = writeln!(out, "  dead: {} after {} attempts: {}", d.job_key, d.attempts, d.error);
+            let _ = writeln!(
+                out,
+                "  dead: {} after {} attempts: {}",
+                d.job_key, d.attempts, d.error
+            );
         }
     }
     let _ = writeln!(out, "live workers: {}", s.live_workers.len());
@@ -147,7 +199,10 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
             w.worker_id,
             w.backend,
             w.device,
-            w.current_job.as_deref().map(|j| format!("running {j}")).unwrap_or_else(|| "idle".into())
+            w.current_job
+                .as_deref()
+                .map(|j| format!("running {j}"))
+                .unwrap_or_else(|| "idle".into())
         );
     }
     out
@@ -226,14 +281,22 @@ impl ResultFilter {
     pub fn keeps(&self, r: &pb::ResultRow) -> bool {
         self.family.as_ref().is_none_or(|f| *f == r.family)
             && self.device.as_ref().is_none_or(|d| *d == r.device)
-            && self.metric.is_none_or(|m| r.metrics.as_ref().and_then(|x| m.value(x)).is_some())
+            && self
+                .metric
+                .is_none_or(|m| r.metrics.as_ref().and_then(|x| m.value(x)).is_some())
     }
 }
 
 /// Renders the rows that pass a filter; with a metric, only that metric column is shown.
-pub fn render_filtered_results(rows: &[pb::ResultRow], filter: &ResultFilter, format: Format) -> Result<String> {
+pub fn render_filtered_results(
+    rows: &[pb::ResultRow],
+    filter: &ResultFilter,
+    format: Format,
+) -> Result<String> {
     let kept: Vec<pb::ResultRow> = rows.iter().filter(|r| filter.keeps(r)).cloned().collect();
-    let Some(metric) = filter.metric else { return render_results(&kept, format) };
+    let Some(metric) = filter.metric else {
+        return render_results(&kept, format);
+    };
     let columns: Vec<usize> = (0..RESULT_COLUMNS.len())
         .filter(|&c| !(9..16).contains(&c) || RESULT_COLUMNS[c] == metric.as_str())
         .collect();
@@ -241,8 +304,23 @@ pub fn render_filtered_results(rows: &[pb::ResultRow], filter: &ResultFilter, fo
 }
 
 const RESULT_COLUMNS: [&str; 17] = [
-    "job", "state", "attempts", "family", "config", "device", "seed", "stage", "proxy_metric", "proxy_value", "lp_in_auc",
-    "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc", "error",
+    "job",
+    "state",
+    "attempts",
+    "family",
+    "config",
+    "device",
+    "seed",
+    "stage",
+    "proxy_metric",
+    "proxy_value",
+    "lp_in_auc",
+    "lp_in_pauc",
+    "lp_out_auc",
+    "lp_out_pauc",
+    "md_auc",
+    "md_pauc",
+    "error",
 ];
 
 fn result_cells(r: &pb::ResultRow) -> Vec<String> {
@@ -296,14 +374,18 @@ fn render_columns(rows: &[pb::ResultRow], format: Format, columns: &[usize]) -> 
                     })
                 })
                 .collect();
-            serde_json::to_string_pretty(&v).map(|s| s + "\n").map_err(|e| Error::Render(e.to_string()))
+            serde_json::to_string_pretty(&v)
+                .map(|s| s + "\n")
+                .map_err(|e| Error::Render(e.to_string()))
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(columns.iter().map(|&c| RESULT_COLUMNS[c])).map_err(|e| Error::Render(e.to_string()))?;
+            w.write_record(columns.iter().map(|&c| RESULT_COLUMNS[c]))
+                .map_err(|e| Error::Render(e.to_string()))?;
             for r in rows {
                 let cells = result_cells(r);
-                w.write_record(columns.iter().map(|&c| &cells[c])).map_err(|e| Error::Render(e.to_string()))?;
+                w.write_record(columns.iter().map(|&c| &cells[c]))
+                    .map_err(|e| Error::Render(e.to_string()))?;
             }
             let bytes = w.into_inner().map_err(|e| Error::Render(e.to_string()))?;
             String::from_utf8(bytes).map_err(|e| Error::Render(e.to_string()))
@@ -311,13 +393,30 @@ fn render_columns(rows: &[pb::ResultRow], format: Format, columns: &[usize]) -> 
         Format::Table => {
             let cells: Vec<Vec<String>> = rows.iter().map(result_cells).collect();
             // Drop metric columns that are empty in every row.
-            let keep: Vec<usize> =
-                columns.iter().copied().filter(|&c| c < 8 || cells.iter().any(|r| !r[c].is_empty())).collect();
-            let widths: Vec<usize> =
-                keep.iter().map(|&c| cells.iter().map(|r| r[c].chars().count()).chain([RESULT_COLUMNS[c].len()]).max().unwrap_or(0)).collect();
+            let keep: Vec<usize> = columns
+                .iter()
+                .copied()
+                .filter(|&c| c < 8 || cells.iter().any(|r| !r[c].is_empty()))
+                .collect();
+            let widths: Vec<usize> = keep
+                .iter()
+                .map(|&c| {
+                    cells
+                        .iter()
+                        .map(|r| r[c].chars().count())
+                        .chain([RESULT_COLUMNS[c].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
             let mut out = String::new();
             let line = |vals: Vec<&str>| -> String {
-                let mut l = vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ");
+                let mut l = vals
+                    .iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ");
                 l.truncate(l.trim_end().len());
                 l + "\n"
             };
@@ -333,14 +432,18 @@ fn render_columns(rows: &[pb::ResultRow], format: Format, columns: &[usize]) -> 
 /// Renders a sweep's correlations as a table, CSV (the columns of `correlations.csv`) or JSON.
 pub fn render_correlations(c: &pb::CorrelationsResponse, format: Format) -> Result<String> {
     match format {
-        Format::Csv => report::correlations_csv(&c.lines, c.provisional).map_err(|e| Error::Render(e.to_string())),
+        Format::Csv => report::correlations_csv(&c.lines, c.provisional)
+            .map_err(|e| Error::Render(e.to_string())),
         Format::Json => {
-            let lines: Vec<report::CorrelationLine> = c.lines.iter().map(report::CorrelationLine::from).collect();
+            let lines: Vec<report::CorrelationLine> =
+                c.lines.iter().map(report::CorrelationLine::from).collect();
             let v = serde_json::json!({
                 "sweep_id": c.sweep_id, "name": c.name, "provisional": c.provisional, "open_jobs": c.open_jobs,
                 "rows_used": c.rows_used, "rows_without_proxy": c.rows_without_proxy, "tests": lines,
             });
-            serde_json::to_string_pretty(&v).map(|s| s + "\n").map_err(|e| Error::Render(e.to_string()))
+            serde_json::to_string_pretty(&v)
+                .map(|s| s + "\n")
+                .map_err(|e| Error::Render(e.to_string()))
         }
         Format::Table => {
             let mut out = String::new();
@@ -350,20 +453,47 @@ pub fn render_correlations(c: &pb::CorrelationsResponse, format: Format) -> Resu
                 c.sweep_id,
                 c.name,
                 c.rows_used,
-                if c.rows_without_proxy > 0 { format!(" ({} without a proxy value, left out)", c.rows_without_proxy) } else { String::new() }
+                if c.rows_without_proxy > 0 {
+                    format!(
+                        " ({} without a proxy value, left out)",
+                        c.rows_without_proxy
+                    )
+                } else {
+                    String::new()
+                }
             );
             if c.provisional {
-                let _ = writeln!(out, "PROVISIONAL: {} jobs are still open; these numbers will change", c.open_jobs);
+                let _ = writeln!(
+                    out,
+                    "PROVISIONAL: {} jobs are still open; these numbers will change",
+                    c.open_jobs
+                );
             }
             if c.lines.is_empty() {
                 out.push_str("no results with a proxy value yet\n");
                 return Ok(out);
             }
-            let f = |v: f64| if v.is_finite() { format!("{v:.3}") } else { "NaN".into() };
+            let f = |v: f64| {
+                if v.is_finite() {
+                    format!("{v:.3}")
+                } else {
+                    "NaN".into()
+                }
+            };
             let _ = writeln!(
                 out,
                 "{:<16} {:<12} {:>3} {:>8} {:>8} {:>8} {:>8} {:>16} {:>8} {:>8}  {:<14} significance",
-                "family", "asd_metric", "n", "pearson", "p", "spearman", "perm_p", "rho CI", "kendall", "q_bh", "direction"
+                "family",
+                "asd_metric",
+                "n",
+                "pearson",
+                "p",
+                "spearman",
+                "perm_p",
+                "rho CI",
+                "kendall",
+                "q_bh",
+                "direction"
             );
             for l in &c.lines {
                 let _ = writeln!(
@@ -381,7 +511,11 @@ pub fn render_correlations(c: &pb::CorrelationsResponse, format: Format) -> Resu
                     f(l.q_bh),
                     l.direction,
                     l.significance,
-                    if l.note.is_empty() { String::new() } else { format!("  ({})", l.note) }
+                    if l.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", l.note)
+                    }
                 );
             }
             Ok(out)
@@ -392,7 +526,8 @@ pub fn render_correlations(c: &pb::CorrelationsResponse, format: Format) -> Resu
 /// Reads and validates a spec file, returning it with its text.
 pub fn read_spec(path: &Path) -> Result<(Spec, String)> {
     let spec = Spec::from_path(path)?;
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Render(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Render(format!("cannot read {}: {e}", path.display())))?;
     Ok((spec, text))
 }
 
@@ -404,7 +539,11 @@ mod tests {
         pb::ResultRow {
             job_key: "ae/c,1/fan/s1/eval".into(),
             state: state.into(),
-            metrics: md.map(|m| pb::JobMetrics { proxy_metric: "ae_l1".into(), md_auc: Some(m), ..Default::default() }),
+            metrics: md.map(|m| pb::JobMetrics {
+                proxy_metric: "ae_l1".into(),
+                md_auc: Some(m),
+                ..Default::default()
+            }),
             error: error.into(),
             ..Default::default()
         }
@@ -414,9 +553,15 @@ mod tests {
     fn csv_output_quotes_fields_and_keeps_every_column() {
         let out = render_results(&[row("succeeded", Some(0.75), "")], Format::Csv).unwrap();
         let mut lines = out.lines();
-        assert_eq!(lines.next().unwrap().split(',').count(), RESULT_COLUMNS.len());
+        assert_eq!(
+            lines.next().unwrap().split(',').count(),
+            RESULT_COLUMNS.len()
+        );
         let data = lines.next().unwrap();
-        assert!(data.starts_with("\"ae/c,1/fan/s1/eval\",succeeded"), "{data}");
+        assert!(
+            data.starts_with("\"ae/c,1/fan/s1/eval\",succeeded"),
+            "{data}"
+        );
         assert!(data.contains("0.750000"));
     }
 
@@ -433,23 +578,56 @@ mod tests {
             family: family.into(),
             device: device.into(),
             state: "succeeded".into(),
-            metrics: Some(pb::JobMetrics { proxy_metric: "ae_l1".into(), proxy_value: Some(0.25), md_auc: md, lp_in_auc: Some(0.7), ..Default::default() }),
+            metrics: Some(pb::JobMetrics {
+                proxy_metric: "ae_l1".into(),
+                proxy_value: Some(0.25),
+                md_auc: md,
+                lp_in_auc: Some(0.7),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     #[test]
     fn filters_keep_the_family_the_machine_type_and_rows_with_the_metric() {
-        let rows = [metric_row("ae", "fan", Some(0.9)), metric_row("ae", "pump", None), metric_row("ce", "fan", Some(0.8))];
-        let filter = ResultFilter { family: Some("ae".into()), device: None, metric: Some(Metric::MdAuc) };
+        let rows = [
+            metric_row("ae", "fan", Some(0.9)),
+            metric_row("ae", "pump", None),
+            metric_row("ce", "fan", Some(0.8)),
+        ];
+        let filter = ResultFilter {
+            family: Some("ae".into()),
+            device: None,
+            metric: Some(Metric::MdAuc),
+        };
         let out = render_filtered_results(&rows, &filter, Format::Csv).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2, "{out}");
-        assert_eq!(lines[0], "job,state,attempts,family,config,device,seed,stage,proxy_metric,md_auc,error");
-        assert!(lines[1].starts_with("ae/c1/fan/s1/eval,") && lines[1].contains("0.900000"), "{out}");
-        let by_device = ResultFilter { device: Some("fan".into()), ..Default::default() };
-        assert_eq!(render_filtered_results(&rows, &by_device, Format::Csv).unwrap().lines().count(), 3);
-        assert!(render_filtered_results(&rows, &by_device, Format::Table).unwrap().contains("lp_in_auc"));
+        assert_eq!(
+            lines[0],
+            "job,state,attempts,family,config,device,seed,stage,proxy_metric,md_auc,error"
+        );
+        assert!(
+            lines[1].starts_with("ae/c1/fan/s1/eval,") && lines[1].contains("0.900000"),
+            "{out}"
+        );
+        let by_device = ResultFilter {
+            device: Some("fan".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            render_filtered_results(&rows, &by_device, Format::Csv)
+                .unwrap()
+                .lines()
+                .count(),
+            3
+        );
+        assert!(
+            render_filtered_results(&rows, &by_device, Format::Table)
+                .unwrap()
+                .contains("lp_in_auc")
+        );
     }
 
     #[test]
@@ -473,8 +651,13 @@ mod tests {
         let table = render_correlations(&c, Format::Table).unwrap();
         assert!(table.contains("PROVISIONAL: 4 jobs"), "{table}");
         let csv = render_correlations(&c, Format::Csv).unwrap();
-        assert!(csv.lines().next().unwrap().ends_with(",provisional") && csv.lines().nth(1).unwrap().ends_with(",true"), "{csv}");
-        let json: serde_json::Value = serde_json::from_str(&render_correlations(&c, Format::Json).unwrap()).unwrap();
+        assert!(
+            csv.lines().next().unwrap().ends_with(",provisional")
+                && csv.lines().nth(1).unwrap().ends_with(",true"),
+            "{csv}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render_correlations(&c, Format::Json).unwrap()).unwrap();
         assert_eq!(json["provisional"], true);
         assert_eq!(json["tests"][0]["spearman_rho"], 1.0);
         assert!(json["tests"][0]["pearson_r"].is_null(), "NaN becomes null");

@@ -34,8 +34,14 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in display order.
-    pub const ALL: [JobState; 6] =
-        [JobState::Blocked, JobState::Pending, JobState::Leased, JobState::Succeeded, JobState::Dead, JobState::Cancelled];
+    pub const ALL: [JobState; 6] = [
+        JobState::Blocked,
+        JobState::Pending,
+        JobState::Leased,
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Cancelled,
+    ];
 
     /// The state's stored name.
     pub fn as_str(self) -> &'static str {
@@ -56,7 +62,10 @@ impl JobState {
 
     /// True for states a job never leaves on its own.
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Dead | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Dead | JobState::Cancelled
+        )
     }
 }
 
@@ -79,11 +88,19 @@ pub enum AfterFailure {
 }
 
 /// Decides a failed attempt's outcome. `attempts` counts the attempt that just failed.
-pub fn after_failure(attempts: i32, max_attempts: i32, retryable: bool, base_ms: i64, max_ms: i64) -> AfterFailure {
+pub fn after_failure(
+    attempts: i32,
+    max_attempts: i32,
+    retryable: bool,
+    base_ms: i64,
+    max_ms: i64,
+) -> AfterFailure {
     if !retryable || attempts >= max_attempts {
         AfterFailure::Dead
     } else {
-        AfterFailure::Retry { delay_ms: backoff_ms(attempts, base_ms, max_ms) }
+        AfterFailure::Retry {
+            delay_ms: backoff_ms(attempts, base_ms, max_ms),
+        }
     }
 }
 
@@ -116,8 +133,14 @@ mod tests {
 
     #[test]
     fn a_failure_retries_while_attempts_remain() {
-        assert_eq!(after_failure(1, 3, true, 10, 100), AfterFailure::Retry { delay_ms: 10 });
-        assert_eq!(after_failure(2, 3, true, 10, 100), AfterFailure::Retry { delay_ms: 20 });
+        assert_eq!(
+            after_failure(1, 3, true, 10, 100),
+            AfterFailure::Retry { delay_ms: 10 }
+        );
+        assert_eq!(
+            after_failure(2, 3, true, 10, 100),
+            AfterFailure::Retry { delay_ms: 20 }
+        );
         assert_eq!(after_failure(3, 3, true, 10, 100), AfterFailure::Dead);
     }
 

@@ -16,8 +16,8 @@ use crate::queue::JobState;
 use crate::store::{Store, now_ms};
 use asdsweep_shared::analysis::alignment::{FamilyAlignment, alignment_report};
 use asdsweep_shared::analysis::{
-    AnalysisError, ConfigPoint, CorrelationRow, Direction, LongTable, SWEEP_ASD_METRICS, SWEEP_KEY_COLUMNS, TestSettings,
-    aggregate_devices, correlate, parse_long_csv,
+    AnalysisError, ConfigPoint, CorrelationRow, Direction, LongTable, SWEEP_ASD_METRICS,
+    SWEEP_KEY_COLUMNS, TestSettings, aggregate_devices, correlate, parse_long_csv,
 };
 use asdsweep_shared::proto as pb;
 use sea_orm::{FromQueryResult, Statement};
@@ -85,8 +85,18 @@ pub fn result_lines(jobs: &[(job::Model, Option<result::Model>)]) -> Vec<ResultL
             seed: j.seed,
             proxy_metric: r.proxy_metric.clone(),
             proxy_value: r.proxy_value,
-            asd: [r.lp_in_auc, r.lp_in_pauc, r.lp_out_auc, r.lp_out_pauc, r.md_auc, r.md_pauc],
-            provenance: PROVENANCE_COLUMNS.iter().map(|(_, key)| provenance_text(&r.provenance, key)).collect(),
+            asd: [
+                r.lp_in_auc,
+                r.lp_in_pauc,
+                r.lp_out_auc,
+                r.lp_out_pauc,
+                r.md_auc,
+                r.md_pauc,
+            ],
+            provenance: PROVENANCE_COLUMNS
+                .iter()
+                .map(|(_, key)| provenance_text(&r.provenance, key))
+                .collect(),
             job: j.job_key.clone(),
             worker: r.worker_id.clone(),
         })
@@ -137,7 +147,9 @@ pub fn results_csv(lines: &[ResultLine]) -> Result<String> {
         record.push(l.worker.clone());
         w.write_record(&record).map_err(csv_err)?;
     }
-    let bytes = w.into_inner().map_err(|e| Error::Report(format!("rendering {RESULTS_CSV}: {e}")))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Report(format!("rendering {RESULTS_CSV}: {e}")))?;
     String::from_utf8(bytes).map_err(|e| Error::Report(format!("rendering {RESULTS_CSV}: {e}")))
 }
 
@@ -166,16 +178,25 @@ pub fn analyse(results_csv: &str) -> Result<Analysis> {
     let table: LongTable = match parse_long_csv(results_csv.as_bytes(), RESULTS_CSV) {
         Ok(t) => t,
         Err(AnalysisError::Empty(_)) => {
-            let rows_without_proxy = csv::Reader::from_reader(results_csv.as_bytes()).records().count();
-            return Ok(Analysis { rows_without_proxy, ..Analysis::default() });
+            let rows_without_proxy = csv::Reader::from_reader(results_csv.as_bytes())
+                .records()
+                .count();
+            return Ok(Analysis {
+                rows_without_proxy,
+                ..Analysis::default()
+            });
         }
         Err(e) => return Err(Error::Report(e.to_string())),
     };
     let settings = TestSettings::default();
     let points = aggregate_devices(&table, |f| table.direction(f));
-    let tests = correlate(&points, &table.asd_metrics, &settings).map_err(|e| Error::Report(e.to_string()))?;
+    let tests = correlate(&points, &table.asd_metrics, &settings)
+        .map_err(|e| Error::Report(e.to_string()))?;
     let alignment = alignment_report(&points, &tests);
-    let directions = points.iter().map(|p| (p.family.clone(), table.direction(&p.family))).collect();
+    let directions = points
+        .iter()
+        .map(|p| (p.family.clone(), table.direction(&p.family)))
+        .collect();
     Ok(Analysis {
         settings: Some(settings),
         rows_used: table.rows.len(),
@@ -239,7 +260,8 @@ pub fn correlation_lines(analysis: &Analysis) -> Vec<CorrelationLine> {
         .iter()
         .map(|t| {
             let family = analysis.alignment.iter().find(|a| a.family == t.family);
-            let metric = family.and_then(|a| a.metrics.iter().find(|m| m.asd_metric == t.asd_metric));
+            let metric =
+                family.and_then(|a| a.metrics.iter().find(|m| m.asd_metric == t.asd_metric));
             CorrelationLine {
                 family: t.family.clone(),
                 asd_metric: t.asd_metric.clone(),
@@ -260,9 +282,15 @@ pub fn correlation_lines(analysis: &Analysis) -> Vec<CorrelationLine> {
                 kendall_p: t.kendall_p,
                 q_bh: t.q,
                 ci_level: t.spearman_ci.level,
-                difficulty: family.map(|a| a.difficulty.verdict.clone()).unwrap_or_default(),
-                direction: metric.map(|m| m.direction.verdict.clone()).unwrap_or_default(),
-                significance: metric.map(|m| m.significance.verdict.clone()).unwrap_or_default(),
+                difficulty: family
+                    .map(|a| a.difficulty.verdict.clone())
+                    .unwrap_or_default(),
+                direction: metric
+                    .map(|m| m.direction.verdict.clone())
+                    .unwrap_or_default(),
+                significance: metric
+                    .map(|m| m.significance.verdict.clone())
+                    .unwrap_or_default(),
                 note: t.note.clone().unwrap_or_default(),
             }
         })
@@ -378,14 +406,18 @@ pub fn correlation_cells(l: &pb::CorrelationLine) -> Vec<String> {
 pub fn correlations_csv(lines: &[pb::CorrelationLine], provisional: bool) -> Result<String> {
     let csv_err = |e: csv::Error| Error::Report(format!("rendering {CORRELATIONS_CSV}: {e}"));
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(CORRELATION_COLUMNS.iter().copied().chain(["provisional"])).map_err(csv_err)?;
+    w.write_record(CORRELATION_COLUMNS.iter().copied().chain(["provisional"]))
+        .map_err(csv_err)?;
     for l in lines {
         let mut cells = correlation_cells(l);
         cells.push(provisional.to_string());
         w.write_record(&cells).map_err(csv_err)?;
     }
-    let bytes = w.into_inner().map_err(|e| Error::Report(format!("rendering {CORRELATIONS_CSV}: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error::Report(format!("rendering {CORRELATIONS_CSV}: {e}")))
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Report(format!("rendering {CORRELATIONS_CSV}: {e}")))?;
+    String::from_utf8(bytes)
+        .map_err(|e| Error::Report(format!("rendering {CORRELATIONS_CSV}: {e}")))
 }
 
 /// A dead job as the report lists it.
@@ -438,8 +470,15 @@ impl SweepFacts {
 }
 
 /// Collects the facts from a sweep and its jobs.
-pub fn sweep_facts(sweep: &sweep::Model, jobs: &[(job::Model, Option<result::Model>)], lines: &[ResultLine]) -> SweepFacts {
-    let mut jobs_by_state: BTreeMap<String, u64> = JobState::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+pub fn sweep_facts(
+    sweep: &sweep::Model,
+    jobs: &[(job::Model, Option<result::Model>)],
+    lines: &[ResultLine],
+) -> SweepFacts {
+    let mut jobs_by_state: BTreeMap<String, u64> = JobState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
     for (j, _) in jobs {
         *jobs_by_state.entry(j.state.clone()).or_default() += 1;
     }
@@ -448,27 +487,49 @@ pub fn sweep_facts(sweep: &sweep::Model, jobs: &[(job::Model, Option<result::Mod
         .filter(|(j, _)| JobState::parse(&j.state).is_none_or(|s| !s.is_final()))
         .count() as u64;
     let distinct = |column: &str| -> Vec<String> {
-        let k = PROVENANCE_COLUMNS.iter().position(|(c, _)| *c == column).expect("a column of PROVENANCE_COLUMNS");
-        lines.iter().map(|l| l.provenance[k].clone()).filter(|v| !v.is_empty()).collect::<BTreeSet<_>>().into_iter().collect()
+        let k = PROVENANCE_COLUMNS
+            .iter()
+            .position(|(c, _)| *c == column)
+            .expect("a column of PROVENANCE_COLUMNS");
+        lines
+            .iter()
+            .map(|l| l.provenance[k].clone())
+            .filter(|v| !v.is_empty())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     };
     SweepFacts {
         id: sweep.id,
         name: sweep.name.clone(),
         spec_hash: sweep.spec_hash.clone(),
         // The store keeps a sweep "active" until cancelled; a report says when nothing is left to run.
-        state: if sweep.state == "active" && open_jobs == 0 { "finished".to_owned() } else { sweep.state.clone() },
+        state: if sweep.state == "active" && open_jobs == 0 {
+            "finished".to_owned()
+        } else {
+            sweep.state.clone()
+        },
         created_at_ms: sweep.created_at_ms,
         generated_at_ms: now_ms(),
         jobs_by_state,
         open_jobs,
-        seeds: jobs.iter().map(|(j, _)| j.seed).collect::<BTreeSet<_>>().into_iter().collect(),
+        seeds: jobs
+            .iter()
+            .map(|(j, _)| j.seed)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         dataset_fingerprints: distinct("dataset_fingerprint"),
         code_versions: distinct("code_version"),
         backends: distinct("backend"),
         dead: jobs
             .iter()
             .filter(|(j, _)| j.state == JobState::Dead.as_str())
-            .map(|(j, _)| DeadJob { job: j.job_key.clone(), attempts: j.attempts, error: j.last_error.clone().unwrap_or_default() })
+            .map(|(j, _)| DeadJob {
+                job: j.job_key.clone(),
+                attempts: j.attempts,
+                error: j.last_error.clone().unwrap_or_default(),
+            })
             .collect(),
     }
 }
@@ -489,13 +550,25 @@ pub struct Report {
 }
 
 /// Builds a report from a sweep and its jobs with their results (the pure part of [`write_report`]).
-pub fn build_report(sweep: &sweep::Model, jobs: &[(job::Model, Option<result::Model>)]) -> Result<Report> {
+pub fn build_report(
+    sweep: &sweep::Model,
+    jobs: &[(job::Model, Option<result::Model>)],
+) -> Result<Report> {
     let lines = result_lines(jobs);
     let facts = sweep_facts(sweep, jobs, &lines);
     let results_csv = results_csv(&lines)?;
     let analysis = analyse(&results_csv)?;
-    let correlations = correlation_lines(&analysis).iter().map(pb::CorrelationLine::from).collect();
-    Ok(Report { facts, lines, results_csv, analysis, correlations })
+    let correlations = correlation_lines(&analysis)
+        .iter()
+        .map(pb::CorrelationLine::from)
+        .collect();
+    Ok(Report {
+        facts,
+        lines,
+        results_csv,
+        analysis,
+        correlations,
+    })
 }
 
 /// The JSON document of `correlations.json`: the sweep, whether the numbers are
@@ -574,16 +647,28 @@ impl std::fmt::Display for ReportSummary {
         writeln!(
             f,
             "report{}: {} ({} result rows, {} tests)",
-            if self.provisional { " (provisional: jobs still open)" } else { "" },
+            if self.provisional {
+                " (provisional: jobs still open)"
+            } else {
+                ""
+            },
             self.report_html.display(),
             self.result_rows,
             self.tests
         )?;
-        for p in [&self.results_csv, &self.correlations_csv, &self.correlations_json] {
+        for p in [
+            &self.results_csv,
+            &self.correlations_csv,
+            &self.correlations_json,
+        ] {
             writeln!(f, "  {}", p.display())?;
         }
         for d in &self.dead {
-            writeln!(f, "  dead: {} after {} attempts: {}", d.job, d.attempts, d.error)?;
+            writeln!(
+                f,
+                "  dead: {} after {} attempts: {}",
+                d.job, d.attempts, d.error
+            )?;
         }
         Ok(())
     }
@@ -591,7 +676,10 @@ impl std::fmt::Display for ReportSummary {
 
 /// Writes a file through a temporary name in the same directory, so a reader never sees half of it.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let io = |source| Error::Io { path: path.display().to_string(), source };
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -601,7 +689,10 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 
 /// Writes the four output files of a built report into `out_dir` (created if missing).
 pub fn write_report_files(report: &Report, out_dir: &Path) -> Result<ReportSummary> {
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
+        path: out_dir.display().to_string(),
+        source,
+    })?;
     let summary = ReportSummary {
         out_dir: out_dir.to_path_buf(),
         results_csv: out_dir.join(RESULTS_CSV),
@@ -614,7 +705,10 @@ pub fn write_report_files(report: &Report, out_dir: &Path) -> Result<ReportSumma
         dead: report.facts.dead.clone(),
     };
     write_atomically(&summary.results_csv, &report.results_csv)?;
-    write_atomically(&summary.correlations_csv, &correlations_csv(&report.correlations, report.facts.provisional())?)?;
+    write_atomically(
+        &summary.correlations_csv,
+        &correlations_csv(&report.correlations, report.facts.provisional())?,
+    )?;
     write_atomically(&summary.correlations_json, &report.correlations_json()?)?;
     write_atomically(&summary.report_html, &html::render(report)?)?;
     Ok(summary)
@@ -623,15 +717,25 @@ pub fn write_report_files(report: &Report, out_dir: &Path) -> Result<ReportSumma
 /// The directory of a sweep's outputs under `base`: `base/<sweep name>`. Names are checked
 /// at launch (letters, digits, `-`, `_`, `.`); one that is only dots is refused here.
 pub fn sweep_dir(base: &Path, sweep: &sweep::Model) -> Result<PathBuf> {
-    if sweep.name.is_empty() || sweep.name.chars().all(|c| c == '.') || sweep.name.contains(['/', '\\']) {
-        return Err(Error::Report(format!("sweep name \"{}\" cannot name an output directory", sweep.name)));
+    if sweep.name.is_empty()
+        || sweep.name.chars().all(|c| c == '.')
+        || sweep.name.contains(['/', '\\'])
+    {
+        return Err(Error::Report(format!(
+            "sweep name \"{}\" cannot name an output directory",
+            sweep.name
+        )));
     }
     Ok(base.join(&sweep.name))
 }
 
 /// Builds a sweep's report from the store and writes `results.csv`, `correlations.csv`,
 /// `correlations.json` and `report.html` into `out_dir`.
-pub async fn write_report(store: &Store, sweep: &sweep::Model, out_dir: &Path) -> Result<ReportSummary> {
+pub async fn write_report(
+    store: &Store,
+    sweep: &sweep::Model,
+    out_dir: &Path,
+) -> Result<ReportSummary> {
     let jobs = store.results(sweep.id).await?;
     write_report_files(&build_report(sweep, &jobs)?, out_dir)
 }
@@ -661,7 +765,11 @@ pub async fn family_progress(store: &Store, sweep_id: i64) -> Result<Vec<pb::Fam
     .await?;
     let mut by_family: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for r in rows {
-        *by_family.entry(r.family).or_default().entry(r.state).or_default() += r.n.max(0) as u64;
+        *by_family
+            .entry(r.family)
+            .or_default()
+            .entry(r.state)
+            .or_default() += r.n.max(0) as u64;
     }
     Ok(by_family
         .into_iter()
@@ -669,7 +777,10 @@ pub async fn family_progress(store: &Store, sweep_id: i64) -> Result<Vec<pb::Fam
             total: counts.values().sum(),
             counts: JobState::ALL
                 .iter()
-                .map(|s| pb::StateCount { state: s.as_str().to_owned(), count: counts.get(s.as_str()).copied().unwrap_or(0) })
+                .map(|s| pb::StateCount {
+                    state: s.as_str().to_owned(),
+                    count: counts.get(s.as_str()).copied().unwrap_or(0),
+                })
                 .collect(),
             family,
         })
@@ -691,7 +802,13 @@ pub fn utc_time(ms: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let mut out = String::new();
-    let _ = write!(out, "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60, rem % 60);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    );
     out
 }
 
@@ -699,7 +816,15 @@ pub fn utc_time(ms: i64) -> String {
 mod tests {
     use super::*;
 
-    pub(crate) fn job(id: i64, stage: &str, family: &str, config: &str, device: &str, seed: i64, state: &str) -> job::Model {
+    pub(crate) fn job(
+        id: i64,
+        stage: &str,
+        family: &str,
+        config: &str,
+        device: &str,
+        seed: i64,
+        state: &str,
+    ) -> job::Model {
         job::Model {
             id,
             sweep_id: 1,
@@ -733,7 +858,12 @@ mod tests {
         }
     }
 
-    pub(crate) fn result(job_id: i64, proxy_metric: &str, proxy: Option<f64>, auc: f64) -> result::Model {
+    pub(crate) fn result(
+        job_id: i64,
+        proxy_metric: &str,
+        proxy: Option<f64>,
+        auc: f64,
+    ) -> result::Model {
         result::Model {
             id: job_id,
             job_id,
@@ -778,13 +908,23 @@ mod tests {
         for (family, metric) in [("ae", "ae_l1"), ("ce", "macro_f1")] {
             for (c, config) in ["c1", "c2", "c3", "c4"].iter().enumerate() {
                 id += 1;
-                jobs.push((job(id, "train", family, config, "*", 1, "succeeded"), Some(result(id, "train_loss", Some(9.0), 0.0))));
+                jobs.push((
+                    job(id, "train", family, config, "*", 1, "succeeded"),
+                    Some(result(id, "train_loss", Some(9.0), 0.0)),
+                ));
                 for (d, device) in ["fan", "pump"].iter().enumerate() {
                     id += 1;
                     let quality = c as f64 + 0.1 * d as f64;
-                    let proxy = if family == "ae" { 1.0 / (1.0 + quality) } else { 0.5 + quality / 10.0 };
+                    let proxy = if family == "ae" {
+                        1.0 / (1.0 + quality)
+                    } else {
+                        0.5 + quality / 10.0
+                    };
                     let auc = 0.6 + 0.05 * quality + 0.01 * (c % 2) as f64;
-                    jobs.push((job(id, "eval", family, config, device, 1, "succeeded"), Some(result(id, metric, Some(proxy), auc))));
+                    jobs.push((
+                        job(id, "eval", family, config, device, 1, "succeeded"),
+                        Some(result(id, metric, Some(proxy), auc)),
+                    ));
                 }
             }
         }
@@ -814,7 +954,10 @@ mod tests {
         let first: Vec<&str> = rows.next().unwrap().split(',').collect();
         assert_eq!(&first[..5], ["ae", "c1", "fan", "1", "ae_l1"]);
         assert_eq!(first[9], "", "a missing metric is an empty cell");
-        assert_eq!(&first[12..18], ["abc", "fp1", "flex", "cpu", "0.1.0", "1.5"]);
+        assert_eq!(
+            &first[12..18],
+            ["abc", "fp1", "flex", "cpu", "0.1.0", "1.5"]
+        );
     }
 
     #[test]
@@ -822,13 +965,32 @@ mod tests {
         let report = build_report(&sweep(), &synthetic_jobs()).unwrap();
         assert_eq!(report.correlations.len(), 2 * 6);
         assert_eq!(report.analysis.directions["ae"], Direction::LowerIsBetter);
-        let ae_lp = report.correlations.iter().find(|l| l.family == "ae" && l.asd_metric == "lp_in_auc").unwrap();
+        let ae_lp = report
+            .correlations
+            .iter()
+            .find(|l| l.family == "ae" && l.asd_metric == "lp_in_auc")
+            .unwrap();
         assert_eq!(ae_lp.n, 4);
-        assert!(ae_lp.spearman_rho > 0.7, "lower loss goes with higher AUC: {ae_lp:?}");
-        let ae_md = report.correlations.iter().find(|l| l.family == "ae" && l.asd_metric == "md_auc").unwrap();
+        assert!(
+            ae_lp.spearman_rho > 0.7,
+            "lower loss goes with higher AUC: {ae_lp:?}"
+        );
+        let ae_md = report
+            .correlations
+            .iter()
+            .find(|l| l.family == "ae" && l.asd_metric == "md_auc")
+            .unwrap();
         assert!(ae_md.spearman_rho < -0.7, "{ae_md:?}");
-        assert!(!ae_lp.direction.is_empty() && !ae_lp.difficulty.is_empty() && !ae_lp.significance.is_empty());
-        let undefined = report.correlations.iter().find(|l| l.asd_metric == "lp_out_pauc").unwrap();
+        assert!(
+            !ae_lp.direction.is_empty()
+                && !ae_lp.difficulty.is_empty()
+                && !ae_lp.significance.is_empty()
+        );
+        let undefined = report
+            .correlations
+            .iter()
+            .find(|l| l.asd_metric == "lp_out_pauc")
+            .unwrap();
         assert_eq!(undefined.n, 0);
         assert!(undefined.spearman_rho.is_nan() && !undefined.note.is_empty());
     }
@@ -845,7 +1007,14 @@ mod tests {
         let report = build_report(&sweep(), &jobs).unwrap();
         assert!(report.facts.provisional());
         assert_eq!(report.facts.open_jobs, 1);
-        assert_eq!(report.facts.dead, vec![DeadJob { job: "ae/c1/pump/s1/eval".into(), attempts: 1, error: "attempt 3/3: <boom>".into() }]);
+        assert_eq!(
+            report.facts.dead,
+            vec![DeadJob {
+                job: "ae/c1/pump/s1/eval".into(),
+                attempts: 1,
+                error: "attempt 3/3: <boom>".into()
+            }]
+        );
         assert_eq!(report.lines.len(), 14);
         let csv = correlations_csv(&report.correlations, true).unwrap();
         assert!(csv.lines().nth(1).unwrap().ends_with(",true"));
@@ -866,14 +1035,31 @@ mod tests {
         let out = sweep_dir(dir.path(), &sweep()).unwrap();
         assert_eq!(out, dir.path().join("demo"));
         let summary = write_report_files(&report, &out).unwrap();
-        for p in [&summary.results_csv, &summary.correlations_csv, &summary.correlations_json, &summary.report_html] {
+        for p in [
+            &summary.results_csv,
+            &summary.correlations_csv,
+            &summary.correlations_json,
+            &summary.report_html,
+        ] {
             assert!(std::fs::metadata(p).unwrap().len() > 0, "{}", p.display());
         }
-        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4, "no temporary file is left");
-        assert_eq!(std::fs::read_to_string(&summary.results_csv).unwrap(), report.results_csv);
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            4,
+            "no temporary file is left"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&summary.results_csv).unwrap(),
+            report.results_csv
+        );
         let mut dots = sweep();
         dots.name = "..".into();
-        assert!(sweep_dir(dir.path(), &dots).unwrap_err().to_string().contains("\"..\""));
+        assert!(
+            sweep_dir(dir.path(), &dots)
+                .unwrap_err()
+                .to_string()
+                .contains("\"..\"")
+        );
     }
 
     #[test]

@@ -5,17 +5,17 @@ use crate::artifact::ArtifactStore;
 use crate::error::Result;
 use crate::service::Services;
 use crate::store::Store;
+use asdsweep_shared::auth::RequireBearer;
 use asdsweep_shared::proto::{
     artifact_service_server::ArtifactServiceServer, sweep_service_server::SweepServiceServer,
     worker_service_server::WorkerServiceServer,
 };
-use asdsweep_shared::auth::RequireBearer;
 use std::net::SocketAddr;
-use tonic::service::interceptor::InterceptedService;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 
 /// Largest gRPC message accepted (artifact chunks are far smaller).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -68,15 +68,25 @@ impl Coordinator {
     pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
         let store = Store::open(&cfg.db_url, cfg.db_schema.as_deref()).await?;
         let artifacts = ArtifactStore::open(&cfg.artifact_dir)?;
-        let socket = if cfg.listen.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
-        let io = |source| crate::error::Error::Io { path: format!("listen address {}", cfg.listen), source };
+        let socket = if cfg.listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        };
+        let io = |source| crate::error::Error::Io {
+            path: format!("listen address {}", cfg.listen),
+            source,
+        };
         let socket = socket.map_err(io)?;
         // A restarted coordinator can take its old port straight back.
         socket.set_reuseaddr(true).map_err(io)?;
         socket.bind(cfg.listen).map_err(io)?;
         let listener = socket.listen(1024).map_err(io)?;
         let addr = listener.local_addr().map_err(io)?;
-        let heartbeat_ms = cfg.heartbeat_interval.as_millis().clamp(100, u32::MAX as u128) as u32;
+        let heartbeat_ms = cfg
+            .heartbeat_interval
+            .as_millis()
+            .clamp(100, u32::MAX as u128) as u32;
         let services = Services::new(store.clone(), artifacts, heartbeat_ms);
         let stop = CancellationToken::new();
         let auth = RequireBearer::new(cfg.token.clone());
@@ -85,22 +95,34 @@ impl Coordinator {
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(InterceptedService::new(
-                    WorkerServiceServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    WorkerServiceServer::new(services.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES),
                     auth.clone(),
                 ))
                 .add_service(InterceptedService::new(
-                    SweepServiceServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    SweepServiceServer::new(services.clone())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES),
                     auth.clone(),
                 ))
                 .add_service(InterceptedService::new(
-                    ArtifactServiceServer::new(services).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    ArtifactServiceServer::new(services)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES),
                     auth,
                 ))
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
         });
         let reaper = tokio::spawn(reap_loop(store.clone(), cfg.reap_interval, stop.clone()));
         tracing::info!(%addr, db = %redact(&cfg.db_url), "coordinator serving");
-        Ok(Coordinator { addr, store, stop, server, reaper })
+        Ok(Coordinator {
+            addr,
+            store,
+            stop,
+            server,
+            reaper,
+        })
     }
 
     /// The address it listens on.

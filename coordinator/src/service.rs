@@ -37,15 +37,32 @@ pub struct Services {
 impl Services {
     /// Services over a store and an artifact directory.
     pub fn new(store: Store, artifacts: ArtifactStore, heartbeat_interval_ms: u32) -> Services {
-        Services { store, artifacts, heartbeat_interval_ms, spec_hashes: Arc::default() }
+        Services {
+            store,
+            artifacts,
+            heartbeat_interval_ms,
+            spec_hashes: Arc::default(),
+        }
     }
 
     async fn spec_hash(&self, sweep_id: i64) -> Result<String, Error> {
-        if let Some(h) = self.spec_hashes.lock().expect("spec hash cache lock poisoned").get(&sweep_id) {
+        if let Some(h) = self
+            .spec_hashes
+            .lock()
+            .expect("spec hash cache lock poisoned")
+            .get(&sweep_id)
+        {
             return Ok(h.clone());
         }
-        let hash = self.store.resolve_sweep(&sweep_id.to_string()).await?.spec_hash;
-        self.spec_hashes.lock().expect("spec hash cache lock poisoned").insert(sweep_id, hash.clone());
+        let hash = self
+            .store
+            .resolve_sweep(&sweep_id.to_string())
+            .await?
+            .spec_hash;
+        self.spec_hashes
+            .lock()
+            .expect("spec hash cache lock poisoned")
+            .insert(sweep_id, hash.clone());
         Ok(hash)
     }
 }
@@ -54,7 +71,8 @@ fn json_or_empty(text: &str, what: &str) -> Result<serde_json::Value, Status> {
     if text.trim().is_empty() {
         return Ok(serde_json::json!({}));
     }
-    serde_json::from_str(text).map_err(|e| Status::invalid_argument(format!("{what} is not valid JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Status::invalid_argument(format!("{what} is not valid JSON: {e}")))
 }
 
 fn metrics_to_result(m: pb::JobMetrics) -> Result<NewResult, Status> {
@@ -117,16 +135,31 @@ fn progress_to_wire(p: SweepProgress) -> pb::SweepStatus {
     pb::SweepStatus {
         sweep_id: p.sweep.id,
         name: p.sweep.name.clone(),
-        state: if p.is_finished() && p.sweep.state == "active" { "finished".into() } else { p.sweep.state.clone() },
+        state: if p.is_finished() && p.sweep.state == "active" {
+            "finished".into()
+        } else {
+            p.sweep.state.clone()
+        },
         spec_hash: p.sweep.spec_hash.clone(),
-        counts: p.counts.iter().map(|(s, n)| pb::StateCount { state: s.as_str().into(), count: *n }).collect(),
+        counts: p
+            .counts
+            .iter()
+            .map(|(s, n)| pb::StateCount {
+                state: s.as_str().into(),
+                count: *n,
+            })
+            .collect(),
         total: p.total(),
         throughput_per_s: p.throughput_per_s,
         eta_s: p.eta_s,
         dead: p
             .dead
             .iter()
-            .map(|(k, a, e)| pb::DeadJob { job_key: k.clone(), attempts: (*a).max(0) as u32, error: e.clone() })
+            .map(|(k, a, e)| pb::DeadJob {
+                job_key: k.clone(),
+                attempts: (*a).max(0) as u32,
+                error: e.clone(),
+            })
             .collect(),
         created_at_ms: p.sweep.created_at_ms,
         families: Vec::new(),
@@ -136,7 +169,10 @@ fn progress_to_wire(p: SweepProgress) -> pb::SweepStatus {
 
 #[tonic::async_trait]
 impl WorkerService for Services {
-    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = req.into_inner();
         let caps = r.capabilities.unwrap_or_default();
         let worker_id = self
@@ -152,13 +188,22 @@ impl WorkerService for Services {
             })
             .await?;
         tracing::info!(%worker_id, "worker registered");
-        Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms: self.heartbeat_interval_ms }))
+        Ok(Response::new(pb::RegisterResponse {
+            worker_id,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+        }))
     }
 
-    async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
         let r = req.into_inner();
         let Some(c) = self.store.claim(&r.worker_id).await? else {
-            return Ok(Response::new(pb::LeaseResponse { lease: None, retry_after_ms: IDLE_RETRY_MS }));
+            return Ok(Response::new(pb::LeaseResponse {
+                lease: None,
+                retry_after_ms: IDLE_RETRY_MS,
+            }));
         };
         let spec_hash = self.spec_hash(c.job.sweep_id).await?;
         let job = &c.job;
@@ -169,10 +214,16 @@ impl WorkerService for Services {
             ttl_ms: job.lease_ttl_ms.clamp(0, u32::MAX as i64) as u32,
             job: Some(job_to_wire(job, c.input_artifacts.clone(), spec_hash)),
         };
-        Ok(Response::new(pb::LeaseResponse { lease: Some(lease), retry_after_ms: 0 }))
+        Ok(Response::new(pb::LeaseResponse {
+            lease: Some(lease),
+            retry_after_ms: 0,
+        }))
     }
 
-    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let checkpoint = match r.progress.as_ref().and_then(|p| p.checkpoint.clone()) {
             Some(sha) => Some(crate::artifact::check_sha256(&sha).map(|_| sha)?),
@@ -181,31 +232,63 @@ impl WorkerService for Services {
         let progress = r.progress.map(|p| {
             serde_json::json!({"epoch": p.epoch, "epochs": p.epochs, "loss": p.loss, "message": p.message, "checkpoint": p.checkpoint})
         });
-        let out = self.store.heartbeat(&r.worker_id, r.job_id, r.token, progress, checkpoint).await?;
+        let out = self
+            .store
+            .heartbeat(&r.worker_id, r.job_id, r.token, progress, checkpoint)
+            .await?;
         Ok(Response::new(match out {
-            HeartbeatOutcome::Extended(expires_at_ms) => pb::HeartbeatResponse { expires_at_ms, cancelled: false },
-            HeartbeatOutcome::Cancelled => pb::HeartbeatResponse { expires_at_ms: 0, cancelled: true },
+            HeartbeatOutcome::Extended(expires_at_ms) => pb::HeartbeatResponse {
+                expires_at_ms,
+                cancelled: false,
+            },
+            HeartbeatOutcome::Cancelled => pb::HeartbeatResponse {
+                expires_at_ms: 0,
+                cancelled: true,
+            },
         }))
     }
 
-    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::CompleteResponse>, Status> {
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
         let r = req.into_inner();
         let metrics = metrics_to_result(r.metrics.unwrap_or_default())?;
-        self.store.complete(&r.worker_id, r.job_id, r.token, metrics).await?;
+        self.store
+            .complete(&r.worker_id, r.job_id, r.token, metrics)
+            .await?;
         Ok(Response::new(pb::CompleteResponse {}))
     }
 
-    async fn fail(&self, req: Request<pb::FailRequest>) -> Result<Response<pb::FailResponse>, Status> {
+    async fn fail(
+        &self,
+        req: Request<pb::FailRequest>,
+    ) -> Result<Response<pb::FailResponse>, Status> {
         let r = req.into_inner();
-        let state = self.store.fail(&r.worker_id, r.job_id, r.token, &r.error, r.retryable, r.release).await?;
+        let state = self
+            .store
+            .fail(
+                &r.worker_id,
+                r.job_id,
+                r.token,
+                &r.error,
+                r.retryable,
+                r.release,
+            )
+            .await?;
         tracing::info!(job_id = r.job_id, %state, release = r.release, error = %r.error, "attempt ended without result");
-        Ok(Response::new(pb::FailResponse { state: state.as_str().into() }))
+        Ok(Response::new(pb::FailResponse {
+            state: state.as_str().into(),
+        }))
     }
 }
 
 #[tonic::async_trait]
 impl SweepService for Services {
-    async fn launch(&self, req: Request<pb::LaunchRequest>) -> Result<Response<pb::LaunchResponse>, Status> {
+    async fn launch(
+        &self,
+        req: Request<pb::LaunchRequest>,
+    ) -> Result<Response<pb::LaunchResponse>, Status> {
         let r = req.into_inner();
         let spec = Spec::from_toml(&r.spec_toml).map_err(Error::from)?;
         let l = self.store.launch(&spec, &r.spec_toml, r.force_new).await?;
@@ -218,9 +301,16 @@ impl SweepService for Services {
         }))
     }
 
-    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let r = req.into_inner();
-        let sweeps = if r.sweep.is_empty() { self.store.sweeps().await? } else { vec![self.store.resolve_sweep(&r.sweep).await?] };
+        let sweeps = if r.sweep.is_empty() {
+            self.store.sweeps().await?
+        } else {
+            vec![self.store.resolve_sweep(&r.sweep).await?]
+        };
         let mut out = pb::StatusResponse::default();
         for s in &sweeps {
             let mut status = progress_to_wire(self.store.progress(s).await?);
@@ -247,7 +337,10 @@ impl SweepService for Services {
         Ok(Response::new(out))
     }
 
-    async fn results(&self, req: Request<pb::ResultsRequest>) -> Result<Response<pb::ResultsResponse>, Status> {
+    async fn results(
+        &self,
+        req: Request<pb::ResultsRequest>,
+    ) -> Result<Response<pb::ResultsResponse>, Status> {
         let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
         let rows = self
             .store
@@ -272,19 +365,30 @@ impl SweepService for Services {
         Ok(Response::new(pb::ResultsResponse { rows }))
     }
 
-    async fn correlations(&self, req: Request<pb::CorrelationsRequest>) -> Result<Response<pb::CorrelationsResponse>, Status> {
+    async fn correlations(
+        &self,
+        req: Request<pb::CorrelationsRequest>,
+    ) -> Result<Response<pb::CorrelationsResponse>, Status> {
         let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
-        Ok(Response::new(crate::report::correlations(&self.store, &sweep).await?))
+        Ok(Response::new(
+            crate::report::correlations(&self.store, &sweep).await?,
+        ))
     }
 
-    async fn cancel(&self, req: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
+    async fn cancel(
+        &self,
+        req: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
         let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
         let cancelled = self.store.cancel(sweep.id).await?;
         tracing::info!(sweep = sweep.id, cancelled, "cancel");
         Ok(Response::new(pb::CancelResponse { cancelled }))
     }
 
-    async fn retry(&self, req: Request<pb::RetryRequest>) -> Result<Response<pb::RetryResponse>, Status> {
+    async fn retry(
+        &self,
+        req: Request<pb::RetryRequest>,
+    ) -> Result<Response<pb::RetryResponse>, Status> {
         let r = req.into_inner();
         let sweep = self.store.resolve_sweep(&r.sweep).await?;
         let requeued = self.store.retry(sweep.id, r.dead).await?;
@@ -293,14 +397,23 @@ impl SweepService for Services {
     }
 }
 
-type ChunkStream = Pin<Box<dyn futures::Stream<Item = Result<pb::GetChunk, Status>> + Send + 'static>>;
+type ChunkStream =
+    Pin<Box<dyn futures::Stream<Item = Result<pb::GetChunk, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl ArtifactService for Services {
-    async fn put(&self, req: Request<Streaming<pb::PutChunk>>) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(
+        &self,
+        req: Request<Streaming<pb::PutChunk>>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
         let mut stream = req.into_inner();
-        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("artifact upload sent no message"))??;
-        let header = first.header.ok_or_else(|| Status::invalid_argument("artifact upload must start with a header"))?;
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("artifact upload sent no message"))??;
+        let header = first
+            .header
+            .ok_or_else(|| Status::invalid_argument("artifact upload must start with a header"))?;
         crate::artifact::check_sha256(&header.sha256)?;
         let mut blob = self.artifacts.begin().await?;
         let mut data = first.data;
@@ -318,9 +431,17 @@ impl ArtifactService for Services {
                 None => break,
             }
         }
-        let (size, new) = blob.finish(&self.artifacts, &header.sha256, header.size).await?;
-        self.store.record_artifact(&header.sha256, size, &header.kind).await?;
-        Ok(Response::new(pb::PutResponse { sha256: header.sha256, size, stored: new }))
+        let (size, new) = blob
+            .finish(&self.artifacts, &header.sha256, header.size)
+            .await?;
+        self.store
+            .record_artifact(&header.sha256, size, &header.kind)
+            .await?;
+        Ok(Response::new(pb::PutResponse {
+            sha256: header.sha256,
+            size,
+            stored: new,
+        }))
     }
 
     type GetStream = ChunkStream;

@@ -15,11 +15,12 @@ use crate::queue::{AfterFailure, JobState, after_failure};
 use asdsweep_migrations::{Migrator, MigratorTrait};
 use asdsweep_shared::grid::{self, JobSpec};
 use asdsweep_shared::spec::{Backend, QueueSpec, Spec};
-use sea_orm::{
-    ActiveValue::Set, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, Statement, TransactionTrait, Value, ColumnTrait, DatabaseTransaction, DbErr,
-};
 use futures::future::BoxFuture;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    Statement, TransactionTrait, Value,
+};
 
 mod lease;
 use serde_json::Value as Json;
@@ -29,7 +30,10 @@ use std::time::Duration;
 
 /// Milliseconds since the Unix epoch on this host's clock.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Rows inserted per statement at launch (well under SQLite's 32766 bound parameters).
@@ -88,7 +92,9 @@ fn reply_after_commit<T: Send + 'static>(answer: Answer<T>, out: Result<T>) -> B
     Box::new(move |committed: std::result::Result<(), String>| {
         let _ = answer.send(match (out, committed) {
             (Ok(v), Ok(())) => Ok(v),
-            (Ok(_), Err(why)) => Err(Error::Db(DbErr::Custom(format!("batch commit failed: {why}")))),
+            (Ok(_), Err(why)) => Err(Error::Db(DbErr::Custom(format!(
+                "batch commit failed: {why}"
+            )))),
             (Err(e), _) => Err(e),
         });
     })
@@ -108,7 +114,10 @@ impl<C, T: Send + 'static> Calls<C, T> {
 
     /// The answers to send once the batch commits: `outs` holds one per call.
     fn replies(self, outs: Vec<Result<T>>) -> impl Iterator<Item = BatchReply> {
-        self.answers.into_iter().zip(outs).map(|(answer, out)| reply_after_commit(answer, out))
+        self.answers
+            .into_iter()
+            .zip(outs)
+            .map(|(answer, out)| reply_after_commit(answer, out))
     }
 
     /// Runs each call alone in a savepoint of its own, so that a bad call
@@ -120,7 +129,11 @@ impl<C, T: Send + 'static> Calls<C, T> {
     ) -> Vec<BatchReply> {
         let mut outs = Vec::with_capacity(self.args.len());
         for arg in &self.args {
-            outs.push(in_savepoint(txn, async |sp| run(sp, std::slice::from_ref(arg)).await).await.and_then(only));
+            outs.push(
+                in_savepoint(txn, async |sp| run(sp, std::slice::from_ref(arg)).await)
+                    .await
+                    .and_then(only),
+            );
         }
         self.replies(outs).collect()
     }
@@ -135,7 +148,11 @@ struct LeaseCalls {
 }
 
 /// What [`LeaseCalls::together`] found: one answer per call, in order.
-type LeaseOutcome = (Vec<Vec<Result<()>>>, Vec<Vec<Result<HeartbeatOutcome>>>, Vec<Option<Claimed>>);
+type LeaseOutcome = (
+    Vec<Vec<Result<()>>>,
+    Vec<Vec<Result<HeartbeatOutcome>>>,
+    Vec<Option<Claimed>>,
+);
 
 impl LeaseCalls {
     /// Answers every call with the batched statements of [`lease`], straight in
@@ -173,14 +190,32 @@ impl LeaseCalls {
     async fn one_by_one(self, txn: &DatabaseTransaction, now: i64) -> Vec<BatchReply> {
         let mut replies = Vec::new();
         for round in self.dones {
-            replies.extend(round.one_by_one(txn, async move |t, calls| lease::complete_many(t, calls, now).await).await);
+            replies.extend(
+                round
+                    .one_by_one(txn, async move |t, calls| {
+                        lease::complete_many(t, calls, now).await
+                    })
+                    .await,
+            );
         }
         for round in self.beats {
-            replies.extend(round.one_by_one(txn, async move |t, calls| lease::heartbeat_many(t, calls, now).await).await);
+            replies.extend(
+                round
+                    .one_by_one(txn, async move |t, calls| {
+                        lease::heartbeat_many(t, calls, now).await
+                    })
+                    .await,
+            );
         }
         replies.extend(
             self.claims
-                .one_by_one(txn, async move |t, calls| Ok(lease::claim_many(t, calls, now).await?.into_iter().map(Ok).collect()))
+                .one_by_one(txn, async move |t, calls| {
+                    Ok(lease::claim_many(t, calls, now)
+                        .await?
+                        .into_iter()
+                        .map(Ok)
+                        .collect())
+                })
                 .await,
         );
         replies
@@ -188,7 +223,10 @@ impl LeaseCalls {
 }
 
 /// Runs `work` in a savepoint of `txn`: undone if it fails.
-async fn in_savepoint<T>(txn: &DatabaseTransaction, work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>) -> Result<T> {
+async fn in_savepoint<T>(
+    txn: &DatabaseTransaction,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>,
+) -> Result<T> {
     let sp = txn.begin().await?;
     match work(&sp).await {
         Ok(v) => {
@@ -210,7 +248,8 @@ async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::Unboun
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while ops.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let now = now_ms();
-        let (mut claims, mut beats, mut dones, mut others) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut claims, mut beats, mut dones, mut others) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for op in batch.drain(..) {
             match op {
                 Op::Claim(worker, answer) => claims.push((worker, answer)),
@@ -220,18 +259,28 @@ async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::Unboun
             }
         }
         let calls = LeaseCalls {
-            dones: lease::rounds(dones, |(c, _)| c.job_id).into_iter().map(Calls::new).collect(),
-            beats: lease::rounds(beats, |(b, _)| b.job_id).into_iter().map(Calls::new).collect(),
+            dones: lease::rounds(dones, |(c, _)| c.job_id)
+                .into_iter()
+                .map(Calls::new)
+                .collect(),
+            beats: lease::rounds(beats, |(b, _)| b.job_id)
+                .into_iter()
+                .map(Calls::new)
+                .collect(),
             claims: Calls::new(claims),
         };
         // Dropping the operations (on a failed BEGIN) answers their callers with an error; workers retry.
-        let Ok(mut txn) = begin_logged(&db).await else { continue };
+        let Ok(mut txn) = begin_logged(&db).await else {
+            continue;
+        };
         let mut replies = match calls.together(&txn, now).await {
             Ok(found) => calls.replies(found),
             Err(e) => {
                 tracing::warn!(error = %e, "a batch of leasing calls failed; running them one by one");
                 let _ = txn.rollback().await;
-                let Ok(fresh) = begin_logged(&db).await else { continue };
+                let Ok(fresh) = begin_logged(&db).await else {
+                    continue;
+                };
                 txn = fresh;
                 calls.one_by_one(&txn, now).await
             }
@@ -248,7 +297,9 @@ async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::Unboun
 
 /// Opens the writer's transaction; logs why not.
 async fn begin_logged(db: &DatabaseConnection) -> std::result::Result<DatabaseTransaction, DbErr> {
-    db.begin().await.inspect_err(|e| tracing::error!(error = %e, "cannot open a write transaction; dropping this batch"))
+    db.begin().await.inspect_err(
+        |e| tracing::error!(error = %e, "cannot open a write transaction; dropping this batch"),
+    )
 }
 
 /// Least interval between two `last_seen_ms` writes for one worker.
@@ -362,7 +413,11 @@ pub struct SweepProgress {
 impl SweepProgress {
     /// Jobs in a state.
     pub fn count(&self, state: JobState) -> u64 {
-        self.counts.iter().find(|(s, _)| *s == state).map(|(_, n)| *n).unwrap_or(0)
+        self.counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
     }
     /// All jobs.
     pub fn total(&self) -> u64 {
@@ -412,7 +467,9 @@ impl Store {
     /// missing); it is ignored for SQLite.
     pub async fn open(url: &str, schema: Option<&str>) -> Result<Store> {
         let mut opts = ConnectOptions::new(url.to_owned());
-        opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(30));
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30));
         if url.starts_with("sqlite:") {
             // One connection serialises all statements in-process: no SQLITE_BUSY
             // round trips between our own connections; WAL lets other processes
@@ -434,7 +491,8 @@ impl Store {
         }
         let db = Database::connect(opts).await?;
         if let (Some(schema), DbBackend::Postgres) = (schema, db.get_database_backend()) {
-            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await?;
         }
         Migrator::up(&db, None).await?;
         let writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| {
@@ -442,7 +500,11 @@ impl Store {
             tokio::spawn(group_commit(db.clone(), rx));
             tx
         });
-        Ok(Store { db, touched: Arc::default(), writer })
+        Ok(Store {
+            db,
+            touched: Arc::default(),
+            writer,
+        })
     }
 
     /// The underlying connection.
@@ -460,34 +522,64 @@ impl Store {
     /// again returns the existing sweep unless `force_new` is set.
     pub async fn launch(&self, spec: &Spec, spec_toml: &str, force_new: bool) -> Result<Launched> {
         let hash = spec.hash();
-        let key = if force_new { format!("{hash}-{:016x}", rand::random::<u64>()) } else { hash.clone() };
+        let key = if force_new {
+            format!("{hash}-{:016x}", rand::random::<u64>())
+        } else {
+            hash.clone()
+        };
         let jobs = grid::expand(spec);
-        self.launch_jobs(NewSweep { name: &spec.name, spec_hash: &hash, sweep_key: &key, spec_toml, queue: &spec.queue, jobs: &jobs })
-            .await
+        self.launch_jobs(NewSweep {
+            name: &spec.name,
+            spec_hash: &hash,
+            sweep_key: &key,
+            spec_toml,
+            queue: &spec.queue,
+            jobs: &jobs,
+        })
+        .await
     }
 
     /// Stores a sweep with an explicit job list (used by [`Store::launch`] and by tools
     /// that build jobs themselves, such as the queue benchmark).
     pub async fn launch_jobs(&self, new: NewSweep<'_>) -> Result<Launched> {
         if let Some(existing) = self.sweep_by_key(new.sweep_key).await? {
-            return Ok(Launched { sweep: existing, created: false });
+            return Ok(Launched {
+                sweep: existing,
+                created: false,
+            });
         }
         match self.insert_sweep(&new).await {
-            Ok(sweep) => Ok(Launched { sweep, created: true }),
+            Ok(sweep) => Ok(Launched {
+                sweep,
+                created: true,
+            }),
             // Another coordinator launched the same spec at the same moment.
             Err(e) => match self.sweep_by_key(new.sweep_key).await? {
-                Some(existing) => Ok(Launched { sweep: existing, created: false }),
+                Some(existing) => Ok(Launched {
+                    sweep: existing,
+                    created: false,
+                }),
                 None => Err(e),
             },
         }
     }
 
     async fn sweep_by_key(&self, key: &str) -> Result<Option<sweep::Model>> {
-        Ok(sweep::Entity::find().filter(sweep::Column::SweepKey.eq(key)).one(&self.db).await?)
+        Ok(sweep::Entity::find()
+            .filter(sweep::Column::SweepKey.eq(key))
+            .one(&self.db)
+            .await?)
     }
 
     async fn insert_sweep(&self, new: &NewSweep<'_>) -> Result<sweep::Model> {
-        let NewSweep { name, spec_hash, sweep_key, spec_toml, queue, jobs } = *new;
+        let NewSweep {
+            name,
+            spec_hash,
+            sweep_key,
+            spec_toml,
+            queue,
+            jobs,
+        } = *new;
         let now = now_ms();
         let txn = self.db.begin().await?;
         let inserted = sweep::Entity::insert(sweep::ActiveModel {
@@ -518,7 +610,13 @@ impl Store {
                 device: Set(j.device.clone()),
                 seed: Set(j.seed as i64),
                 params: Set(j.params.clone()),
-                state: Set(if j.depends_on.is_empty() { JobState::Pending } else { JobState::Blocked }.as_str().to_owned()),
+                state: Set(if j.depends_on.is_empty() {
+                    JobState::Pending
+                } else {
+                    JobState::Blocked
+                }
+                .as_str()
+                .to_owned()),
                 priority: Set(j.priority),
                 attempts: Set(0),
                 max_attempts: Set(queue.max_attempts as i32),
@@ -551,14 +649,22 @@ impl Store {
             let mut edges = Vec::new();
             for j in jobs {
                 for dep in &j.depends_on {
-                    let dep_id = *ids
-                        .get(dep)
-                        .ok_or_else(|| Error::InvalidArgument(format!("job {} depends on unknown job {dep}", j.key)))?;
-                    edges.push(job_dep::ActiveModel { job_id: Set(ids[&j.key]), dep_id: Set(dep_id) });
+                    let dep_id = *ids.get(dep).ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "job {} depends on unknown job {dep}",
+                            j.key
+                        ))
+                    })?;
+                    edges.push(job_dep::ActiveModel {
+                        job_id: Set(ids[&j.key]),
+                        dep_id: Set(dep_id),
+                    });
                 }
             }
             for chunk in edges.chunks(INSERT_CHUNK) {
-                job_dep::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+                job_dep::Entity::insert_many(chunk.to_vec())
+                    .exec(&txn)
+                    .await?;
             }
         }
         txn.commit().await?;
@@ -571,7 +677,9 @@ impl Store {
         sweep::Entity::find_by_id(sweep_id)
             .one(&self.db)
             .await?
-            .ok_or_else(|| Error::NotFound { what: format!("sweep {sweep_id} just inserted") })
+            .ok_or_else(|| Error::NotFound {
+                what: format!("sweep {sweep_id} just inserted"),
+            })
     }
 
     /// Finds a sweep by id (`"12"`) or name (the newest sweep of that name).
@@ -586,12 +694,17 @@ impl Store {
                     .await?
             }
         };
-        found.ok_or_else(|| Error::NotFound { what: format!("sweep \"{sweep}\"") })
+        found.ok_or_else(|| Error::NotFound {
+            what: format!("sweep \"{sweep}\""),
+        })
     }
 
     /// Every sweep, oldest first.
     pub async fn sweeps(&self) -> Result<Vec<sweep::Model>> {
-        Ok(sweep::Entity::find().order_by_asc(sweep::Column::Id).all(&self.db).await?)
+        Ok(sweep::Entity::find()
+            .order_by_asc(sweep::Column::Id)
+            .all(&self.db)
+            .await?)
     }
 
     /// Cancels a sweep: no job of it is leased again; running jobs learn it at
@@ -599,7 +712,11 @@ impl Store {
     pub async fn cancel(&self, sweep_id: i64) -> Result<u64> {
         let now = now_ms();
         let txn = self.db.begin().await?;
-        txn.execute_raw(self.stmt("UPDATE sweeps SET state = 'cancelled' WHERE id = $1", vec![sweep_id.into()])).await?;
+        txn.execute_raw(self.stmt(
+            "UPDATE sweeps SET state = 'cancelled' WHERE id = $1",
+            vec![sweep_id.into()],
+        ))
+        .await?;
         let res = txn
             .execute_raw(self.stmt(
                 "UPDATE jobs SET state = 'cancelled', last_error = 'cancelled by operator', finished_at_ms = $2, \
@@ -614,9 +731,17 @@ impl Store {
     /// Re-queues a sweep's cancelled jobs (and with `dead`, its dead jobs) with a
     /// fresh attempt budget. Returns the number of jobs re-queued.
     pub async fn retry(&self, sweep_id: i64, dead: bool) -> Result<u64> {
-        let states = if dead { "('cancelled', 'dead')" } else { "('cancelled')" };
+        let states = if dead {
+            "('cancelled', 'dead')"
+        } else {
+            "('cancelled')"
+        };
         let txn = self.db.begin().await?;
-        txn.execute_raw(self.stmt("UPDATE sweeps SET state = 'active' WHERE id = $1", vec![sweep_id.into()])).await?;
+        txn.execute_raw(self.stmt(
+            "UPDATE sweeps SET state = 'active' WHERE id = $1",
+            vec![sweep_id.into()],
+        ))
+        .await?;
         let res = txn
             .execute_raw(self.stmt(
                 &format!(
@@ -646,7 +771,16 @@ impl Store {
         .await?;
         let counts: Vec<(JobState, u64)> = JobState::ALL
             .into_iter()
-            .map(|st| (st, counts.iter().find(|c| c.state == st.as_str()).map(|c| c.n as u64).unwrap_or(0)))
+            .map(|st| {
+                (
+                    st,
+                    counts
+                        .iter()
+                        .find(|c| c.state == st.as_str())
+                        .map(|c| c.n as u64)
+                        .unwrap_or(0),
+                )
+            })
             .collect();
         let window_ms = (now - sweep.created_at_ms).clamp(1_000, 60_000);
         let recent = CountRow::find_by_statement(self.stmt(
@@ -667,9 +801,22 @@ impl Store {
             .into_iter()
             .map(|j| (j.job_key, j.attempts, j.last_error.unwrap_or_default()))
             .collect();
-        let mut p = SweepProgress { sweep: sweep.clone(), counts, throughput_per_s, eta_s: None, dead };
-        let open = p.count(JobState::Blocked) + p.count(JobState::Pending) + p.count(JobState::Leased);
-        p.eta_s = if open == 0 { Some(0.0) } else if throughput_per_s > 0.0 { Some(open as f64 / throughput_per_s) } else { None };
+        let mut p = SweepProgress {
+            sweep: sweep.clone(),
+            counts,
+            throughput_per_s,
+            eta_s: None,
+            dead,
+        };
+        let open =
+            p.count(JobState::Blocked) + p.count(JobState::Pending) + p.count(JobState::Leased);
+        p.eta_s = if open == 0 {
+            Some(0.0)
+        } else if throughput_per_s > 0.0 {
+            Some(open as f64 / throughput_per_s)
+        } else {
+            None
+        };
         Ok(p)
     }
 
@@ -689,7 +836,11 @@ impl Store {
 
     /// Every job of a sweep with its result, in job order.
     pub async fn results(&self, sweep_id: i64) -> Result<Vec<(job::Model, Option<result::Model>)>> {
-        let jobs = job::Entity::find().filter(job::Column::SweepId.eq(sweep_id)).order_by_asc(job::Column::Id).all(&self.db).await?;
+        let jobs = job::Entity::find()
+            .filter(job::Column::SweepId.eq(sweep_id))
+            .order_by_asc(job::Column::Id)
+            .all(&self.db)
+            .await?;
         let mut results: HashMap<i64, result::Model> = result::Entity::find()
             .filter(result::Column::SweepId.eq(sweep_id))
             .all(&self.db)
@@ -697,11 +848,20 @@ impl Store {
             .into_iter()
             .map(|r| (r.job_id, r))
             .collect();
-        Ok(jobs.into_iter().map(|j| { let r = results.remove(&j.id); (j, r) }).collect())
+        Ok(jobs
+            .into_iter()
+            .map(|j| {
+                let r = results.remove(&j.id);
+                (j, r)
+            })
+            .collect())
     }
 
     /// Workers seen since `since_ms`, each with the key of a job it holds a lease on.
-    pub async fn live_workers(&self, since_ms: i64) -> Result<Vec<(worker::Model, Option<String>)>> {
+    pub async fn live_workers(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(worker::Model, Option<String>)>> {
         let workers = worker::Entity::find()
             .filter(worker::Column::LastSeenMs.gte(since_ms))
             .order_by_asc(worker::Column::Name)
@@ -714,7 +874,13 @@ impl Store {
             .into_iter()
             .filter_map(|j| j.worker_id.map(|w| (w, j.job_key)))
             .collect();
-        Ok(workers.into_iter().map(|w| { let job = running.remove(&w.id); (w, job) }).collect())
+        Ok(workers
+            .into_iter()
+            .map(|w| {
+                let job = running.remove(&w.id);
+                (w, job)
+            })
+            .collect())
     }
 
     // ----- workers and leases -------------------------------------------
@@ -725,7 +891,10 @@ impl Store {
         let id = format!("w-{:016x}", rand::random::<u64>());
         let backend = w.backend;
         // Claims match it inside a LIKE pattern: keep it to plain names.
-        if !backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if !backend
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(Error::InvalidArgument(format!(
                 "worker backend \"{backend}\" is not a plain name: expected flex, tch, cuda or none"
             )));
@@ -744,7 +913,16 @@ impl Store {
         })
         .exec(&self.db)
         .await?;
-        self.touched.lock().expect("touch cache lock poisoned").insert(id.clone(), Seen { at_ms: now, backend });
+        self.touched
+            .lock()
+            .expect("touch cache lock poisoned")
+            .insert(
+                id.clone(),
+                Seen {
+                    at_ms: now,
+                    backend,
+                },
+            );
         Ok(id)
     }
 
@@ -769,12 +947,20 @@ impl Store {
         let mut touched = self.touched.lock().expect("touch cache lock poisoned");
         match row {
             Some(BackendRow { backend }) => {
-                touched.insert(worker_id.to_owned(), Seen { at_ms: now, backend: backend.clone() });
+                touched.insert(
+                    worker_id.to_owned(),
+                    Seen {
+                        at_ms: now,
+                        backend: backend.clone(),
+                    },
+                );
                 Ok(backend)
             }
             None => {
                 touched.remove(worker_id);
-                Err(Error::NotFound { what: format!("worker {worker_id} (register again)") })
+                Err(Error::NotFound {
+                    what: format!("worker {worker_id} (register again)"),
+                })
             }
         }
     }
@@ -788,7 +974,9 @@ impl Store {
         T: Send + 'static,
         F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
     {
-        let Some(writer) = &self.writer else { return self.alone(async |txn| work(txn).await).await };
+        let Some(writer) = &self.writer else {
+            return self.alone(async |txn| work(txn).await).await;
+        };
         let op = move |answer: Answer<T>| {
             Op::Other(Box::new(move |outer: &DatabaseTransaction| {
                 Box::pin(async move {
@@ -804,10 +992,17 @@ impl Store {
     pub async fn claim(&self, worker_id: &str) -> Result<Option<Claimed>> {
         let now = now_ms();
         let backend = self.touch_worker(worker_id, now).await?;
-        let claimant = lease::Claimant { worker_id: worker_id.to_owned(), backend };
+        let claimant = lease::Claimant {
+            worker_id: worker_id.to_owned(),
+            backend,
+        };
         match &self.writer {
             Some(writer) => submit(writer, |answer| Op::Claim(claimant, answer)).await,
-            None => Ok(self.alone(async |txn| lease::claim_many(txn, &[claimant], now).await).await?.pop().flatten()),
+            None => Ok(self
+                .alone(async |txn| lease::claim_many(txn, &[claimant], now).await)
+                .await?
+                .pop()
+                .flatten()),
         }
     }
 
@@ -822,10 +1017,18 @@ impl Store {
         checkpoint: Option<String>,
     ) -> Result<HeartbeatOutcome> {
         let now = now_ms();
-        let beat = lease::Beat { job_id, token, progress, checkpoint };
+        let beat = lease::Beat {
+            job_id,
+            token,
+            progress,
+            checkpoint,
+        };
         let out = match &self.writer {
             Some(writer) => submit(writer, |answer| Op::Beat(beat, answer)).await,
-            None => only(self.alone(async |txn| lease::heartbeat_many(txn, &[beat], now).await).await?),
+            None => only(
+                self.alone(async |txn| lease::heartbeat_many(txn, &[beat], now).await)
+                    .await?,
+            ),
         }?;
         self.touch_worker(worker_id, now).await?;
         Ok(out)
@@ -833,12 +1036,26 @@ impl Store {
 
     /// Records a job's result, once. A call with a stale token is rejected and
     /// recorded nowhere; repeating an accepted call is harmless.
-    pub async fn complete(&self, worker_id: &str, job_id: i64, token: i64, result: NewResult) -> Result<()> {
+    pub async fn complete(
+        &self,
+        worker_id: &str,
+        job_id: i64,
+        token: i64,
+        result: NewResult,
+    ) -> Result<()> {
         let now = now_ms();
-        let done = lease::Completion { worker_id: worker_id.to_owned(), job_id, token, result };
+        let done = lease::Completion {
+            worker_id: worker_id.to_owned(),
+            job_id,
+            token,
+            result,
+        };
         match &self.writer {
             Some(writer) => submit(writer, |answer| Op::Complete(Box::new(done), answer)).await,
-            None => only(self.alone(async |txn| lease::complete_many(txn, &[done], now).await).await?),
+            None => only(
+                self.alone(async |txn| lease::complete_many(txn, &[done], now).await)
+                    .await?,
+            ),
         }?;
         self.touch_worker(worker_id, now).await?;
         Ok(())
@@ -846,7 +1063,10 @@ impl Store {
 
     /// Runs `work` in a transaction of its own, committed if it succeeds (dropped,
     /// hence rolled back, if not).
-    async fn alone<T>(&self, work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>) -> Result<T> {
+    async fn alone<T>(
+        &self,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T>,
+    ) -> Result<T> {
         let txn = self.db.begin().await?;
         let out = work(&txn).await?;
         txn.commit().await?;
@@ -855,7 +1075,15 @@ impl Store {
 
     /// Records a failed attempt: back to pending with backoff, or dead; with
     /// `release`, hands the lease back without counting the attempt.
-    pub async fn fail(&self, worker_id: &str, job_id: i64, token: i64, error: &str, retryable: bool, release: bool) -> Result<JobState> {
+    pub async fn fail(
+        &self,
+        worker_id: &str,
+        job_id: i64,
+        token: i64,
+        error: &str,
+        retryable: bool,
+        release: bool,
+    ) -> Result<JobState> {
         let now = now_ms();
         let error = clip(error, MAX_ERROR_BYTES);
         let this = self.clone();
@@ -864,12 +1092,22 @@ impl Store {
                 Box::pin(async move {
                     let job = job::Entity::find_by_id(job_id).one(txn).await?;
                     let job = match job {
-                        Some(j) if j.lease_token == token && j.state == JobState::Leased.as_str() => j,
+                        Some(j)
+                            if j.lease_token == token && j.state == JobState::Leased.as_str() =>
+                        {
+                            j
+                        }
                         _ => return Err(lease_problem(txn, job_id, token).await?),
                     };
                     if release {
-                        guarded_update(txn, job_id, token, "state = 'pending', attempts = attempts - 1, worker_id = NULL", vec![])
-                            .await?;
+                        guarded_update(
+                            txn,
+                            job_id,
+                            token,
+                            "state = 'pending', attempts = attempts - 1, worker_id = NULL",
+                            vec![],
+                        )
+                        .await?;
                         return Ok(JobState::Pending);
                     }
                     let error = format!("attempt {}/{}: {error}", job.attempts, job.max_attempts);
@@ -881,8 +1119,21 @@ impl Store {
         Ok(state)
     }
 
-    async fn fail_attempt(&self, txn: &impl ConnectionTrait, job: &job::Model, error: &str, retryable: bool, now: i64) -> Result<JobState> {
-        match after_failure(job.attempts, job.max_attempts, retryable, job.backoff_base_ms, job.backoff_max_ms) {
+    async fn fail_attempt(
+        &self,
+        txn: &impl ConnectionTrait,
+        job: &job::Model,
+        error: &str,
+        retryable: bool,
+        now: i64,
+    ) -> Result<JobState> {
+        match after_failure(
+            job.attempts,
+            job.max_attempts,
+            retryable,
+            job.backoff_base_ms,
+            job.backoff_max_ms,
+        ) {
             AfterFailure::Retry { delay_ms } => {
                 guarded_update(
                     txn,
@@ -910,7 +1161,13 @@ impl Store {
     }
 
     /// Ends every job waiting (transitively) on a dead job, naming the cause.
-    async fn kill_dependents(&self, txn: &impl ConnectionTrait, dead: &job::Model, error: &str, now: i64) -> Result<()> {
+    async fn kill_dependents(
+        &self,
+        txn: &impl ConnectionTrait,
+        dead: &job::Model,
+        error: &str,
+        now: i64,
+    ) -> Result<()> {
         let reason = format!("dependency {} ended dead: {error}", dead.job_key);
         let mut frontier = vec![dead.id];
         while let Some(id) = frontier.pop() {
@@ -946,7 +1203,12 @@ impl Store {
             let this = self.clone();
             let key = job.job_key.clone();
             let msg = error.clone();
-            match self.write(move |txn| Box::pin(async move { this.fail_attempt(txn, &job, &msg, true, now).await })).await {
+            match self
+                .write(move |txn| {
+                    Box::pin(async move { this.fail_attempt(txn, &job, &msg, true, now).await })
+                })
+                .await
+            {
                 Ok(_) => {
                     reaped += 1;
                     tracing::info!(job = %key, "{error}");
@@ -973,15 +1235,28 @@ impl Store {
 }
 
 /// Hands an operation to the SQLite writer and waits for its answer.
-async fn submit<T>(writer: &tokio::sync::mpsc::UnboundedSender<Op>, op: impl FnOnce(Answer<T>) -> Op) -> Result<T> {
+async fn submit<T>(
+    writer: &tokio::sync::mpsc::UnboundedSender<Op>,
+    op: impl FnOnce(Answer<T>) -> Op,
+) -> Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    writer.send(op(tx)).map_err(|_| Error::Db(DbErr::Custom("the database writer has stopped".into())))?;
-    rx.await.map_err(|_| Error::Db(DbErr::Custom("the database writer dropped an operation".into())))?
+    writer
+        .send(op(tx))
+        .map_err(|_| Error::Db(DbErr::Custom("the database writer has stopped".into())))?;
+    rx.await.map_err(|_| {
+        Error::Db(DbErr::Custom(
+            "the database writer dropped an operation".into(),
+        ))
+    })?
 }
 
 /// The one answer of a batch of one.
 fn only<T>(mut answers: Vec<Result<T>>) -> Result<T> {
-    answers.pop().unwrap_or_else(|| Err(Error::Db(DbErr::Custom("a batch of one gave no answer".into()))))
+    answers.pop().unwrap_or_else(|| {
+        Err(Error::Db(DbErr::Custom(
+            "a batch of one gave no answer".into(),
+        )))
+    })
 }
 
 /// Builds a statement for the connection's backend (`$N` parameters work on both).
@@ -993,9 +1268,20 @@ fn stmt(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
 async fn lease_problem(db: &impl ConnectionTrait, job_id: i64, token: i64) -> Result<Error> {
     let job = job::Entity::find_by_id(job_id).one(db).await?;
     Ok(match job {
-        None => Error::NotFound { what: format!("job {job_id}") },
-        Some(j) if j.state == JobState::Cancelled.as_str() => Error::Cancelled { job_id, job_key: j.job_key },
-        Some(j) => Error::StaleLease { job_id, job_key: j.job_key, token, current: j.lease_token, state: j.state },
+        None => Error::NotFound {
+            what: format!("job {job_id}"),
+        },
+        Some(j) if j.state == JobState::Cancelled.as_str() => Error::Cancelled {
+            job_id,
+            job_key: j.job_key,
+        },
+        Some(j) => Error::StaleLease {
+            job_id,
+            job_key: j.job_key,
+            token,
+            current: j.lease_token,
+            state: j.state,
+        },
     })
 }
 
@@ -1049,10 +1335,17 @@ fn clip(text: &str, max: usize) -> String {
 
 /// Postgres schema names go into SQL text: allow only plain identifiers.
 fn check_schema_name(schema: &str) -> Result<()> {
-    if !schema.is_empty() && schema.len() <= 63 && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!("schema \"{schema}\": allowed are 1-63 of A-Z a-z 0-9 _")))
+        Err(Error::InvalidArgument(format!(
+            "schema \"{schema}\": allowed are 1-63 of A-Z a-z 0-9 _"
+        )))
     }
 }
 
@@ -1079,9 +1372,21 @@ mod tests {
 
     /// A SQLite store in `dir` holding one sweep of `jobs`.
     pub(super) async fn sqlite_store_with(dir: &std::path::Path, jobs: &[JobSpec]) -> Store {
-        let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("q.db").display()), None).await.unwrap();
+        let store = Store::open(
+            &format!("sqlite://{}?mode=rwc", dir.join("q.db").display()),
+            None,
+        )
+        .await
+        .unwrap();
         let queue = QueueSpec::default();
-        let new = NewSweep { name: "t", spec_hash: "h", sweep_key: "k", spec_toml: "", queue: &queue, jobs };
+        let new = NewSweep {
+            name: "t",
+            spec_hash: "h",
+            sweep_key: "k",
+            spec_toml: "",
+            queue: &queue,
+            jobs,
+        };
         store.launch_jobs(new).await.unwrap();
         store
     }
@@ -1097,8 +1402,13 @@ mod tests {
     #[tokio::test]
     async fn a_call_whose_statement_fails_fails_alone_and_its_batch_still_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store_with(dir.path(), &[job("a", &[]), job("b", &[]), job("c", &[])]).await;
-        let worker = |name: &str| NewWorker { name: name.into(), backend: "flex".into(), ..Default::default() };
+        let store =
+            sqlite_store_with(dir.path(), &[job("a", &[]), job("b", &[]), job("c", &[])]).await;
+        let worker = |name: &str| NewWorker {
+            name: name.into(),
+            backend: "flex".into(),
+            ..Default::default()
+        };
         let mut ids = Vec::new();
         for name in ["w1", "w2", "w3"] {
             ids.push(store.register_worker(worker(name)).await.unwrap());
@@ -1111,7 +1421,11 @@ mod tests {
             "CREATE TRIGGER boom BEFORE INSERT ON results WHEN NEW.job_id = {} BEGIN SELECT RAISE(ABORT, 'boom'); END",
             b.id
         );
-        store.connection().execute_unprepared(&trigger).await.unwrap();
+        store
+            .connection()
+            .execute_unprepared(&trigger)
+            .await
+            .unwrap();
 
         // On this single-threaded runtime the writer runs only once all three
         // calls wait, so they form one batch.
@@ -1121,11 +1435,32 @@ mod tests {
             store.claim(&w3),
         );
         done_a.unwrap();
-        assert!(done_b.as_ref().is_err_and(|e| e.to_string().contains("boom")), "{done_b:?}");
-        assert_eq!(claim_c.unwrap().map(|c| c.job.job_key), Some("c".to_string()));
-        let states: Vec<String> = job::Entity::find().all(store.connection()).await.unwrap().into_iter().map(|j| j.state).collect();
+        assert!(
+            done_b
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("boom")),
+            "{done_b:?}"
+        );
+        assert_eq!(
+            claim_c.unwrap().map(|c| c.job.job_key),
+            Some("c".to_string())
+        );
+        let states: Vec<String> = job::Entity::find()
+            .all(store.connection())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.state)
+            .collect();
         assert_eq!(states, ["succeeded", "leased", "leased"]);
-        assert_eq!(result::Entity::find().all(store.connection()).await.unwrap().len(), 1);
+        assert_eq!(
+            result::Entity::find()
+                .all(store.connection())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -112,8 +112,19 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Sweeps::Table)
-                .col(ColumnDef::new(Sweeps::Id).big_integer().not_null().auto_increment().primary_key())
-                .col(ColumnDef::new(Sweeps::SweepKey).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Sweeps::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(Sweeps::SweepKey)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Sweeps::Name).string().not_null())
                 .col(ColumnDef::new(Sweeps::SpecHash).string().not_null())
                 .col(ColumnDef::new(Sweeps::SpecToml).text().not_null())
@@ -123,13 +134,25 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("idx_sweeps_name").table(Sweeps::Table).col(Sweeps::Name).to_owned())
-            .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_sweeps_name")
+                .table(Sweeps::Table)
+                .col(Sweeps::Name)
+                .to_owned(),
+        )
+        .await?;
 
         m.create_table(
             Table::create()
                 .table(Jobs::Table)
-                .col(ColumnDef::new(Jobs::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(
+                    ColumnDef::new(Jobs::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Jobs::SweepId).big_integer().not_null())
                 .col(ColumnDef::new(Jobs::JobKey).string().not_null())
                 .col(ColumnDef::new(Jobs::Kind).string().not_null())
@@ -159,13 +182,22 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Jobs::StartedAtMs).big_integer().null())
                 .col(ColumnDef::new(Jobs::FinishedAtMs).big_integer().null())
                 .foreign_key(
-                    ForeignKey::create().from(Jobs::Table, Jobs::SweepId).to(Sweeps::Table, Sweeps::Id).on_delete(ForeignKeyAction::Cascade),
+                    ForeignKey::create()
+                        .from(Jobs::Table, Jobs::SweepId)
+                        .to(Sweeps::Table, Sweeps::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
                 )
                 .to_owned(),
         )
         .await?;
         m.create_index(
-            Index::create().name("idx_jobs_sweep_key").table(Jobs::Table).col(Jobs::SweepId).col(Jobs::JobKey).unique().to_owned(),
+            Index::create()
+                .name("idx_jobs_sweep_key")
+                .table(Jobs::Table)
+                .col(Jobs::SweepId)
+                .col(Jobs::JobKey)
+                .unique()
+                .to_owned(),
         )
         .await?;
         // The claim query walks this index: ready jobs by priority, then age.
@@ -180,7 +212,12 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("idx_jobs_lease_expiry").table(Jobs::Table).col(Jobs::State).col(Jobs::LeaseExpiresAtMs).to_owned(),
+            Index::create()
+                .name("idx_jobs_lease_expiry")
+                .table(Jobs::Table)
+                .col(Jobs::State)
+                .col(Jobs::LeaseExpiresAtMs)
+                .to_owned(),
         )
         .await?;
 
@@ -190,19 +227,47 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(JobDeps::JobId).big_integer().not_null())
                 .col(ColumnDef::new(JobDeps::DepId).big_integer().not_null())
                 .primary_key(Index::create().col(JobDeps::JobId).col(JobDeps::DepId))
-                .foreign_key(ForeignKey::create().from(JobDeps::Table, JobDeps::JobId).to(Jobs::Table, Jobs::Id).on_delete(ForeignKeyAction::Cascade))
-                .foreign_key(ForeignKey::create().from(JobDeps::Table, JobDeps::DepId).to(Jobs::Table, Jobs::Id).on_delete(ForeignKeyAction::Cascade))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(JobDeps::Table, JobDeps::JobId)
+                        .to(Jobs::Table, Jobs::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(JobDeps::Table, JobDeps::DepId)
+                        .to(Jobs::Table, Jobs::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("idx_job_deps_dep").table(JobDeps::Table).col(JobDeps::DepId).to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("idx_job_deps_dep")
+                .table(JobDeps::Table)
+                .col(JobDeps::DepId)
+                .to_owned(),
+        )
+        .await?;
 
         m.create_table(
             Table::create()
                 .table(Results::Table)
-                .col(ColumnDef::new(Results::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(
+                    ColumnDef::new(Results::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
                 // One result per job, enforced by the database itself.
-                .col(ColumnDef::new(Results::JobId).big_integer().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Results::JobId)
+                        .big_integer()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Results::SweepId).big_integer().not_null())
                 .col(ColumnDef::new(Results::ProxyMetric).string().not_null())
                 .col(ColumnDef::new(Results::ProxyValue).double().null())
@@ -217,20 +282,45 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Results::Artifacts).json().not_null())
                 .col(ColumnDef::new(Results::WorkerId).string().not_null())
                 .col(ColumnDef::new(Results::LeaseToken).big_integer().not_null())
-                .col(ColumnDef::new(Results::CreatedAtMs).big_integer().not_null())
-                .foreign_key(ForeignKey::create().from(Results::Table, Results::JobId).to(Jobs::Table, Jobs::Id).on_delete(ForeignKeyAction::Cascade))
+                .col(
+                    ColumnDef::new(Results::CreatedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Results::Table, Results::JobId)
+                        .to(Jobs::Table, Jobs::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("idx_results_sweep").table(Results::Table).col(Results::SweepId).to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("idx_results_sweep")
+                .table(Results::Table)
+                .col(Results::SweepId)
+                .to_owned(),
+        )
+        .await?;
 
         m.create_table(
             Table::create()
                 .table(Artifacts::Table)
-                .col(ColumnDef::new(Artifacts::Sha256).string().not_null().primary_key())
+                .col(
+                    ColumnDef::new(Artifacts::Sha256)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Artifacts::Size).big_integer().not_null())
                 .col(ColumnDef::new(Artifacts::Kind).string().not_null())
-                .col(ColumnDef::new(Artifacts::CreatedAtMs).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Artifacts::CreatedAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -238,15 +328,28 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Workers::Table)
-                .col(ColumnDef::new(Workers::Id).string().not_null().primary_key())
+                .col(
+                    ColumnDef::new(Workers::Id)
+                        .string()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Workers::Name).string().not_null())
                 .col(ColumnDef::new(Workers::Backend).string().not_null())
                 .col(ColumnDef::new(Workers::Device).string().not_null())
-                .col(ColumnDef::new(Workers::MemoryBytes).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Workers::MemoryBytes)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Workers::Labels).json().not_null())
                 .col(ColumnDef::new(Workers::Kinds).json().not_null())
                 .col(ColumnDef::new(Workers::Version).string().not_null())
-                .col(ColumnDef::new(Workers::RegisteredAtMs).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Workers::RegisteredAtMs)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Workers::LastSeenMs).big_integer().not_null())
                 .to_owned(),
         )
@@ -255,12 +358,18 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(Workers::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(Artifacts::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(Results::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(JobDeps::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(Jobs::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(Sweeps::Table).to_owned()).await?;
+        m.drop_table(Table::drop().table(Workers::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(Artifacts::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(Results::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(JobDeps::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(Jobs::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(Sweeps::Table).to_owned())
+            .await?;
         Ok(())
     }
 }

@@ -17,10 +17,22 @@ enum Jobs {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(Jobs::Table).add_column(ColumnDef::new(Jobs::Checkpoint).string().null()).to_owned()).await
+        m.alter_table(
+            Table::alter()
+                .table(Jobs::Table)
+                .add_column(ColumnDef::new(Jobs::Checkpoint).string().null())
+                .to_owned(),
+        )
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(Jobs::Table).drop_column(Jobs::Checkpoint).to_owned()).await
+        m.alter_table(
+            Table::alter()
+                .table(Jobs::Table)
+                .drop_column(Jobs::Checkpoint)
+                .to_owned(),
+        )
+        .await
     }
 }

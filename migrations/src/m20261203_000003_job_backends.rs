@@ -15,10 +15,22 @@ enum Jobs {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(Jobs::Table).add_column(ColumnDef::new(Jobs::Backends).string().null()).to_owned()).await
+        m.alter_table(
+            Table::alter()
+                .table(Jobs::Table)
+                .add_column(ColumnDef::new(Jobs::Backends).string().null())
+                .to_owned(),
+        )
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(Jobs::Table).drop_column(Jobs::Backends).to_owned()).await
+        m.alter_table(
+            Table::alter()
+                .table(Jobs::Table)
+                .drop_column(Jobs::Backends)
+                .to_owned(),
+        )
+        .await
     }
 }

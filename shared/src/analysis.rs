@@ -113,17 +113,33 @@ pub struct LongTable {
 }
 
 /// The six ASD metric columns of a sweep's `results.csv`, in order.
-pub const SWEEP_ASD_METRICS: [&str; 6] = ["lp_in_auc", "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc"];
+pub const SWEEP_ASD_METRICS: [&str; 6] = [
+    "lp_in_auc",
+    "lp_in_pauc",
+    "lp_out_auc",
+    "lp_out_pauc",
+    "md_auc",
+    "md_pauc",
+];
 
 /// The leading columns of a sweep's `results.csv`.
-pub const SWEEP_KEY_COLUMNS: [&str; 6] = ["family", "config", "device", "seed", "proxy_metric", "proxy_value"];
+pub const SWEEP_KEY_COLUMNS: [&str; 6] = [
+    "family",
+    "config",
+    "device",
+    "seed",
+    "proxy_metric",
+    "proxy_value",
+];
 
 /// Direction of a proxy metric named by the workers, when the name is known: losses,
 /// reconstruction errors and uniformity are lower-is-better; F1, SI-SDR and mAP higher.
 pub fn metric_direction(proxy_metric: &str) -> Option<Direction> {
     match proxy_metric {
         "ae_l1" | "ae_mse" | "ae_train_mse" | "uniformity" => Some(Direction::LowerIsBetter),
-        "macro_f1" | "f1" | "si_sdr" | "map" | "mAP" | "accuracy" => Some(Direction::HigherIsBetter),
+        "macro_f1" | "f1" | "si_sdr" | "map" | "mAP" | "accuracy" => {
+            Some(Direction::HigherIsBetter)
+        }
         _ => None,
     }
 }
@@ -132,10 +148,16 @@ impl LongTable {
     /// A family's proxy direction: from its proxy metric's name when every row of the
     /// family names the same known metric, else from the family name ([`default_direction`]).
     pub fn direction(&self, family: &str) -> Direction {
-        let mut metrics = self.rows.iter().filter(|r| r.family == family).map(|r| r.proxy_metric.as_deref());
+        let mut metrics = self
+            .rows
+            .iter()
+            .filter(|r| r.family == family)
+            .map(|r| r.proxy_metric.as_deref());
         let first = metrics.next().flatten();
         match first {
-            Some(m) if metrics.all(|other| other == Some(m)) => metric_direction(m).unwrap_or_else(|| default_direction(family)),
+            Some(m) if metrics.all(|other| other == Some(m)) => {
+                metric_direction(m).unwrap_or_else(|| default_direction(family))
+            }
             _ => default_direction(family),
         }
     }
@@ -177,7 +199,9 @@ pub fn parse_long_csv(input: impl std::io::Read, shown: &str) -> Result<LongTabl
         .iter()
         .map(str::to_string)
         .collect();
-    if header.len() >= SWEEP_KEY_COLUMNS.len() && header[..SWEEP_KEY_COLUMNS.len()] == SWEEP_KEY_COLUMNS {
+    if header.len() >= SWEEP_KEY_COLUMNS.len()
+        && header[..SWEEP_KEY_COLUMNS.len()] == SWEEP_KEY_COLUMNS
+    {
         return read_sweep_results(reader, &header, &shown);
     }
     if header.len() < 5 || header[..4] != ["family", "config", "device", "proxy"] {
@@ -238,29 +262,54 @@ pub fn parse_long_csv(input: impl std::io::Read, shown: &str) -> Result<LongTabl
     if rows.is_empty() {
         return Err(AnalysisError::Empty(format!("{shown}: no data rows")));
     }
-    Ok(LongTable { asd_metrics, rows, skipped_without_proxy: 0 })
+    Ok(LongTable {
+        asd_metrics,
+        rows,
+        skipped_without_proxy: 0,
+    })
 }
 
 /// Reads the rows of a sweep's `results.csv` (header already read): the six ASD metric
 /// columns are found by name, provenance columns are ignored, rows without a proxy value
 /// are counted and left out.
-fn read_sweep_results<R: std::io::Read>(mut reader: csv::Reader<R>, header: &[String], shown: &str) -> Result<LongTable, AnalysisError> {
+fn read_sweep_results<R: std::io::Read>(
+    mut reader: csv::Reader<R>,
+    header: &[String],
+    shown: &str,
+) -> Result<LongTable, AnalysisError> {
     let mut columns = Vec::with_capacity(SWEEP_ASD_METRICS.len());
     for metric in SWEEP_ASD_METRICS {
-        let k = header.iter().position(|h| h == metric).ok_or_else(|| AnalysisError::Header {
-            path: shown.to_string(),
-            problem: format!("results.csv header lacks the `{metric}` column (needs {})", SWEEP_ASD_METRICS.join(", ")),
-        })?;
+        let k = header
+            .iter()
+            .position(|h| h == metric)
+            .ok_or_else(|| AnalysisError::Header {
+                path: shown.to_string(),
+                problem: format!(
+                    "results.csv header lacks the `{metric}` column (needs {})",
+                    SWEEP_ASD_METRICS.join(", ")
+                ),
+            })?;
         columns.push(k);
     }
     let mut rows = Vec::new();
     let mut skipped = 0;
     for record in reader.records() {
-        let record = record.map_err(|source| AnalysisError::Io { path: shown.to_string(), source })?;
+        let record = record.map_err(|source| AnalysisError::Io {
+            path: shown.to_string(),
+            source,
+        })?;
         let line = record.position().map_or(0, |p| p.line());
-        let row_err = |problem: String| AnalysisError::Row { path: shown.to_string(), line, problem };
+        let row_err = |problem: String| AnalysisError::Row {
+            path: shown.to_string(),
+            line,
+            problem,
+        };
         if record.len() != header.len() {
-            return Err(row_err(format!("expected {} fields, found {}", header.len(), record.len())));
+            return Err(row_err(format!(
+                "expected {} fields, found {}",
+                header.len(),
+                record.len()
+            )));
         }
         for (k, name) in ["family", "config", "device"].iter().enumerate() {
             if record[k].is_empty() {
@@ -275,7 +324,12 @@ fn read_sweep_results<R: std::io::Read>(mut reader: csv::Reader<R>, header: &[St
             .parse::<f64>()
             .ok()
             .filter(|v| v.is_finite())
-            .ok_or_else(|| row_err(format!("proxy_value `{}` is not a finite number", &record[5])))?;
+            .ok_or_else(|| {
+                row_err(format!(
+                    "proxy_value `{}` is not a finite number",
+                    &record[5]
+                ))
+            })?;
         let mut asd = Vec::with_capacity(columns.len());
         for (&k, name) in columns.iter().zip(SWEEP_ASD_METRICS) {
             let v = parse_optional(&record[k])
@@ -295,9 +349,15 @@ fn read_sweep_results<R: std::io::Read>(mut reader: csv::Reader<R>, header: &[St
         });
     }
     if rows.is_empty() {
-        return Err(AnalysisError::Empty(format!("{shown}: no rows with a proxy value ({skipped} without)")));
+        return Err(AnalysisError::Empty(format!(
+            "{shown}: no rows with a proxy value ({skipped} without)"
+        )));
     }
-    Ok(LongTable { asd_metrics: SWEEP_ASD_METRICS.iter().map(|m| m.to_string()).collect(), rows, skipped_without_proxy: skipped })
+    Ok(LongTable {
+        asd_metrics: SWEEP_ASD_METRICS.iter().map(|m| m.to_string()).collect(),
+        rows,
+        skipped_without_proxy: skipped,
+    })
 }
 
 /// A config's metrics averaged over machine types (and then over seeds).
@@ -332,7 +392,10 @@ fn nan_mean(values: impl Iterator<Item = f64>) -> f64 {
 
 /// Groups items by a key, keeping the order in which keys first appear (pandas'
 /// `groupby(sort=False, dropna=False)`, which the reference pipeline uses).
-fn ordered_groups<'a, T, K: Ord + Clone>(items: impl Iterator<Item = &'a T>, key: impl Fn(&T) -> K) -> Vec<Vec<&'a T>>
+fn ordered_groups<'a, T, K: Ord + Clone>(
+    items: impl Iterator<Item = &'a T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<Vec<&'a T>>
 where
     T: 'a,
 {
@@ -361,18 +424,24 @@ pub fn aggregate_devices(
         .map(|rows| {
             let (family, config) = (rows[0].family.clone(), rows[0].config.clone());
             // Per seed: the mean over machine types.
-            let per_seed: Vec<(f64, Vec<f64>)> = ordered_groups(rows.iter().copied(), |r| r.seed.clone())
-                .into_iter()
-                .map(|seed_rows| {
-                    let proxy = seed_rows.iter().map(|r| r.proxy).sum::<f64>() / seed_rows.len() as f64;
-                    let asd = (0..n_metrics).map(|k| nan_mean(seed_rows.iter().map(|r| r.asd[k]))).collect();
-                    (proxy, asd)
-                })
-                .collect();
+            let per_seed: Vec<(f64, Vec<f64>)> =
+                ordered_groups(rows.iter().copied(), |r| r.seed.clone())
+                    .into_iter()
+                    .map(|seed_rows| {
+                        let proxy =
+                            seed_rows.iter().map(|r| r.proxy).sum::<f64>() / seed_rows.len() as f64;
+                        let asd = (0..n_metrics)
+                            .map(|k| nan_mean(seed_rows.iter().map(|r| r.asd[k])))
+                            .collect();
+                        (proxy, asd)
+                    })
+                    .collect();
             // Per machine type: the proxy averaged over seeds, for its spread across machine types.
             let per_device: Vec<f64> = ordered_groups(rows.iter().copied(), |r| r.device.clone())
                 .into_iter()
-                .map(|dev_rows| dev_rows.iter().map(|r| r.proxy).sum::<f64>() / dev_rows.len() as f64)
+                .map(|dev_rows| {
+                    dev_rows.iter().map(|r| r.proxy).sum::<f64>() / dev_rows.len() as f64
+                })
                 .collect();
             let n = per_device.len();
             let proxy_raw = per_seed.iter().map(|(p, _)| p).sum::<f64>() / per_seed.len() as f64;
@@ -380,13 +449,20 @@ pub fn aggregate_devices(
             let proxy_device_sd = if n < 2 {
                 f64::NAN
             } else {
-                (per_device.iter().map(|p| (p - device_mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt()
+                (per_device
+                    .iter()
+                    .map(|p| (p - device_mean).powi(2))
+                    .sum::<f64>()
+                    / (n as f64 - 1.0))
+                    .sqrt()
             };
             let sign = match direction(&family) {
                 Direction::HigherIsBetter => 1.0,
                 Direction::LowerIsBetter => -1.0,
             };
-            let asd = (0..n_metrics).map(|k| nan_mean(per_seed.iter().map(|(_, a)| a[k]))).collect();
+            let asd = (0..n_metrics)
+                .map(|k| nan_mean(per_seed.iter().map(|(_, a)| a[k])))
+                .collect();
             ConfigPoint {
                 family,
                 config,

@@ -45,14 +45,27 @@ impl RequireBearer {
 
 impl Interceptor for RequireBearer {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.0 else { return Ok(req) };
-        let sent = req.metadata().get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
+        let Some(expected) = &self.0 else {
+            return Ok(req);
+        };
+        let sent = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         // Compare in time independent of where the first difference is.
-        let same = sent.len() == expected.len() && sent.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let same = sent.len() == expected.len()
+            && sent
+                .iter()
+                .zip(expected.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         if same {
             Ok(req)
         } else {
-            Err(Status::unauthenticated("missing or wrong bearer token (set --token or ASDSWEEP_TOKEN)"))
+            Err(Status::unauthenticated(
+                "missing or wrong bearer token (set --token or ASDSWEEP_TOKEN)",
+            ))
         }
     }
 }
@@ -69,10 +82,20 @@ mod tests {
     #[test]
     fn the_right_token_passes_and_a_missing_or_wrong_one_is_unauthenticated() {
         let mut server = RequireBearer::new(Some("s3cret".into()));
-        assert!(server.call(sent_by(Bearer::new(Some("s3cret")).unwrap())).is_ok());
-        let wrong = server.call(sent_by(Bearer::new(Some("guess")).unwrap())).unwrap_err();
+        assert!(
+            server
+                .call(sent_by(Bearer::new(Some("s3cret")).unwrap()))
+                .is_ok()
+        );
+        let wrong = server
+            .call(sent_by(Bearer::new(Some("guess")).unwrap()))
+            .unwrap_err();
         assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
         assert!(server.call(sent_by(Bearer::new(None).unwrap())).is_err());
-        assert!(RequireBearer::new(None).call(sent_by(Bearer::default())).is_ok());
+        assert!(
+            RequireBearer::new(None)
+                .call(sent_by(Bearer::default()))
+                .is_ok()
+        );
     }
 }

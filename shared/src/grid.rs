@@ -71,7 +71,10 @@ pub fn expand(spec: &Spec) -> Vec<JobSpec> {
                 && let Some(p) = params.as_object_mut()
             {
                 let dataset = spec.dataset.clone().unwrap_or_default();
-                p.insert("dataset".into(), serde_json::to_value(dataset).expect("a dataset spec serialises to JSON"));
+                p.insert(
+                    "dataset".into(),
+                    serde_json::to_value(dataset).expect("a dataset spec serialises to JSON"),
+                );
                 // A global training job reads every machine type: it needs the list (sorted,
                 // so a class index means the same machine type in every job of the sweep).
                 if family.training() == TrainingScope::Global {
@@ -110,7 +113,11 @@ pub fn expand(spec: &Spec) -> Vec<JobSpec> {
                         let train = job(Stage::Train, ALL_DEVICES, vec![]);
                         let key = train.key.clone();
                         jobs.push(train);
-                        jobs.extend(spec.devices.iter().map(|d| job(Stage::Eval, d, vec![key.clone()])));
+                        jobs.extend(
+                            spec.devices
+                                .iter()
+                                .map(|d| job(Stage::Eval, d, vec![key.clone()])),
+                        );
                     }
                 }
             }
@@ -133,7 +140,9 @@ mod tests {
     fn spec(devices: usize, configs: usize, seeds: usize, training: &str) -> Spec {
         let devices: Vec<String> = (0..devices).map(|i| format!("\"m{i}\"")).collect();
         let seeds: Vec<String> = (1..=seeds).map(|s| s.to_string()).collect();
-        let configs: Vec<String> = (0..configs).map(|i| format!("{{ name = \"c{i}\" }}")).collect();
+        let configs: Vec<String> = (0..configs)
+            .map(|i| format!("{{ name = \"c{i}\" }}"))
+            .collect();
         Spec::from_toml(&format!(
             "version = 1\nname = \"t\"\ndevices = [{}]\nseeds = [{}]\n[[family]]\nkind = \"noop\"\ntraining = \"{training}\"\nconfigs = [{}]\n",
             devices.join(","),
@@ -147,7 +156,15 @@ mod tests {
     fn per_device_training_gives_a_train_and_an_eval_job_per_machine_type() {
         let jobs = expand(&spec(2, 1, 1, "per_device"));
         let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
-        assert_eq!(keys, ["noop/c0/m0/s1/train", "noop/c0/m0/s1/eval", "noop/c0/m1/s1/train", "noop/c0/m1/s1/eval"]);
+        assert_eq!(
+            keys,
+            [
+                "noop/c0/m0/s1/train",
+                "noop/c0/m0/s1/eval",
+                "noop/c0/m1/s1/train",
+                "noop/c0/m1/s1/eval"
+            ]
+        );
         assert_eq!(jobs[1].depends_on, vec!["noop/c0/m0/s1/train".to_owned()]);
     }
 
@@ -156,7 +173,11 @@ mod tests {
         let jobs = expand(&spec(3, 1, 1, "global"));
         assert_eq!(jobs.len(), 4);
         assert_eq!(jobs[0].device, ALL_DEVICES);
-        assert!(jobs[1..].iter().all(|j| j.depends_on == vec![jobs[0].key.clone()]));
+        assert!(
+            jobs[1..]
+                .iter()
+                .all(|j| j.depends_on == vec![jobs[0].key.clone()])
+        );
     }
 
     #[test]
@@ -181,18 +202,34 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "ae/a/fan/s1/train", "ae/a/fan/s1/eval", "ae/a/pump/s1/train", "ae/a/pump/s1/eval",
-                "ae/b/fan/s1/train", "ae/b/fan/s1/eval", "ae/b/pump/s1/train", "ae/b/pump/s1/eval",
+                "ae/a/fan/s1/train",
+                "ae/a/fan/s1/eval",
+                "ae/a/pump/s1/train",
+                "ae/a/pump/s1/eval",
+                "ae/b/fan/s1/train",
+                "ae/b/fan/s1/eval",
+                "ae/b/pump/s1/train",
+                "ae/b/pump/s1/eval",
             ]
         );
         assert!(jobs.iter().all(|j| j.kind == "autoencoder"));
         assert_eq!(jobs[5].depends_on, vec!["ae/b/fan/s1/train".to_owned()]);
         let p = &jobs[4].params;
-        assert_eq!((p["hidden"].as_u64(), p["latent"].as_u64(), p["epochs"].as_u64()), (Some(64), Some(8), Some(3)));
+        assert_eq!(
+            (
+                p["hidden"].as_u64(),
+                p["latent"].as_u64(),
+                p["epochs"].as_u64()
+            ),
+            (Some(64), Some(8), Some(3))
+        );
         assert_eq!(p["batch_size"], 128);
         assert_eq!(p["dataset"]["path"], "dev");
         assert_eq!(p["dataset"]["fingerprint"].as_str().map(str::len), Some(64));
-        assert_eq!(jobs[4].params, jobs[5].params, "train and eval read the same settings");
+        assert_eq!(
+            jobs[4].params, jobs[5].params,
+            "train and eval read the same settings"
+        );
     }
 
     #[test]
@@ -213,15 +250,36 @@ mod tests {
         let keys: Vec<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["ce/r18/*/s1/train", "ce/r18/pump/s1/eval", "ce/r18/fan/s1/eval", "ce/r34/*/s1/train", "ce/r34/pump/s1/eval", "ce/r34/fan/s1/eval"]
+            [
+                "ce/r18/*/s1/train",
+                "ce/r18/pump/s1/eval",
+                "ce/r18/fan/s1/eval",
+                "ce/r34/*/s1/train",
+                "ce/r34/pump/s1/eval",
+                "ce/r34/fan/s1/eval"
+            ]
         );
         assert!(jobs.iter().all(|j| j.kind == "classifier"));
         assert_eq!(jobs[5].depends_on, vec!["ce/r34/*/s1/train".to_owned()]);
         let p = &jobs[3].params;
-        assert_eq!(p["machine_types"], serde_json::json!(["fan", "pump"]), "sorted: class indices do not depend on the spec's order");
-        assert_eq!((p["depth"].as_u64(), p["width_multiplier"].as_f64(), p["head"].as_str()), (Some(34), Some(0.5), Some("cross_entropy")));
+        assert_eq!(
+            p["machine_types"],
+            serde_json::json!(["fan", "pump"]),
+            "sorted: class indices do not depend on the spec's order"
+        );
+        assert_eq!(
+            (
+                p["depth"].as_u64(),
+                p["width_multiplier"].as_f64(),
+                p["head"].as_str()
+            ),
+            (Some(34), Some(0.5), Some("cross_entropy"))
+        );
         assert_eq!(p["dataset"]["path"], ".");
-        assert_eq!(jobs[3].params, jobs[4].params, "train and eval read the same settings");
+        assert_eq!(
+            jobs[3].params, jobs[4].params,
+            "train and eval read the same settings"
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub mod proto {
     tonic::include_proto!("asdsweep.v1");
 
     /// A gRPC channel that carries the bearer token, if one is configured.
-    pub type AuthChannel =
-        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, crate::auth::Bearer>;
+    pub type AuthChannel = tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::auth::Bearer,
+    >;
 }

@@ -85,7 +85,11 @@ fn default_dataset_path() -> String {
 
 impl Default for DatasetSpec {
     fn default() -> Self {
-        Self { path: default_dataset_path(), layout: None, fingerprint: None }
+        Self {
+            path: default_dataset_path(),
+            layout: None,
+            fingerprint: None,
+        }
     }
 }
 
@@ -117,7 +121,14 @@ pub struct SynthSpec {
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self { sections: 2, train: 24, test: 6, seconds: 2.0, seed: 0, sample_rate: 16_000 }
+        Self {
+            sections: 2,
+            train: 24,
+            test: 6,
+            seconds: 2.0,
+            seed: 0,
+            sample_rate: 16_000,
+        }
     }
 }
 
@@ -138,7 +149,12 @@ pub struct QueueSpec {
 
 impl Default for QueueSpec {
     fn default() -> Self {
-        Self { max_attempts: 3, lease_ttl_ms: 30_000, backoff_base_ms: 1_000, backoff_max_ms: 60_000 }
+        Self {
+            max_attempts: 3,
+            lease_ttl_ms: 30_000,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
     }
 }
 
@@ -179,7 +195,11 @@ impl Backend {
 
     /// The names of `backends` joined by `sep` (`"cuda or tch"`, `"cuda,tch"`).
     pub fn join(backends: &[Backend], sep: &str) -> String {
-        backends.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(sep)
+        backends
+            .iter()
+            .map(|b| b.as_str())
+            .collect::<Vec<_>>()
+            .join(sep)
     }
 }
 
@@ -589,18 +609,35 @@ impl Spec {
     }
 
     fn validate(&self) -> Result<()> {
-        let invalid = |key: &str, problem: String| Err(SpecError::Invalid { key: key.to_owned(), problem });
+        let invalid = |key: &str, problem: String| {
+            Err(SpecError::Invalid {
+                key: key.to_owned(),
+                problem,
+            })
+        };
         if self.version != SPEC_VERSION {
-            return invalid("version", format!("is {}; this build reads version {SPEC_VERSION}", self.version));
+            return invalid(
+                "version",
+                format!(
+                    "is {}; this build reads version {SPEC_VERSION}",
+                    self.version
+                ),
+            );
         }
         check_name("name", &self.name)?;
         if self.devices.is_empty() {
-            return invalid("devices", "is empty; list at least one machine type, e.g. [\"fan\"]".into());
+            return invalid(
+                "devices",
+                "is empty; list at least one machine type, e.g. [\"fan\"]".into(),
+            );
         }
         for (i, d) in self.devices.iter().enumerate() {
             check_name(&format!("devices[{i}]"), d)?;
             if self.devices[..i].contains(d) {
-                return invalid(&format!("devices[{i}]"), format!("repeats \"{d}\"; machine types must be unique"));
+                return invalid(
+                    &format!("devices[{i}]"),
+                    format!("repeats \"{d}\"; machine types must be unique"),
+                );
             }
         }
         if self.seeds.is_empty() {
@@ -608,20 +645,32 @@ impl Spec {
         }
         for (i, s) in self.seeds.iter().enumerate() {
             if self.seeds[..i].contains(s) {
-                return invalid(&format!("seeds[{i}]"), format!("repeats {s}; seeds must be unique"));
+                return invalid(
+                    &format!("seeds[{i}]"),
+                    format!("repeats {s}; seeds must be unique"),
+                );
             }
         }
         let q = &self.queue;
         if !(1..=100).contains(&q.max_attempts) {
-            return invalid("queue.max_attempts", format!("is {}; allowed 1..=100", q.max_attempts));
+            return invalid(
+                "queue.max_attempts",
+                format!("is {}; allowed 1..=100", q.max_attempts),
+            );
         }
         if !(1_000..=3_600_000).contains(&q.lease_ttl_ms) {
-            return invalid("queue.lease_ttl_ms", format!("is {}; allowed 1000..=3600000", q.lease_ttl_ms));
+            return invalid(
+                "queue.lease_ttl_ms",
+                format!("is {}; allowed 1000..=3600000", q.lease_ttl_ms),
+            );
         }
         if q.backoff_max_ms < q.backoff_base_ms {
             return invalid(
                 "queue.backoff_max_ms",
-                format!("is {}; must be at least queue.backoff_base_ms ({})", q.backoff_max_ms, q.backoff_base_ms),
+                format!(
+                    "is {}; must be at least queue.backoff_base_ms ({})",
+                    q.backoff_max_ms, q.backoff_base_ms
+                ),
             );
         }
         if self.dataset.is_some() && self.synth.is_some() {
@@ -631,22 +680,34 @@ impl Spec {
             check_dataset(d)?;
         }
         if self.families.is_empty() {
-            return invalid("family", "is empty; add at least one [[family]] table".into());
+            return invalid(
+                "family",
+                "is empty; add at least one [[family]] table".into(),
+            );
         }
         for (i, f) in self.families.iter().enumerate() {
             let key = format!("family[{i}]");
             check_name(&format!("{key}.name"), f.name())?;
             if self.families[..i].iter().any(|g| g.name() == f.name()) {
-                return invalid(&format!("{key}.name"), format!("repeats \"{}\"; family names must be unique", f.name()));
+                return invalid(
+                    &format!("{key}.name"),
+                    format!("repeats \"{}\"; family names must be unique", f.name()),
+                );
             }
             let configs = f.configs();
             if configs.is_empty() {
-                return invalid(&format!("{key}.configs"), "is empty; give at least one config".into());
+                return invalid(
+                    &format!("{key}.configs"),
+                    "is empty; give at least one config".into(),
+                );
             }
             for (j, (name, _)) in configs.iter().enumerate() {
                 check_name(&format!("{key}.configs[{j}].name"), name)?;
                 if configs[..j].iter().any(|(n, _)| n == name) {
-                    return invalid(&format!("{key}.configs[{j}].name"), format!("repeats \"{name}\"; config names must be unique"));
+                    return invalid(
+                        &format!("{key}.configs[{j}].name"),
+                        format!("repeats \"{name}\"; config names must be unique"),
+                    );
                 }
             }
             match f {
@@ -660,11 +721,18 @@ impl Spec {
 }
 
 /// Checks `value` lies in `range`, naming `key` and the range otherwise.
-fn check_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<()> {
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<()> {
     if range.contains(&value) {
         return Ok(());
     }
-    Err(SpecError::Invalid { key: key.to_owned(), problem: format!("is {value}; allowed {}..={}", range.start(), range.end()) })
+    Err(SpecError::Invalid {
+        key: key.to_owned(),
+        problem: format!("is {value}; allowed {}..={}", range.start(), range.end()),
+    })
 }
 
 fn check_autoencoder(key: &str, f: &AutoencoderFamily) -> Result<()> {
@@ -672,18 +740,36 @@ fn check_autoencoder(key: &str, f: &AutoencoderFamily) -> Result<()> {
     check_range(&format!("{key}.epochs"), t.epochs, 1..=10_000)?;
     check_range(&format!("{key}.batch_size"), t.batch_size, 2..=65_536)?;
     if !(t.lr > 0.0 && t.lr <= 1.0) {
-        return Err(SpecError::Invalid { key: format!("{key}.lr"), problem: format!("is {}; allowed 0 < lr <= 1", t.lr) });
+        return Err(SpecError::Invalid {
+            key: format!("{key}.lr"),
+            problem: format!("is {}; allowed 0 < lr <= 1", t.lr),
+        });
     }
-    check_range(&format!("{key}.lr_step_epochs"), t.lr_step_epochs, 1..=10_000)?;
+    check_range(
+        &format!("{key}.lr_step_epochs"),
+        t.lr_step_epochs,
+        1..=10_000,
+    )?;
     if !(t.lr_gamma > 0.0 && t.lr_gamma < 1.0) {
-        return Err(SpecError::Invalid { key: format!("{key}.lr_gamma"), problem: format!("is {}; allowed 0 < lr_gamma < 1", t.lr_gamma) });
+        return Err(SpecError::Invalid {
+            key: format!("{key}.lr_gamma"),
+            problem: format!("is {}; allowed 0 < lr_gamma < 1", t.lr_gamma),
+        });
     }
-    check_range(&format!("{key}.checkpoint_every"), t.checkpoint_every, 1..=10_000)?;
+    check_range(
+        &format!("{key}.checkpoint_every"),
+        t.checkpoint_every,
+        1..=10_000,
+    )?;
     check_range(&format!("{key}.frames"), t.frames, 1..=32)?;
     check_range(&format!("{key}.n_mels"), t.n_mels, 8..=256)?;
     for (j, c) in f.configs.iter().enumerate() {
         check_range(&format!("{key}.configs[{j}].hidden"), c.hidden, 1..=4096)?;
-        check_range(&format!("{key}.configs[{j}].latent"), c.latent, 1..=c.hidden)?;
+        check_range(
+            &format!("{key}.configs[{j}].latent"),
+            c.latent,
+            1..=c.hidden,
+        )?;
     }
     Ok(())
 }
@@ -695,26 +781,52 @@ fn check_open(key: &str, value: f64, lo: f64, hi: f64, hi_inclusive: bool) -> Re
         return Ok(());
     }
     let op = if hi_inclusive { "<=" } else { "<" };
-    Err(SpecError::Invalid { key: key.to_owned(), problem: format!("is {value}; allowed {lo} < value {op} {hi}") })
+    Err(SpecError::Invalid {
+        key: key.to_owned(),
+        problem: format!("is {value}; allowed {lo} < value {op} {hi}"),
+    })
 }
 
 fn check_classifier(key: &str, f: &ClassifierFamily) -> Result<()> {
     check_range(&format!("{key}.epochs"), f.epochs, 1..=10_000)?;
     check_range(&format!("{key}.batch_size"), f.batch_size, 1..=65_536)?;
     check_open(&format!("{key}.lr"), f.lr, 0.0, 1.0, true)?;
-    check_range(&format!("{key}.lr_step_epochs"), f.lr_step_epochs, 1..=10_000)?;
+    check_range(
+        &format!("{key}.lr_step_epochs"),
+        f.lr_step_epochs,
+        1..=10_000,
+    )?;
     check_open(&format!("{key}.lr_gamma"), f.lr_gamma, 0.0, 1.0, false)?;
-    check_range(&format!("{key}.checkpoint_every"), f.checkpoint_every, 1..=10_000)?;
+    check_range(
+        &format!("{key}.checkpoint_every"),
+        f.checkpoint_every,
+        1..=10_000,
+    )?;
     check_range(&format!("{key}.crop_frames"), f.crop_frames, 1..=100_000)?;
     check_range(&format!("{key}.n_mels"), f.n_mels, 8..=256)?;
     if !(f.arcface_margin >= 0.0 && f.arcface_margin < std::f64::consts::FRAC_PI_2) {
         return Err(SpecError::Invalid {
             key: format!("{key}.arcface_margin"),
-            problem: format!("is {}; allowed 0 <= arcface_margin < π/2 (radians)", f.arcface_margin),
+            problem: format!(
+                "is {}; allowed 0 <= arcface_margin < π/2 (radians)",
+                f.arcface_margin
+            ),
         });
     }
-    check_open(&format!("{key}.arcface_scale"), f.arcface_scale, 0.0, 1000.0, true)?;
-    check_open(&format!("{key}.held_out_fraction"), f.held_out_fraction, 0.0, 1.0, false)?;
+    check_open(
+        &format!("{key}.arcface_scale"),
+        f.arcface_scale,
+        0.0,
+        1000.0,
+        true,
+    )?;
+    check_open(
+        &format!("{key}.held_out_fraction"),
+        f.held_out_fraction,
+        0.0,
+        1.0,
+        false,
+    )?;
     for (j, c) in f.configs.iter().enumerate() {
         let ckey = format!("{key}.configs[{j}]");
         if !RESNET_DEPTHS.contains(&c.depth) {
@@ -723,33 +835,69 @@ fn check_classifier(key: &str, f: &ClassifierFamily) -> Result<()> {
                 problem: format!("is {}; allowed: 18, 34, 50, 101, 152", c.depth),
             });
         }
-        check_open(&format!("{ckey}.width_multiplier"), c.width_multiplier, 0.0, 16.0, true)?;
-        check_open(&format!("{ckey}.depth_multiplier"), c.depth_multiplier, 0.0, 16.0, true)?;
+        check_open(
+            &format!("{ckey}.width_multiplier"),
+            c.width_multiplier,
+            0.0,
+            16.0,
+            true,
+        )?;
+        check_open(
+            &format!("{ckey}.depth_multiplier"),
+            c.depth_multiplier,
+            0.0,
+            16.0,
+            true,
+        )?;
     }
     Ok(())
 }
 
 fn check_dataset(d: &DatasetSpec) -> Result<()> {
-    let invalid = |key: &str, problem: String| Err(SpecError::Invalid { key: key.to_owned(), problem });
+    let invalid = |key: &str, problem: String| {
+        Err(SpecError::Invalid {
+            key: key.to_owned(),
+            problem,
+        })
+    };
     let path = std::path::Path::new(&d.path);
     let inside = !d.path.is_empty()
         && !d.path.contains('\\')
-        && path.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
     if !inside {
         return invalid(
             "dataset.path",
-            format!("is \"{}\"; give a relative path inside each worker's --data root (no leading /, no ..)", d.path),
+            format!(
+                "is \"{}\"; give a relative path inside each worker's --data root (no leading /, no ..)",
+                d.path
+            ),
         );
     }
     if let Some(layout) = &d.layout
         && !LAYOUTS.contains(&layout.as_str())
     {
-        return invalid("dataset.layout", format!("is \"{layout}\"; allowed: {}", LAYOUTS.join(", ")));
+        return invalid(
+            "dataset.layout",
+            format!("is \"{layout}\"; allowed: {}", LAYOUTS.join(", ")),
+        );
     }
     if let Some(fp) = &d.fingerprint
-        && !(fp.len() == 64 && fp.chars().all(|c| c.is_ascii_digit() || matches!(c, 'a'..='f')))
+        && !(fp.len() == 64
+            && fp
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, 'a'..='f')))
     {
-        return invalid("dataset.fingerprint", format!("is \"{fp}\"; expected 64 lowercase hex digits (sha256), as `asdsweep data check --json` prints"));
+        return invalid(
+            "dataset.fingerprint",
+            format!(
+                "is \"{fp}\"; expected 64 lowercase hex digits (sha256), as `asdsweep data check --json` prints"
+            ),
+        );
     }
     Ok(())
 }
@@ -758,14 +906,18 @@ fn check_dataset(d: &DatasetSpec) -> Result<()> {
 fn check_name(key: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !value.starts_with('.');
     if ok {
         Ok(())
     } else {
         Err(SpecError::Invalid {
             key: key.to_owned(),
-            problem: format!("is \"{value}\"; allowed: 1-64 of A-Z a-z 0-9 - _ . (not starting with .)"),
+            problem: format!(
+                "is \"{value}\"; allowed: 1-64 of A-Z a-z 0-9 - _ . (not starting with .)"
+            ),
         })
     }
 }
@@ -808,25 +960,41 @@ mod tests {
 
     #[test]
     fn an_unknown_top_level_key_is_named_with_the_allowed_keys() {
-        let err = Spec::from_toml(&GOOD.replace("devices =", "devicez =")).unwrap_err().to_string();
+        let err = Spec::from_toml(&GOOD.replace("devices =", "devicez ="))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("devicez"), "{err}");
         assert!(err.contains("devices"), "{err}");
     }
 
     #[test]
     fn backends_keep_a_family_off_other_workers_and_a_wrong_name_lists_the_allowed_ones() {
-        let gpu = GOOD.replace("training = \"per_device\"", "training = \"per_device\"\nbackends = [\"cuda\", \"tch\"]");
+        let gpu = GOOD.replace(
+            "training = \"per_device\"",
+            "training = \"per_device\"\nbackends = [\"cuda\", \"tch\"]",
+        );
         let spec = Spec::from_toml(&gpu).unwrap();
         assert_eq!(spec.families[0].backends(), [Backend::Cuda, Backend::Tch]);
-        assert!(crate::grid::expand(&spec).iter().all(|j| j.backends == [Backend::Cuda, Backend::Tch]));
+        assert!(
+            crate::grid::expand(&spec)
+                .iter()
+                .all(|j| j.backends == [Backend::Cuda, Backend::Tch])
+        );
         spec.check_backend(Backend::Tch).unwrap();
         let err = spec.check_backend(Backend::Flex).unwrap_err().to_string();
-        assert!(err.contains("family[0].backends") && err.contains("cuda or tch") && err.contains("run on flex"), "{err}");
+        assert!(
+            err.contains("family[0].backends")
+                && err.contains("cuda or tch")
+                && err.contains("run on flex"),
+            "{err}"
+        );
         // Absent means any; it leaves the hash of specs written before the key existed alone.
         let any = Spec::from_toml(GOOD).unwrap();
         any.check_backend(Backend::Flex).unwrap();
         assert!(!toml::to_string(&any).unwrap().contains("backends"));
-        let err = Spec::from_toml(&gpu.replace("\"tch\"", "\"gpu\"")).unwrap_err().to_string();
+        let err = Spec::from_toml(&gpu.replace("\"tch\"", "\"gpu\""))
+            .unwrap_err()
+            .to_string();
         for n in ["gpu", "flex", "tch", "cuda"] {
             assert!(err.contains(n), "{n} missing from: {err}");
         }
@@ -834,28 +1002,44 @@ mod tests {
 
     #[test]
     fn an_unknown_config_key_is_named() {
-        let err = Spec::from_toml(&GOOD.replace("sleep_ms = 5", "sleepms = 5")).unwrap_err().to_string();
+        let err = Spec::from_toml(&GOOD.replace("sleep_ms = 5", "sleepms = 5"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sleepms"), "{err}");
         assert!(err.contains("sleep_ms"), "{err}");
     }
 
     #[test]
     fn an_unknown_family_kind_lists_the_known_ones() {
-        let err = Spec::from_toml(&GOOD.replace("kind = \"noop\"", "kind = \"nope\"")).unwrap_err().to_string();
+        let err = Spec::from_toml(&GOOD.replace("kind = \"noop\"", "kind = \"nope\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope") && err.contains("noop"), "{err}");
     }
 
     #[test]
     fn a_bad_training_scope_lists_the_allowed_values() {
-        let err = Spec::from_toml(&GOOD.replace("per_device", "sometimes")).unwrap_err().to_string();
-        assert!(err.contains("sometimes") && err.contains("per_device") && err.contains("global"), "{err}");
+        let err = Spec::from_toml(&GOOD.replace("per_device", "sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sometimes") && err.contains("per_device") && err.contains("global"),
+            "{err}"
+        );
     }
 
     #[test]
     fn out_of_range_values_name_the_key_and_the_range() {
-        let err = Spec::from_toml(&GOOD.replace("max_attempts = 2", "max_attempts = 0")).unwrap_err().to_string();
-        assert!(err.contains("queue.max_attempts") && err.contains("1..=100"), "{err}");
-        let err = Spec::from_toml(&GOOD.replace("version = 1", "version = 2")).unwrap_err().to_string();
+        let err = Spec::from_toml(&GOOD.replace("max_attempts = 2", "max_attempts = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("queue.max_attempts") && err.contains("1..=100"),
+            "{err}"
+        );
+        let err = Spec::from_toml(&GOOD.replace("version = 1", "version = 2"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`version`"), "{err}");
     }
 
@@ -884,9 +1068,21 @@ mod tests {
     #[test]
     fn an_autoencoder_family_takes_the_study_defaults_for_what_it_leaves_out() {
         let spec = Spec::from_toml(AE).unwrap();
-        let FamilySpec::Autoencoder(f) = &spec.families[0] else { panic!("not an autoencoder: {:?}", spec.families[0]) };
+        let FamilySpec::Autoencoder(f) = &spec.families[0] else {
+            panic!("not an autoencoder: {:?}", spec.families[0])
+        };
         assert_eq!((f.epochs, f.checkpoint_every), (2, 1));
-        assert_eq!((f.batch_size, f.lr, f.lr_step_epochs, f.lr_gamma, f.frames, f.n_mels), (128, 5e-4, 50, 0.5, 5, 128));
+        assert_eq!(
+            (
+                f.batch_size,
+                f.lr,
+                f.lr_step_epochs,
+                f.lr_gamma,
+                f.frames,
+                f.n_mels
+            ),
+            (128, 5e-4, 50, 0.5, 5, 128)
+        );
         assert_eq!(spec.families[0].name(), "ae");
         assert_eq!(spec.families[0].training(), TrainingScope::PerDevice);
         let configs = spec.families[0].configs();
@@ -896,7 +1092,10 @@ mod tests {
         assert_eq!(configs[1].1["epochs"], 2);
         assert_eq!(configs[1].1["lr_gamma"], 0.5);
         let d = spec.dataset.as_ref().unwrap();
-        assert_eq!((d.path.as_str(), d.layout.as_deref()), ("dcase/dev", Some("dcase2021")));
+        assert_eq!(
+            (d.path.as_str(), d.layout.as_deref()),
+            ("dcase/dev", Some("dcase2021"))
+        );
     }
 
     #[test]
@@ -909,38 +1108,87 @@ mod tests {
 
     #[test]
     fn autoencoder_settings_out_of_range_name_the_key_and_the_range() {
-        let err = Spec::from_toml(&AE.replace("epochs = 2", "epochs = 0")).unwrap_err().to_string();
-        assert!(err.contains("family[0].epochs") && err.contains("1..=10000"), "{err}");
-        let err = Spec::from_toml(&AE.replace("latent = 8", "latent = 256")).unwrap_err().to_string();
-        assert!(err.contains("family[0].configs[1].latent") && err.contains("1..=128"), "{err}");
-        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "lr_gamma = 1.0")).unwrap_err().to_string();
-        assert!(err.contains("family[0].lr_gamma") && err.contains("0 < lr_gamma < 1"), "{err}");
-        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "checkpoint_every = 0")).unwrap_err().to_string();
+        let err = Spec::from_toml(&AE.replace("epochs = 2", "epochs = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("family[0].epochs") && err.contains("1..=10000"),
+            "{err}"
+        );
+        let err = Spec::from_toml(&AE.replace("latent = 8", "latent = 256"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("family[0].configs[1].latent") && err.contains("1..=128"),
+            "{err}"
+        );
+        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "lr_gamma = 1.0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("family[0].lr_gamma") && err.contains("0 < lr_gamma < 1"),
+            "{err}"
+        );
+        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "checkpoint_every = 0"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("family[0].checkpoint_every"), "{err}");
     }
 
     #[test]
     fn unknown_autoencoder_keys_are_named_with_the_allowed_ones() {
-        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "checkpoint_evry = 1")).unwrap_err().to_string();
-        assert!(err.contains("checkpoint_evry") && err.contains("checkpoint_every"), "{err}");
-        let err = Spec::from_toml(&AE.replace("latent = 4", "latnt = 4")).unwrap_err().to_string();
+        let err = Spec::from_toml(&AE.replace("checkpoint_every = 1", "checkpoint_evry = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("checkpoint_evry") && err.contains("checkpoint_every"),
+            "{err}"
+        );
+        let err = Spec::from_toml(&AE.replace("latent = 4", "latnt = 4"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("latnt") && err.contains("latent"), "{err}");
-        let err = Spec::from_toml(&AE.replace("kind = \"autoencoder\"", "kind = \"autoencodr\"")).unwrap_err().to_string();
-        assert!(err.contains("autoencodr") && err.contains("autoencoder") && err.contains("noop"), "{err}");
+        let err = Spec::from_toml(&AE.replace("kind = \"autoencoder\"", "kind = \"autoencodr\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("autoencodr") && err.contains("autoencoder") && err.contains("noop"),
+            "{err}"
+        );
     }
 
     #[test]
     fn dataset_paths_must_stay_inside_the_worker_root_and_keys_must_be_known() {
         for bad in ["../elsewhere", "/etc", "a/../../b", ""] {
-            let err = Spec::from_toml(&AE.replace("\"dcase/dev\"", &format!("\"{bad}\""))).unwrap_err().to_string();
-            assert!(err.contains("`dataset.path`") && err.contains("--data root"), "{bad}: {err}");
+            let err = Spec::from_toml(&AE.replace("\"dcase/dev\"", &format!("\"{bad}\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`dataset.path`") && err.contains("--data root"),
+                "{bad}: {err}"
+            );
         }
-        let err = Spec::from_toml(&AE.replace("\"dcase2021\"", "\"dcase2099\"")).unwrap_err().to_string();
-        assert!(err.contains("dataset.layout") && err.contains("dcase2099") && err.contains("toyadmos"), "{err}");
-        let err = Spec::from_toml(&AE.replace("fingerprint = \"0123", "fingerprint = \"X123")).unwrap_err().to_string();
-        assert!(err.contains("dataset.fingerprint") && err.contains("64 lowercase hex"), "{err}");
-        let err = Spec::from_toml(&AE.replace("layout =", "layot =")).unwrap_err().to_string();
-        assert!(err.contains("layot") && err.contains("fingerprint"), "{err}");
+        let err = Spec::from_toml(&AE.replace("\"dcase2021\"", "\"dcase2099\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dataset.layout") && err.contains("dcase2099") && err.contains("toyadmos"),
+            "{err}"
+        );
+        let err = Spec::from_toml(&AE.replace("fingerprint = \"0123", "fingerprint = \"X123"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dataset.fingerprint") && err.contains("64 lowercase hex"),
+            "{err}"
+        );
+        let err = Spec::from_toml(&AE.replace("layout =", "layot ="))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layot") && err.contains("fingerprint"),
+            "{err}"
+        );
     }
 
     const CLS: &str = r#"
@@ -963,30 +1211,64 @@ mod tests {
     #[test]
     fn a_classifier_family_trains_globally_with_the_study_defaults() {
         let spec = Spec::from_toml(CLS).unwrap();
-        let FamilySpec::Classifier(f) = &spec.families[0] else { panic!("not a classifier: {:?}", spec.families[0]) };
-        assert_eq!((f.head, f.epochs, f.batch_size, f.lr, f.lr_step_epochs, f.lr_gamma), (ClassifierHead::Arcface, 2, 64, 1e-5, 50, 0.5));
-        assert_eq!((f.crop_frames, f.n_mels, f.arcface_margin, f.arcface_scale, f.held_out_fraction), (313, 128, 0.5, 30.0, 0.1));
+        let FamilySpec::Classifier(f) = &spec.families[0] else {
+            panic!("not a classifier: {:?}", spec.families[0])
+        };
+        assert_eq!(
+            (
+                f.head,
+                f.epochs,
+                f.batch_size,
+                f.lr,
+                f.lr_step_epochs,
+                f.lr_gamma
+            ),
+            (ClassifierHead::Arcface, 2, 64, 1e-5, 50, 0.5)
+        );
+        assert_eq!(
+            (
+                f.crop_frames,
+                f.n_mels,
+                f.arcface_margin,
+                f.arcface_scale,
+                f.held_out_fraction
+            ),
+            (313, 128, 0.5, 30.0, 0.1)
+        );
         assert_eq!(spec.families[0].name(), "arcface");
         assert_eq!(spec.families[0].kind(), "classifier");
         assert_eq!(spec.families[0].training(), TrainingScope::Global);
         let configs = spec.families[0].configs();
         assert_eq!(configs[0].1["width_multiplier"], 0.25);
-        assert_eq!((configs[1].1["depth"].as_u64(), configs[1].1["width_multiplier"].as_f64()), (Some(50), Some(1.0)));
+        assert_eq!(
+            (
+                configs[1].1["depth"].as_u64(),
+                configs[1].1["width_multiplier"].as_f64()
+            ),
+            (Some(50), Some(1.0))
+        );
         assert_eq!(configs[1].1["head"], "arcface");
         let ce = Spec::from_toml(&CLS.replace("\"arcface\"", "\"cross_entropy\"")).unwrap();
         assert_eq!(ce.families[0].name(), "ce");
-        let named = Spec::from_toml(&CLS.replace("epochs = 2", "epochs = 2\n        name = \"arc2\"")).unwrap();
+        let named =
+            Spec::from_toml(&CLS.replace("epochs = 2", "epochs = 2\n        name = \"arc2\""))
+                .unwrap();
         assert_eq!(named.families[0].name(), "arc2");
     }
 
     #[test]
     fn the_example_sweeps_parse() {
         for name in ["ae-demo", "classifier-demo", "noop-demo", "quick", "paper"] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sweeps/{name}.toml"));
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../sweeps/{name}.toml"));
             let spec = Spec::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(spec.name, name);
             // Only the paper preset is meant for GPU workers; the rest run on `asdsweep run`'s CPU workers.
-            assert_eq!(spec.check_backend(Backend::Flex).is_ok(), name != "paper", "{name}");
+            assert_eq!(
+                spec.check_backend(Backend::Flex).is_ok(),
+                name != "paper",
+                "{name}"
+            );
         }
     }
 
@@ -994,17 +1276,32 @@ mod tests {
     fn classifier_settings_out_of_range_name_the_key_and_the_allowed_values() {
         let err = |text: String| Spec::from_toml(&text).unwrap_err().to_string();
         let e = err(CLS.replace("depth = 50", "depth = 19"));
-        assert!(e.contains("family[0].configs[1].depth") && e.contains("18, 34, 50, 101, 152"), "{e}");
+        assert!(
+            e.contains("family[0].configs[1].depth") && e.contains("18, 34, 50, 101, 152"),
+            "{e}"
+        );
         let e = err(CLS.replace("\"arcface\"", "\"softmax\""));
-        assert!(e.contains("softmax") && e.contains("cross_entropy") && e.contains("arcface"), "{e}");
+        assert!(
+            e.contains("softmax") && e.contains("cross_entropy") && e.contains("arcface"),
+            "{e}"
+        );
         let e = err(CLS.replace("width_multiplier = 0.25", "width_multiplier = 0.0"));
-        assert!(e.contains("family[0].configs[0].width_multiplier") && e.contains("0 < value <= 16"), "{e}");
+        assert!(
+            e.contains("family[0].configs[0].width_multiplier") && e.contains("0 < value <= 16"),
+            "{e}"
+        );
         let e = err(CLS.replace("epochs = 2", "held_out_fraction = 1.0"));
-        assert!(e.contains("family[0].held_out_fraction") && e.contains("0 < value < 1"), "{e}");
+        assert!(
+            e.contains("family[0].held_out_fraction") && e.contains("0 < value < 1"),
+            "{e}"
+        );
         let e = err(CLS.replace("epochs = 2", "arcface_margin = 2.0"));
         assert!(e.contains("family[0].arcface_margin"), "{e}");
         let e = err(CLS.replace("epochs = 2", "crop_frames = 0"));
-        assert!(e.contains("family[0].crop_frames") && e.contains("1..=100000"), "{e}");
+        assert!(
+            e.contains("family[0].crop_frames") && e.contains("1..=100000"),
+            "{e}"
+        );
         let e = err(CLS.replace("depth = 18", "depht = 18"));
         assert!(e.contains("depht") && e.contains("width_multiplier"), "{e}");
         let e = err(CLS.replace("head = \"arcface\"", ""));
@@ -1013,11 +1310,17 @@ mod tests {
 
     #[test]
     fn duplicate_and_unsafe_names_are_rejected() {
-        let err = Spec::from_toml(&GOOD.replace("\"pump\"", "\"fan\"")).unwrap_err().to_string();
+        let err = Spec::from_toml(&GOOD.replace("\"pump\"", "\"fan\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("devices[1]"), "{err}");
-        let err = Spec::from_toml(&GOOD.replace("name = \"b\"", "name = \"a\"")).unwrap_err().to_string();
+        let err = Spec::from_toml(&GOOD.replace("name = \"b\"", "name = \"a\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("family[0].configs[1].name"), "{err}");
-        let err = Spec::from_toml(&GOOD.replace("\"pump\"", "\"../etc\"")).unwrap_err().to_string();
+        let err = Spec::from_toml(&GOOD.replace("\"pump\"", "\"../etc\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("devices[1]"), "{err}");
     }
 }

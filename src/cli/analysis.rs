@@ -187,7 +187,13 @@ fn sections_table(ev: &SectionEvaluation) -> String {
         );
     }
     for (name, m) in [("mean", &ev.mean), ("hmean", &ev.hmean)] {
-        let _ = writeln!(out, "{:<12} {:>8} {:>8}", name, fmt_opt(m.auc), fmt_opt(m.pauc));
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>8}",
+            name,
+            fmt_opt(m.auc),
+            fmt_opt(m.pauc)
+        );
     }
     let _ = writeln!(
         out,

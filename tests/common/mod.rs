@@ -6,7 +6,9 @@
 use asdsweep_coordinator::store::Store;
 use asdsweep_coordinator::{Coordinator, CoordinatorConfig};
 use asdsweep_shared::proto::Job;
-use asdsweep_worker::{JobContext, JobError, JobKind, JobOutput, Registry, WorkerConfig, WorkerSummary, run_worker};
+use asdsweep_worker::{
+    JobContext, JobError, JobKind, JobOutput, Registry, WorkerConfig, WorkerSummary, run_worker,
+};
 use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
 use std::collections::HashMap;
@@ -18,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Postgres server for the tests (override with ASDSWEEP_TEST_PG).
 pub fn pg_url() -> String {
-    std::env::var("ASDSWEEP_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("ASDSWEEP_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// One test's database.
@@ -31,14 +34,29 @@ pub struct Harness {
 impl Harness {
     pub fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("queue.db").display());
-        Harness { db_url, schema: None, dir }
+        let db_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("queue.db").display()
+        );
+        Harness {
+            db_url,
+            schema: None,
+            dir,
+        }
     }
 
     pub fn postgres(test: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let schema = format!("t_{}_{:08x}", &test[..test.len().min(40)], rand::random::<u32>());
-        Harness { db_url: pg_url(), schema: Some(schema), dir }
+        let schema = format!(
+            "t_{}_{:08x}",
+            &test[..test.len().min(40)],
+            rand::random::<u32>()
+        );
+        Harness {
+            db_url: pg_url(),
+            schema: Some(schema),
+            dir,
+        }
     }
 
     pub fn config(&self, listen: SocketAddr) -> CoordinatorConfig {
@@ -52,22 +70,31 @@ impl Harness {
     }
 
     pub async fn coordinator(&self) -> Coordinator {
-        self.coordinator_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        self.coordinator_at(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
     }
 
     pub async fn coordinator_at(&self, addr: SocketAddr) -> Coordinator {
-        Coordinator::start(self.config(addr)).await.expect("coordinator starts")
+        Coordinator::start(self.config(addr))
+            .await
+            .expect("coordinator starts")
     }
 
     pub async fn store(&self) -> Store {
-        Store::open(&self.db_url, self.schema.as_deref()).await.expect("store opens")
+        Store::open(&self.db_url, self.schema.as_deref())
+            .await
+            .expect("store opens")
     }
 
     /// Drops the Postgres schema (SQLite's file goes with the temp dir).
     pub async fn cleanup(self) {
         if let Some(schema) = &self.schema {
             let store = self.store().await;
-            store.connection().execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await.unwrap();
+            store
+                .connection()
+                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .unwrap();
         }
     }
 }
@@ -103,7 +130,10 @@ pub struct Counting {
 
 impl Counting {
     pub fn sleeping(ms: u64) -> Counting {
-        Counting { sleep: Duration::from_millis(ms), ..Default::default() }
+        Counting {
+            sleep: Duration::from_millis(ms),
+            ..Default::default()
+        }
     }
     pub fn registry(&self) -> Registry {
         Registry::new().with(self.clone())
@@ -115,7 +145,13 @@ impl Counting {
         self.runs.lock().unwrap().values().sum()
     }
     pub fn max_runs(&self) -> u32 {
-        self.runs.lock().unwrap().values().copied().max().unwrap_or(0)
+        self.runs
+            .lock()
+            .unwrap()
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -133,7 +169,11 @@ impl JobKind for Counting {
                 _ = ctx.cancel.cancelled() => return Err(JobError::retryable("cancelled")),
                 _ = tokio::time::sleep(me.sleep) => {}
             }
-            Ok(JobOutput { proxy_metric: "count".into(), md_auc: Some(0.5), ..Default::default() })
+            Ok(JobOutput {
+                proxy_metric: "count".into(),
+                md_auc: Some(0.5),
+                ..Default::default()
+            })
         })
     }
 }
@@ -147,10 +187,16 @@ pub fn worker_config(url: &str, name: &str) -> WorkerConfig {
     c
 }
 
-pub fn spawn_worker(cfg: WorkerConfig, registry: Registry) -> (JoinHandle<WorkerSummary>, CancellationToken) {
+pub fn spawn_worker(
+    cfg: WorkerConfig,
+    registry: Registry,
+) -> (JoinHandle<WorkerSummary>, CancellationToken) {
     let stop = CancellationToken::new();
     let s = stop.clone();
-    (tokio::spawn(async move { run_worker(cfg, registry, s).await.expect("worker runs") }), stop)
+    (
+        tokio::spawn(async move { run_worker(cfg, registry, s).await.expect("worker runs") }),
+        stop,
+    )
 }
 
 /// Polls until `cond` holds or the timeout passes (then panics with `what`).
@@ -174,18 +220,29 @@ struct N {
 /// One number from SQL (`SELECT … AS n`).
 pub async fn count(store: &Store, sql: &str) -> i64 {
     let db = store.connection();
-    N::find_by_statement(Statement::from_string(db.get_database_backend(), sql.to_owned()))
-        .one(db)
-        .await
-        .unwrap()
-        .map(|r| r.n)
-        .unwrap_or(0)
+    N::find_by_statement(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .one(db)
+    .await
+    .unwrap()
+    .map(|r| r.n)
+    .unwrap_or(0)
 }
 
 /// A noop spec with `configs × devices` single-stage jobs.
-pub fn noop_spec(name: &str, configs: usize, devices: usize, extra_config: &str, queue: &str) -> String {
+pub fn noop_spec(
+    name: &str,
+    configs: usize,
+    devices: usize,
+    extra_config: &str,
+    queue: &str,
+) -> String {
     let devices: Vec<String> = (0..devices).map(|i| format!("\"m{i:02}\"")).collect();
-    let configs: Vec<String> = (0..configs).map(|i| format!("{{ name = \"c{i:03}\" {extra_config} }}")).collect();
+    let configs: Vec<String> = (0..configs)
+        .map(|i| format!("{{ name = \"c{i:03}\" {extra_config} }}"))
+        .collect();
     format!(
         "version = 1\nname = \"{name}\"\ndevices = [{}]\n[queue]\n{queue}\n[[family]]\nkind = \"noop\"\nconfigs = [{}]\n",
         devices.join(", "),

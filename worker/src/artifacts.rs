@@ -2,7 +2,9 @@
 //! their sha256) and fetches them into a local content-addressed cache, verifying the
 //! hash of every byte that arrives, so a job never reads a blob it did not ask for.
 
-use asdsweep_shared::proto::{self as pb, AuthChannel, artifact_service_client::ArtifactServiceClient};
+use asdsweep_shared::proto::{
+    self as pb, AuthChannel, artifact_service_client::ArtifactServiceClient,
+};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -21,7 +23,9 @@ pub enum ArtifactError {
         status: Box<tonic::Status>,
     },
     /// What arrived is not what was asked for.
-    #[error("artifact {sha256}: received {got_size} bytes hashing to {got}; the bytes do not match the requested hash")]
+    #[error(
+        "artifact {sha256}: received {got_size} bytes hashing to {got}; the bytes do not match the requested hash"
+    )]
     HashMismatch {
         /// The blob asked for.
         sha256: String,
@@ -56,7 +60,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn check_sha256(sha: &str) -> Result<(), ArtifactError> {
-    if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if sha.len() == 64
+        && sha
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(ArtifactError::BadHash(sha.to_owned()))
@@ -73,18 +81,33 @@ impl Artifacts {
     /// a copy in the local cache, so this worker never downloads what it made.
     pub async fn put(&self, bytes: Vec<u8>, kind: &str) -> Result<String, ArtifactError> {
         let sha = sha256_hex(&bytes);
-        let header = pb::PutHeader { sha256: sha.clone(), size: bytes.len() as u64, kind: kind.to_owned() };
-        let mut chunks: Vec<pb::PutChunk> =
-            bytes.chunks(CHUNK_BYTES).map(|c| pb::PutChunk { header: None, data: c.to_vec() }).collect();
+        let header = pb::PutHeader {
+            sha256: sha.clone(),
+            size: bytes.len() as u64,
+            kind: kind.to_owned(),
+        };
+        let mut chunks: Vec<pb::PutChunk> = bytes
+            .chunks(CHUNK_BYTES)
+            .map(|c| pb::PutChunk {
+                header: None,
+                data: c.to_vec(),
+            })
+            .collect();
         match chunks.first_mut() {
             Some(first) => first.header = Some(header),
-            None => chunks.push(pb::PutChunk { header: Some(header), data: Vec::new() }),
+            None => chunks.push(pb::PutChunk {
+                header: Some(header),
+                data: Vec::new(),
+            }),
         }
         self.client
             .clone()
             .put(futures::stream::iter(chunks))
             .await
-            .map_err(|status| ArtifactError::Rpc { sha256: sha.clone(), status: Box::new(status) })?;
+            .map_err(|status| ArtifactError::Rpc {
+                sha256: sha.clone(),
+                status: Box::new(status),
+            })?;
         self.store_in_cache(&sha, &bytes)?;
         Ok(sha)
     }
@@ -100,15 +123,30 @@ impl Artifacts {
             }
             tracing::warn!(path = %path.display(), "cached artifact is corrupt; fetching it again");
         }
-        let rpc = |status: tonic::Status| ArtifactError::Rpc { sha256: sha256.to_owned(), status: Box::new(status) };
-        let mut stream = self.client.clone().get(pb::GetRequest { sha256: sha256.to_owned() }).await.map_err(rpc)?.into_inner();
+        let rpc = |status: tonic::Status| ArtifactError::Rpc {
+            sha256: sha256.to_owned(),
+            status: Box::new(status),
+        };
+        let mut stream = self
+            .client
+            .clone()
+            .get(pb::GetRequest {
+                sha256: sha256.to_owned(),
+            })
+            .await
+            .map_err(rpc)?
+            .into_inner();
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.message().await.map_err(rpc)? {
             bytes.extend_from_slice(&chunk.data);
         }
         let got = sha256_hex(&bytes);
         if got != sha256 {
-            return Err(ArtifactError::HashMismatch { sha256: sha256.to_owned(), got, got_size: bytes.len() });
+            return Err(ArtifactError::HashMismatch {
+                sha256: sha256.to_owned(),
+                got,
+                got_size: bytes.len(),
+            });
         }
         self.store_in_cache(sha256, &bytes)?;
         Ok(bytes)

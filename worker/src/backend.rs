@@ -12,7 +12,9 @@ pub enum BackendError {
     #[error("unknown device \"{0}\": expected cpu or cuda:N (e.g. cuda:0)")]
     UnknownDevice(String),
     /// The device needs a backend this binary was built without.
-    #[error("device \"{device}\" needs a build with the `cuda` or `tch` cargo feature (e.g. cargo build --release --features cuda); this build has: {compiled}")]
+    #[error(
+        "device \"{device}\" needs a build with the `cuda` or `tch` cargo feature (e.g. cargo build --release --features cuda); this build has: {compiled}"
+    )]
     MissingFeature {
         /// The device asked for.
         device: String,
@@ -48,15 +50,26 @@ pub fn compiled() -> Vec<Backend> {
 /// backend); `cuda:N` runs on burn-cuda if compiled in, else on libtorch.
 pub fn select(device: &str) -> Result<Selected, BackendError> {
     if device == "cpu" {
-        return Ok(Selected { device: Device::flex(), backend: Backend::Flex, name: device.to_owned() });
+        return Ok(Selected {
+            device: Device::flex(),
+            backend: Backend::Flex,
+            name: device.to_owned(),
+        });
     }
     let index: usize = device
         .strip_prefix("cuda:")
         .and_then(|i| i.parse().ok())
         .ok_or_else(|| BackendError::UnknownDevice(device.to_owned()))?;
-    cuda_device(index).map(|(d, backend)| Selected { device: d, backend, name: device.to_owned() }).ok_or_else(|| {
-        BackendError::MissingFeature { device: device.to_owned(), compiled: Backend::join(&compiled(), ", ") }
-    })
+    cuda_device(index)
+        .map(|(d, backend)| Selected {
+            device: d,
+            backend,
+            name: device.to_owned(),
+        })
+        .ok_or_else(|| BackendError::MissingFeature {
+            device: device.to_owned(),
+            compiled: Backend::join(&compiled(), ", "),
+        })
 }
 
 #[cfg(feature = "cuda")]
@@ -95,6 +108,9 @@ mod tests {
     #[test]
     fn cuda_without_a_gpu_backend_names_the_missing_feature() {
         let err = select("cuda:0").err().unwrap().to_string();
-        assert!(err.contains("`cuda` or `tch` cargo feature") && err.contains("flex"), "{err}");
+        assert!(
+            err.contains("`cuda` or `tch` cargo feature") && err.contains("flex"),
+            "{err}"
+        );
     }
 }

@@ -86,7 +86,9 @@ impl FeatureCache {
             self.bytes += size;
         }
         while self.bytes > FEATURE_CACHE_BYTES {
-            let Some(old) = self.order.pop_front() else { break };
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
             if let Some(v) = self.entries.remove(&old) {
                 self.bytes -= v.len() * size_of::<f32>();
             }
@@ -107,8 +109,15 @@ pub struct DataRoot {
 impl DataRoot {
     /// Opens a root directory (it must exist).
     pub fn open(root: &Path) -> Result<DataRoot, DataError> {
-        let root = root.canonicalize().map_err(|source| DataError::Missing { path: root.to_path_buf(), source })?;
-        Ok(DataRoot { root, datasets: Mutex::default(), features: Mutex::default() })
+        let root = root.canonicalize().map_err(|source| DataError::Missing {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Ok(DataRoot {
+            root,
+            datasets: Mutex::default(),
+            features: Mutex::default(),
+        })
     }
 
     /// The root directory (canonical).
@@ -119,9 +128,16 @@ impl DataRoot {
     /// The directory a spec's `dataset.path` names, resolved (links followed) and checked to lie under the root.
     pub fn resolve(&self, path: &str) -> Result<PathBuf, DataError> {
         let joined = self.root.join(path);
-        let resolved = joined.canonicalize().map_err(|source| DataError::Missing { path: joined, source })?;
+        let resolved = joined.canonicalize().map_err(|source| DataError::Missing {
+            path: joined,
+            source,
+        })?;
         if !resolved.starts_with(&self.root) {
-            return Err(DataError::OutsideRoot { path: path.to_owned(), resolved, root: self.root.clone() });
+            return Err(DataError::OutsideRoot {
+                path: path.to_owned(),
+                resolved,
+                root: self.root.clone(),
+            });
         }
         Ok(resolved)
     }
@@ -130,39 +146,71 @@ impl DataRoot {
     /// Blocks (reads and hashes every file on first use): call it off the async runtime.
     pub fn dataset(&self, spec: &DatasetSpec) -> Result<Arc<Dataset>, DataError> {
         let dir = self.resolve(&spec.path)?;
-        let layout = spec.layout.as_deref().map(str::parse::<Layout>).transpose().map_err(DataError::Layout)?;
+        let layout = spec
+            .layout
+            .as_deref()
+            .map(str::parse::<Layout>)
+            .transpose()
+            .map_err(DataError::Layout)?;
         let key = (dir.clone(), layout);
-        let cached = self.datasets.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let cached = self
+            .datasets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
         let ds = match cached {
             Some(ds) => ds,
             None => {
                 let manifest = dataset::scan(&dir, layout)?;
                 let fingerprint = manifest.fingerprint();
                 tracing::info!(dir = %dir.display(), layout = %manifest.layout, clips = manifest.entries.len(), %fingerprint, "dataset scanned");
-                let ds = Arc::new(Dataset { manifest, fingerprint });
-                self.datasets.lock().unwrap_or_else(|p| p.into_inner()).insert(key, ds.clone());
+                let ds = Arc::new(Dataset {
+                    manifest,
+                    fingerprint,
+                });
+                self.datasets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, ds.clone());
                 ds
             }
         };
         match &spec.fingerprint {
-            Some(expected) if *expected != ds.fingerprint => {
-                Err(DataError::Fingerprint { dir, expected: expected.clone(), found: ds.fingerprint.clone() })
-            }
+            Some(expected) if *expected != ds.fingerprint => Err(DataError::Fingerprint {
+                dir,
+                expected: expected.clone(),
+                found: ds.fingerprint.clone(),
+            }),
             _ => Ok(ds),
         }
     }
 
     /// Log-mel spectrograms (`n_mels` bands, the reference front end) of `clips`, in order.
     /// Blocks (decodes in parallel): call it off the async runtime.
-    pub fn logmels(&self, ds: &Dataset, clips: &[&Entry], n_mels: usize) -> Result<Vec<Arc<Array2<f32>>>, DataError> {
+    pub fn logmels(
+        &self,
+        ds: &Dataset,
+        clips: &[&Entry],
+        n_mels: usize,
+    ) -> Result<Vec<Arc<Array2<f32>>>, DataError> {
         let key = |e: &Entry| (ds.fingerprint.clone(), n_mels, e.path.clone());
         let mut out: Vec<Option<Arc<Array2<f32>>>> = {
             let cache = self.features.lock().unwrap_or_else(|p| p.into_inner());
-            clips.iter().map(|e| cache.entries.get(&key(e)).cloned()).collect()
+            clips
+                .iter()
+                .map(|e| cache.entries.get(&key(e)).cloned())
+                .collect()
         };
         let missing: Vec<usize> = (0..clips.len()).filter(|&i| out[i].is_none()).collect();
-        let paths: Vec<PathBuf> = missing.iter().map(|&i| ds.manifest.full_path(clips[i])).collect();
-        let cfg = LogMelConfig { n_mels, ..LogMelConfig::default() };
+        let paths: Vec<PathBuf> = missing
+            .iter()
+            .map(|&i| ds.manifest.full_path(clips[i]))
+            .collect();
+        let cfg = LogMelConfig {
+            n_mels,
+            ..LogMelConfig::default()
+        };
         let computed = logmel::logmel_files(&paths, &cfg, &|| {});
         let mut cache = self.features.lock().unwrap_or_else(|p| p.into_inner());
         for ((i, path), result) in missing.into_iter().zip(paths).zip(computed) {
@@ -170,7 +218,10 @@ impl DataRoot {
             cache.insert(key(clips[i]), lm.clone());
             out[i] = Some(lm);
         }
-        Ok(out.into_iter().map(|lm| lm.expect("every clip was either cached or computed")).collect())
+        Ok(out
+            .into_iter()
+            .map(|lm| lm.expect("every clip was either cached or computed"))
+            .collect())
     }
 }
 
@@ -203,17 +254,41 @@ mod tests {
     fn a_dataset_with_another_fingerprint_is_refused_and_log_mels_are_computed_once() {
         use asdsweep_shared::synth::{self, Machine, SynthConfig};
         let root = tempfile::tempdir().unwrap();
-        let cfg = SynthConfig { devices: vec![Machine::Fan], sections: 1, train: 2, test: 1, seconds: 0.2, ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            devices: vec![Machine::Fan],
+            sections: 1,
+            train: 2,
+            test: 1,
+            seconds: 0.2,
+            ..SynthConfig::default()
+        };
         synth::generate(&cfg, &root.path().join("d"), &|| {}).unwrap();
         let data = DataRoot::open(root.path()).unwrap();
-        let spec = DatasetSpec { path: "d".into(), ..DatasetSpec::default() };
+        let spec = DatasetSpec {
+            path: "d".into(),
+            ..DatasetSpec::default()
+        };
         let ds = data.dataset(&spec).unwrap();
         assert_eq!(ds.fingerprint.len(), 64);
-        let same = DatasetSpec { fingerprint: Some(ds.fingerprint.clone()), ..spec.clone() };
-        assert!(Arc::ptr_eq(&ds, &data.dataset(&same).unwrap()), "scanned once");
-        let other = DatasetSpec { fingerprint: Some("0".repeat(64)), ..spec };
+        let same = DatasetSpec {
+            fingerprint: Some(ds.fingerprint.clone()),
+            ..spec.clone()
+        };
+        assert!(
+            Arc::ptr_eq(&ds, &data.dataset(&same).unwrap()),
+            "scanned once"
+        );
+        let other = DatasetSpec {
+            fingerprint: Some("0".repeat(64)),
+            ..spec
+        };
         let err = data.dataset(&other).err().unwrap().to_string();
-        assert!(err.contains(&ds.fingerprint) && err.contains(&"0".repeat(64)) && err.contains("different data"), "{err}");
+        assert!(
+            err.contains(&ds.fingerprint)
+                && err.contains(&"0".repeat(64))
+                && err.contains("different data"),
+            "{err}"
+        );
         let clips: Vec<&Entry> = ds.manifest.entries.iter().take(2).collect();
         let a = data.logmels(&ds, &clips, 64).unwrap();
         let b = data.logmels(&ds, &clips, 64).unwrap();
@@ -223,7 +298,10 @@ mod tests {
 
     #[test]
     fn a_missing_root_is_named() {
-        let err = DataRoot::open(Path::new("/no/such/asdsweep/root")).err().unwrap().to_string();
+        let err = DataRoot::open(Path::new("/no/such/asdsweep/root"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("/no/such/asdsweep/root"), "{err}");
     }
 }

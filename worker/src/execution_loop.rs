@@ -9,7 +9,8 @@ use crate::data::DataRoot;
 use crate::registry::{JobContext, JobError, Registry};
 use asdsweep_shared::auth::Bearer;
 use asdsweep_shared::proto::{
-    self as pb, AuthChannel, artifact_service_client::ArtifactServiceClient, worker_service_client::WorkerServiceClient,
+    self as pb, AuthChannel, artifact_service_client::ArtifactServiceClient,
+    worker_service_client::WorkerServiceClient,
 };
 use std::future::Future;
 use std::path::PathBuf;
@@ -93,7 +94,9 @@ pub enum Error {
     #[error("bad coordinator address or token for \"{0}\": {1}")]
     Address(String, String),
     /// The coordinator could not be reached within the patience window.
-    #[error("coordinator {coordinator} unreachable for {waited_s:.0} s while calling {call}: {last}")]
+    #[error(
+        "coordinator {coordinator} unreachable for {waited_s:.0} s while calling {call}: {last}"
+    )]
     Unreachable {
         /// The coordinator URL.
         coordinator: String,
@@ -142,14 +145,25 @@ struct Shared {
 
 /// True for failures that mean "try again later" rather than "no".
 fn transient(s: &Status) -> bool {
-    matches!(s.code(), Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted)
+    matches!(
+        s.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::ResourceExhausted
+    )
 }
 
 impl Shared {
     /// Calls `f` until it answers something other than a transient failure,
     /// for at most `cfg.patience`. Calls that carry no result (`Register`,
     /// `Lease`) give up at shutdown with a `CANCELLED` status.
-    async fn retry<T, F, Fut>(&self, call: &'static str, mut f: F) -> Result<std::result::Result<T, Status>>
+    async fn retry<T, F, Fut>(
+        &self,
+        call: &'static str,
+        mut f: F,
+    ) -> Result<std::result::Result<T, Status>>
     where
         F: FnMut(WorkerServiceClient<AuthChannel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
@@ -199,9 +213,15 @@ impl Shared {
                 async move { c.register(req).await }
             })
             .await?
-            .map_err(|status| Error::Rejected { call: "Register", status })?;
+            .map_err(|status| Error::Rejected {
+                call: "Register",
+                status,
+            })?;
         tracing::info!(worker_id = %resp.worker_id, kinds = ?self.registry.names(), "registered with {}", self.cfg.coordinator);
-        *self.identity.lock().await = (resp.worker_id, Duration::from_millis(resp.heartbeat_interval_ms.max(100) as u64));
+        *self.identity.lock().await = (
+            resp.worker_id,
+            Duration::from_millis(resp.heartbeat_interval_ms.max(100) as u64),
+        );
         Ok(())
     }
 
@@ -210,7 +230,9 @@ impl Shared {
     }
 
     fn reached_max_jobs(&self) -> bool {
-        self.cfg.max_jobs.is_some_and(|m| self.counters.started.load(Ordering::SeqCst) >= m)
+        self.cfg
+            .max_jobs
+            .is_some_and(|m| self.counters.started.load(Ordering::SeqCst) >= m)
     }
 
     async fn slot_loop(self: Arc<Self>) -> Result<()> {
@@ -222,7 +244,9 @@ impl Shared {
             let worker_id = self.worker_id().await;
             let answer = self
                 .retry("Lease", |mut c| {
-                    let req = pb::LeaseRequest { worker_id: worker_id.clone() };
+                    let req = pb::LeaseRequest {
+                        worker_id: worker_id.clone(),
+                    };
                     async move { c.lease(req).await }
                 })
                 .await?;
@@ -230,15 +254,27 @@ impl Shared {
                 Ok(r) => r,
                 Err(_) if self.shutdown.is_cancelled() => return Ok(()),
                 Err(s) if s.code() == Code::NotFound => {
-                    tracing::warn!("coordinator does not know worker {worker_id}: {}; registering again", s.message());
+                    tracing::warn!(
+                        "coordinator does not know worker {worker_id}: {}; registering again",
+                        s.message()
+                    );
                     self.register().await?;
                     continue;
                 }
-                Err(status) => return Err(Error::Rejected { call: "Lease", status }),
+                Err(status) => {
+                    return Err(Error::Rejected {
+                        call: "Lease",
+                        status,
+                    });
+                }
             };
             let Some(lease) = resp.lease else {
                 let since = *idle_since.get_or_insert_with(Instant::now);
-                if self.cfg.exit_when_idle.is_some_and(|limit| since.elapsed() >= limit) {
+                if self
+                    .cfg
+                    .exit_when_idle
+                    .is_some_and(|limit| since.elapsed() >= limit)
+                {
                     return Ok(());
                 }
                 tokio::select! {
@@ -319,7 +355,12 @@ impl Shared {
             }
             let progress = progress_rx.borrow().clone();
             reported_checkpoint = progress.checkpoint.clone();
-            let req = pb::HeartbeatRequest { worker_id: worker_id.clone(), job_id: job.job_id, token, progress: Some(progress) };
+            let req = pb::HeartbeatRequest {
+                worker_id: worker_id.clone(),
+                job_id: job.job_id,
+                token,
+                progress: Some(progress),
+            };
             match self.client.clone().heartbeat(req).await {
                 Ok(r) if r.get_ref().cancelled => {
                     tracing::info!(job = %job.job_key, "sweep cancelled; stopping the job");
@@ -328,7 +369,9 @@ impl Shared {
                 }
                 Ok(_) => {}
                 // Every beat carries the latest checkpoint, so the next one reports it.
-                Err(s) if transient(&s) => tracing::warn!(job = %job.job_key, error = %s.message(), "heartbeat not delivered; will retry"),
+                Err(s) if transient(&s) => {
+                    tracing::warn!(job = %job.job_key, error = %s.message(), "heartbeat not delivered; will retry")
+                }
                 Err(s) => {
                     tracing::warn!(job = %job.job_key, error = %s.message(), "lease lost; stopping the job");
                     stop = Stop::Lost;
@@ -342,11 +385,20 @@ impl Shared {
         }
         let (call, answer) = match (outcome, stop == Stop::Shutdown) {
             (Ok(metrics), _) => {
-                let req = pb::CompleteRequest { worker_id: worker_id.clone(), job_id: job.job_id, token, metrics: Some(metrics) };
+                let req = pb::CompleteRequest {
+                    worker_id: worker_id.clone(),
+                    job_id: job.job_id,
+                    token,
+                    metrics: Some(metrics),
+                };
                 let answer = self
                     .retry("Complete", |mut c| {
                         let req = req.clone();
-                        async move { c.complete(req).await.map(|r| r.map(|_| "succeeded".to_owned())) }
+                        async move {
+                            c.complete(req)
+                                .await
+                                .map(|r| r.map(|_| "succeeded".to_owned()))
+                        }
                     })
                     .await?;
                 ("Complete", answer)
@@ -394,23 +446,39 @@ impl Shared {
 
 fn panic_message(e: tokio::task::JoinError) -> String {
     let p = e.into_panic();
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Runs a worker until `shutdown` fires (running jobs are stopped and their
 /// leases handed back), `max_jobs` are done, or it has been idle for
 /// `exit_when_idle`.
-pub async fn run_worker(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<WorkerSummary> {
+pub async fn run_worker(
+    cfg: WorkerConfig,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> Result<WorkerSummary> {
     let channel = Channel::from_shared(cfg.coordinator.clone())
         .map_err(|e| Error::Address(cfg.coordinator.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect_lazy();
-    let bearer = Bearer::new(cfg.token.as_deref()).map_err(|e| Error::Address(cfg.coordinator.clone(), e))?;
-    let data = cfg.data_root.as_deref().map(DataRoot::open).transpose()?.map(Arc::new);
+    let bearer = Bearer::new(cfg.token.as_deref())
+        .map_err(|e| Error::Address(cfg.coordinator.clone(), e))?;
+    let data = cfg
+        .data_root
+        .as_deref()
+        .map(DataRoot::open)
+        .transpose()?
+        .map(Arc::new);
     let shared = Arc::new(Shared {
         client: WorkerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-        artifacts: Artifacts::new(ArtifactServiceClient::with_interceptor(channel, bearer), cfg.cache_dir.clone()),
+        artifacts: Artifacts::new(
+            ArtifactServiceClient::with_interceptor(channel, bearer),
+            cfg.cache_dir.clone(),
+        ),
         data,
         registry,
         identity: Mutex::new((String::new(), Duration::from_secs(5))),
@@ -430,7 +498,9 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry, shutdown: Cancell
         }
         return Err(e);
     }
-    let slots: Vec<_> = (0..shared.cfg.slots.max(1)).map(|_| tokio::spawn(shared.clone().slot_loop())).collect();
+    let slots: Vec<_> = (0..shared.cfg.slots.max(1))
+        .map(|_| tokio::spawn(shared.clone().slot_loop()))
+        .collect();
     let mut first_error = None;
     for s in slots {
         match s.await {

@@ -25,8 +25,9 @@ impl JobKind for Noop {
 
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let p: Params = serde_json::from_value(ctx.params.clone())
-                .map_err(|e| JobError::permanent(format!("noop job {}: bad parameters: {e}", ctx.job.job_key)))?;
+            let p: Params = serde_json::from_value(ctx.params.clone()).map_err(|e| {
+                JobError::permanent(format!("noop job {}: bad parameters: {e}", ctx.job.job_key))
+            })?;
             if p.sleep_ms > 0 {
                 tokio::select! {
                     _ = ctx.cancel.cancelled() => return Err(JobError::retryable("noop: cancelled")),
@@ -41,7 +42,9 @@ impl JobKind for Noop {
             }
             Ok(JobOutput {
                 proxy_metric: "noop".into(),
-                extra_json: serde_json::json!({ "slept_ms": p.sleep_ms, "attempt": ctx.job.attempt }).to_string(),
+                extra_json:
+                    serde_json::json!({ "slept_ms": p.sleep_ms, "attempt": ctx.job.attempt })
+                        .to_string(),
                 provenance_json: serde_json::json!({
                     "spec_hash": ctx.job.spec_hash,
                     "seed": ctx.job.seed,

@@ -3,7 +3,7 @@
 
 use crate::artifacts::Artifacts;
 use crate::data::DataRoot;
-use asdsweep_shared::proto::{JobMetrics, Job, Progress};
+use asdsweep_shared::proto::{Job, JobMetrics, Progress};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,11 +45,17 @@ pub struct JobError {
 impl JobError {
     /// A failure another attempt may not repeat.
     pub fn retryable(message: impl Into<String>) -> JobError {
-        JobError { message: message.into(), retryable: true }
+        JobError {
+            message: message.into(),
+            retryable: true,
+        }
     }
     /// A failure every attempt would repeat.
     pub fn permanent(message: impl Into<String>) -> JobError {
-        JobError { message: message.into(), retryable: false }
+        JobError {
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 

@@ -33,7 +33,11 @@ pub fn escape(text: &str) -> String {
 
 /// A statistic for people: 3 decimals, `–` when undefined.
 fn stat(v: f64) -> String {
-    if v.is_finite() { format!("{v:.3}") } else { "–".into() }
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "–".into()
+    }
 }
 
 /// A p- or q-value for people: 3 significant figures, scientific below 0.001.
@@ -91,13 +95,27 @@ pub fn render(report: &Report) -> Result<String> {
 
 fn provenance(h: &mut String, report: &Report) {
     let f = &report.facts;
-    let list = |v: &[String]| if v.is_empty() { "–".to_string() } else { escape(&v.join(", ")) };
-    let states: Vec<String> = f.jobs_by_state.iter().filter(|(_, n)| **n > 0).map(|(s, n)| format!("{n} {s}")).collect();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "–".to_string()
+        } else {
+            escape(&v.join(", "))
+        }
+    };
+    let states: Vec<String> = f
+        .jobs_by_state
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
     let total: u64 = f.jobs_by_state.values().sum();
     let seeds: Vec<String> = f.seeds.iter().map(i64::to_string).collect();
     h.push_str("<h2>Provenance</h2>\n<table>\n");
     let rows = [
-        ("sweep", format!("{} (id {}, {})", escape(&f.name), f.id, escape(&f.state))),
+        (
+            "sweep",
+            format!("{} (id {}, {})", escape(&f.name), f.id, escape(&f.state)),
+        ),
         ("spec hash", escape(&f.spec_hash)),
         ("dataset fingerprint", list(&f.dataset_fingerprints)),
         ("seeds", list(&seeds)),
@@ -105,12 +123,21 @@ fn provenance(h: &mut String, report: &Report) {
         ("backend", list(&f.backends)),
         ("jobs", format!("{total}: {}", escape(&states.join(", ")))),
         ("dead jobs", f.dead.len().to_string()),
-        ("result rows", format!("{} used, {} without a proxy value", report.analysis.rows_used, report.analysis.rows_without_proxy)),
+        (
+            "result rows",
+            format!(
+                "{} used, {} without a proxy value",
+                report.analysis.rows_used, report.analysis.rows_without_proxy
+            ),
+        ),
         ("launched", utc_time(f.created_at_ms)),
         ("report made", utc_time(f.generated_at_ms)),
     ];
     for (k, v) in rows {
-        let _ = writeln!(h, "<tr><th class=\"t\">{k}</th><td class=\"t\">{v}</td></tr>");
+        let _ = writeln!(
+            h,
+            "<tr><th class=\"t\">{k}</th><td class=\"t\">{v}</td></tr>"
+        );
     }
     h.push_str("</table>\n");
 }
@@ -121,7 +148,12 @@ fn correlation_table(h: &mut String, lines: &[pb::CorrelationLine]) {
         h.push_str("<p>No results with a proxy value yet.</p>\n");
         return;
     }
-    let level = lines.iter().map(|l| l.ci_level).find(|v| v.is_finite()).unwrap_or(0.95) * 100.0;
+    let level = lines
+        .iter()
+        .map(|l| l.ci_level)
+        .find(|v| v.is_finite())
+        .unwrap_or(0.95)
+        * 100.0;
     let _ = writeln!(
         h,
         "<table><tr><th class=\"t\">family</th><th class=\"t\">ASD metric</th><th>n</th><th>Pearson r</th><th>p</th>\
@@ -131,7 +163,11 @@ fn correlation_table(h: &mut String, lines: &[pb::CorrelationLine]) {
     for l in lines {
         let class = |verdict: &str| {
             let word = verdict.split_whitespace().next().unwrap_or("");
-            if ["aligned", "opposed", "significant"].contains(&word) { format!(" {word}") } else { String::new() }
+            if ["aligned", "opposed", "significant"].contains(&word) {
+                format!(" {word}")
+            } else {
+                String::new()
+            }
         };
         let _ = writeln!(
             h,
@@ -169,7 +205,12 @@ fn correlation_table(h: &mut String, lines: &[pb::CorrelationLine]) {
 
 /// The families of the report, in the order of the correlation table.
 fn families(report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = report.analysis.points.iter().map(|p| p.family.clone()).collect();
+    let mut out: Vec<String> = report
+        .analysis
+        .points
+        .iter()
+        .map(|p| p.family.clone())
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -183,24 +224,50 @@ fn panels(h: &mut String, report: &Report) -> Result<()> {
         return Ok(());
     }
     for family in &families {
-        let points: Vec<&ConfigPoint> = report.analysis.points.iter().filter(|p| &p.family == family).collect();
-        let metric_name = report.lines.iter().find(|l| &l.family == family).map(|l| l.proxy_metric.clone()).unwrap_or_default();
+        let points: Vec<&ConfigPoint> = report
+            .analysis
+            .points
+            .iter()
+            .filter(|p| &p.family == family)
+            .collect();
+        let metric_name = report
+            .lines
+            .iter()
+            .find(|l| &l.family == family)
+            .map(|l| l.proxy_metric.clone())
+            .unwrap_or_default();
         let negated = report.analysis.directions.get(family) == Some(&Direction::LowerIsBetter);
-        let x_label = if negated { format!("proxy quality: −{metric_name}") } else { format!("proxy quality: {metric_name}") };
+        let x_label = if negated {
+            format!("proxy quality: −{metric_name}")
+        } else {
+            format!("proxy quality: {metric_name}")
+        };
         let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"panels\">", escape(family));
         for (k, metric) in SWEEP_ASD_METRICS.iter().enumerate() {
-            let line = report.correlations.iter().find(|l| &l.family == family && l.asd_metric == *metric);
+            let line = report
+                .correlations
+                .iter()
+                .find(|l| &l.family == family && l.asd_metric == *metric);
             let title = match line {
-                Some(l) => format!("{family} · {metric}: ρ={} p={} q={} n={}", stat(l.spearman_rho), pval(l.spearman_p), pval(l.q_bh), l.n),
+                Some(l) => format!(
+                    "{family} · {metric}: ρ={} p={} q={} n={}",
+                    stat(l.spearman_rho),
+                    pval(l.spearman_p),
+                    pval(l.q_bh),
+                    l.n
+                ),
                 None => format!("{family} · {metric}"),
             };
             let xy: Vec<(f64, f64, String)> = points
                 .iter()
-                .filter(|p| p.proxy_quality.is_finite() && p.asd.get(k).is_some_and(|v| v.is_finite()))
+                .filter(|p| {
+                    p.proxy_quality.is_finite() && p.asd.get(k).is_some_and(|v| v.is_finite())
+                })
                 .map(|p| (p.proxy_quality, p.asd[k], p.config.clone()))
                 .collect();
-            let svg = scatter_svg(&title, &x_label, metric, &xy)
-                .map_err(|e| Error::Report(format!("drawing the {family} × {metric} panel: {e}")))?;
+            let svg = scatter_svg(&title, &x_label, metric, &xy).map_err(|e| {
+                Error::Report(format!("drawing the {family} × {metric} panel: {e}"))
+            })?;
             let _ = writeln!(
                 h,
                 "<figure class=\"panel\" data-family=\"{}\" data-metric=\"{}\">{svg}</figure>",
@@ -215,17 +282,28 @@ fn panels(h: &mut String, report: &Report) -> Result<()> {
 
 /// A padded axis range around finite values (a unit range around a single value).
 fn axis_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
     if !lo.is_finite() || !hi.is_finite() {
         return (0.0, 1.0);
     }
     let span = hi - lo;
-    let pad = if span > 0.0 { span * 0.12 } else { (lo.abs() * 0.05).max(0.05) };
+    let pad = if span > 0.0 {
+        span * 0.12
+    } else {
+        (lo.abs() * 0.05).max(0.05)
+    };
     (lo - pad, hi + pad)
 }
 
 /// One scatter panel as an `<svg>` element (no XML namespace URL: inline SVG in HTML needs none).
-fn scatter_svg(title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, String)]) -> std::result::Result<String, String> {
+fn scatter_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64, String)],
+) -> std::result::Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, PANEL_SIZE).into_drawing_area();
@@ -261,8 +339,12 @@ fn scatter_svg(title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, S
             .map_err(|e| format!("{e:?}"))?;
         if points.is_empty() {
             let (w, hgt) = PANEL_SIZE;
-            root.draw(&Text::new("no data yet", (w as i32 / 2 - 30, hgt as i32 / 2), ("sans-serif", 13).into_font()))
-                .map_err(|e| format!("{e:?}"))?;
+            root.draw(&Text::new(
+                "no data yet",
+                (w as i32 / 2 - 30, hgt as i32 / 2),
+                ("sans-serif", 13).into_font(),
+            ))
+            .map_err(|e| format!("{e:?}"))?;
         }
         root.present().map_err(|e| format!("{e:?}"))?;
     }
@@ -285,7 +367,10 @@ fn device_table(h: &mut String, report: &Report) {
             order.push(key);
             (l.proxy_metric.clone(), vec![Vec::new(); 7])
         });
-        for (k, v) in std::iter::once(l.proxy_value).chain(l.asd.iter().copied()).enumerate() {
+        for (k, v) in std::iter::once(l.proxy_value)
+            .chain(l.asd.iter().copied())
+            .enumerate()
+        {
             if let Some(v) = v.filter(|v| v.is_finite()) {
                 entry.1[k].push(v);
             }
@@ -313,7 +398,11 @@ fn device_table(h: &mut String, report: &Report) {
             escape(metric)
         );
         for v in values {
-            let mean = if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+            let mean = if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            };
             let _ = write!(h, "<td>{}</td>", stat(mean));
         }
         h.push_str("</tr>\n");
@@ -326,7 +415,11 @@ fn failures(h: &mut String, report: &Report) {
     if dead.is_empty() {
         return;
     }
-    let _ = writeln!(h, "<h2>Failures ({})</h2>\n<table><tr><th class=\"t\">job</th><th>attempts</th><th class=\"t\">last error</th></tr>", dead.len());
+    let _ = writeln!(
+        h,
+        "<h2>Failures ({})</h2>\n<table><tr><th class=\"t\">job</th><th>attempts</th><th class=\"t\">last error</th></tr>",
+        dead.len()
+    );
     for d in dead {
         let _ = writeln!(
             h,
@@ -352,9 +445,15 @@ mod tests {
         assert_eq!(page.matches("<figure class=\"panel\"").count(), 2 * 6);
         assert_eq!(page.matches("<svg").count(), 2 * 6);
         for forbidden in ["<script", "http://", "https://", "@import", "url("] {
-            assert!(!page.contains(forbidden), "the page must be self-contained, found {forbidden}");
+            assert!(
+                !page.contains(forbidden),
+                "the page must be self-contained, found {forbidden}"
+            );
         }
-        assert!(page.contains("ae · lp_in_auc: ρ="), "panel titles carry rho");
+        assert!(
+            page.contains("ae · lp_in_auc: ρ="),
+            "panel titles carry rho"
+        );
         assert!(page.contains("proxy quality: −ae_l1"));
         assert!(!page.contains("Provisional"));
     }
@@ -368,7 +467,10 @@ mod tests {
         jobs[0].0.state = "dead".into();
         jobs[0].0.last_error = Some("<script>alert(1)</script>".into());
         let page = render(&build_report(&sweep(), &jobs).unwrap()).unwrap();
-        assert!(!page.contains("<b>c2") && !page.contains("<script"), "raw markup leaked");
+        assert!(
+            !page.contains("<b>c2") && !page.contains("<script"),
+            "raw markup leaked"
+        );
         assert!(page.contains("&lt;b&gt;c2&amp;&quot;x&quot;"));
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("<h2>Failures (1)</h2>"));
@@ -380,7 +482,10 @@ mod tests {
         jobs[1].0.state = "pending".into();
         jobs[1].1 = None;
         let page = render(&build_report(&sweep(), &jobs).unwrap()).unwrap();
-        assert!(page.contains("<b>Provisional:</b> 1 jobs"), "the banner names the open jobs");
+        assert!(
+            page.contains("<b>Provisional:</b> 1 jobs"),
+            "the banner names the open jobs"
+        );
         let empty = render(&build_report(&sweep(), &[]).unwrap()).unwrap();
         assert!(empty.contains("No results with a proxy value yet") && !empty.contains("<svg"));
     }

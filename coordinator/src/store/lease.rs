@@ -39,13 +39,18 @@ pub(super) struct Completion {
 
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `CASE id WHEN $k THEN $k+1 … END` over `pairs` values starting at `$first`
 /// (the values vector holds id, value, id, value, …).
 fn case_by_id(first: usize, pairs: usize) -> String {
-    let arms: String = (0..pairs).map(|i| format!(" WHEN ${} THEN ${}", first + 2 * i, first + 2 * i + 1)).collect();
+    let arms: String = (0..pairs)
+        .map(|i| format!(" WHEN ${} THEN ${}", first + 2 * i, first + 2 * i + 1))
+        .collect();
     format!("CASE id{arms} END")
 }
 
@@ -55,7 +60,11 @@ fn case_by_id(first: usize, pairs: usize) -> String {
 /// job in that state through an index on `state` (seen with EXPLAIN QUERY PLAN
 /// for the claim: each batch of leases scanned all pending jobs).
 fn by_id(db: &impl ConnectionTrait) -> &'static str {
-    if db.get_database_backend() == DbBackend::Sqlite { "NOT INDEXED" } else { "" }
+    if db.get_database_backend() == DbBackend::Sqlite {
+        "NOT INDEXED"
+    } else {
+        ""
+    }
 }
 
 /// One worker asking for a job.
@@ -68,7 +77,11 @@ pub(super) struct Claimant {
 
 /// Leases up to one ready job to each of `claimants`, most urgent first, each
 /// a job its backend may run. Claimants beyond the ready jobs get `None`.
-pub(super) async fn claim_many(db: &impl ConnectionTrait, claimants: &[Claimant], now: i64) -> Result<Vec<Option<Claimed>>> {
+pub(super) async fn claim_many(
+    db: &impl ConnectionTrait,
+    claimants: &[Claimant],
+    now: i64,
+) -> Result<Vec<Option<Claimed>>> {
     let mut out: Vec<Option<Claimed>> = claimants.iter().map(|_| None).collect();
     // One SELECT and UPDATE per backend in the batch (almost always one): a job
     // leased for one group is no longer pending when the next group looks.
@@ -80,8 +93,14 @@ pub(super) async fn claim_many(db: &impl ConnectionTrait, claimants: &[Claimant]
         }
     }
     for (backend, slots) in groups {
-        let workers: Vec<&str> = slots.iter().map(|&i| claimants[i].worker_id.as_str()).collect();
-        for (slot, claimed) in slots.iter().zip(claim_for_backend(db, backend, &workers, now).await?) {
+        let workers: Vec<&str> = slots
+            .iter()
+            .map(|&i| claimants[i].worker_id.as_str())
+            .collect();
+        for (slot, claimed) in slots
+            .iter()
+            .zip(claim_for_backend(db, backend, &workers, now).await?)
+        {
             out[*slot] = claimed;
         }
     }
@@ -89,8 +108,17 @@ pub(super) async fn claim_many(db: &impl ConnectionTrait, claimants: &[Claimant]
 }
 
 /// [`claim_many`] for workers that share one backend.
-async fn claim_for_backend(db: &impl ConnectionTrait, backend: &str, workers: &[&str], now: i64) -> Result<Vec<Option<Claimed>>> {
-    let lock = if db.get_database_backend() == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+async fn claim_for_backend(
+    db: &impl ConnectionTrait,
+    backend: &str,
+    workers: &[&str],
+    now: i64,
+) -> Result<Vec<Option<Claimed>>> {
+    let lock = if db.get_database_backend() == DbBackend::Postgres {
+        "FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     // `backends` lists names between commas, so matching `,name,` inside `,list,` is exact.
     let ids: Vec<i64> = super::IdRow::find_by_statement(stmt(
         db,
@@ -99,7 +127,11 @@ async fn claim_for_backend(db: &impl ConnectionTrait, backend: &str, workers: &[
              AND (backends IS NULL OR ',' || backends || ',' LIKE $3) \
              ORDER BY priority DESC, id LIMIT $2 {lock}"
         ),
-        vec![now.into(), (workers.len() as i64).into(), format!("%,{backend},%").into()],
+        vec![
+            now.into(),
+            (workers.len() as i64).into(),
+            format!("%,{backend},%").into(),
+        ],
     ))
     .all(db)
     .await?
@@ -121,10 +153,17 @@ async fn claim_for_backend(db: &impl ConnectionTrait, backend: &str, workers: &[
          WHERE state = 'pending' AND id IN ({ids}) RETURNING *",
         by_id = by_id(db),
         case = case_by_id(2, ids.len()),
-        ids = (0..ids.len()).map(|i| format!("${}", 2 + 2 * i)).collect::<Vec<_>>().join(", "),
+        ids = (0..ids.len())
+            .map(|i| format!("${}", 2 + 2 * i))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let slot: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    for job in job::Entity::find().from_raw_sql(stmt(db, &sql, values)).all(db).await? {
+    for job in job::Entity::find()
+        .from_raw_sql(stmt(db, &sql, values))
+        .all(db)
+        .await?
+    {
         let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
             ArtifactsRow::find_by_statement(stmt(
                 db,
@@ -140,7 +179,10 @@ async fn claim_for_backend(db: &impl ConnectionTrait, backend: &str, workers: &[
             Vec::new()
         };
         if let Some(&i) = slot.get(&job.id) {
-            out[i] = Some(Claimed { job, input_artifacts });
+            out[i] = Some(Claimed {
+                job,
+                input_artifacts,
+            });
         }
     }
     Ok(out)
@@ -155,7 +197,11 @@ struct Extended {
 /// Extends the leases of `beats` (each job at most once per call) and stores
 /// their progress; a beat whose token is stale gets its lease problem, a
 /// cancelled job [`HeartbeatOutcome::Cancelled`].
-pub(super) async fn heartbeat_many(db: &impl ConnectionTrait, beats: &[Beat], now: i64) -> Result<Vec<Result<HeartbeatOutcome>>> {
+pub(super) async fn heartbeat_many(
+    db: &impl ConnectionTrait,
+    beats: &[Beat],
+    now: i64,
+) -> Result<Vec<Result<HeartbeatOutcome>>> {
     let mut values: Vec<Value> = vec![now.into()];
     for b in beats {
         values.push(b.job_id.into());
@@ -178,10 +224,17 @@ pub(super) async fn heartbeat_many(db: &impl ConnectionTrait, beats: &[Beat], no
         tokens = case_by_id(2, beats.len()),
         progress = case_by_id(2 + 2 * beats.len(), beats.len()),
         checkpoint = case_by_id(2 + 4 * beats.len(), beats.len()),
-        ids = (0..beats.len()).map(|i| format!("${}", 2 + 2 * i)).collect::<Vec<_>>().join(", "),
+        ids = (0..beats.len())
+            .map(|i| format!("${}", 2 + 2 * i))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
-    let extended: HashMap<i64, i64> =
-        Extended::find_by_statement(stmt(db, &sql, values)).all(db).await?.into_iter().map(|r| (r.id, r.n)).collect();
+    let extended: HashMap<i64, i64> = Extended::find_by_statement(stmt(db, &sql, values))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.n))
+        .collect();
     let mut out = Vec::with_capacity(beats.len());
     for b in beats {
         out.push(match extended.get(&b.job_id) {
@@ -207,7 +260,11 @@ struct Finished {
 /// dependents whose dependencies are now all done become pending. A completion
 /// repeated after it was accepted is answered `Ok`; any other stale one gets its
 /// lease problem and is recorded nowhere.
-pub(super) async fn complete_many(db: &impl ConnectionTrait, done: &[Completion], now: i64) -> Result<Vec<Result<()>>> {
+pub(super) async fn complete_many(
+    db: &impl ConnectionTrait,
+    done: &[Completion],
+    now: i64,
+) -> Result<Vec<Result<()>>> {
     let mut values: Vec<Value> = vec![now.into()];
     for c in done {
         values.push(c.job_id.into());
@@ -218,10 +275,17 @@ pub(super) async fn complete_many(db: &impl ConnectionTrait, done: &[Completion]
          WHERE state = 'leased' AND id IN ({ids}) AND lease_token = {tokens} RETURNING id, sweep_id, dependents",
         by_id = by_id(db),
         tokens = case_by_id(2, done.len()),
-        ids = (0..done.len()).map(|i| format!("${}", 2 + 2 * i)).collect::<Vec<_>>().join(", "),
+        ids = (0..done.len())
+            .map(|i| format!("${}", 2 + 2 * i))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
-    let finished: HashMap<i64, Finished> =
-        Finished::find_by_statement(stmt(db, &sql, values)).all(db).await?.into_iter().map(|f| (f.id, f)).collect();
+    let finished: HashMap<i64, Finished> = Finished::find_by_statement(stmt(db, &sql, values))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect();
     let mut out = Vec::with_capacity(done.len());
     let mut rows = Vec::with_capacity(finished.len());
     let mut unblock = Vec::new();
@@ -229,7 +293,11 @@ pub(super) async fn complete_many(db: &impl ConnectionTrait, done: &[Completion]
         let Some(f) = finished.get(&c.job_id) else {
             out.push(match lease_problem(db, c.job_id, c.token).await? {
                 // The same lease completing again (a retried call whose answer was lost).
-                Error::StaleLease { state, current, .. } if state == "succeeded" && current == c.token => Ok(()),
+                Error::StaleLease { state, current, .. }
+                    if state == "succeeded" && current == c.token =>
+                {
+                    Ok(())
+                }
                 other => Err(other),
             });
             continue;
@@ -261,7 +329,9 @@ pub(super) async fn complete_many(db: &impl ConnectionTrait, done: &[Completion]
     }
     // Results have 16 columns: stay well under SQLite's bound-parameter limit.
     for chunk in rows.chunks(super::INSERT_CHUNK / 2) {
-        result::Entity::insert_many(chunk.to_vec()).exec_without_returning(db).await?;
+        result::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await?;
     }
     if !unblock.is_empty() {
         let sql = format!(
@@ -269,7 +339,12 @@ pub(super) async fn complete_many(db: &impl ConnectionTrait, done: &[Completion]
              AND id IN (SELECT job_id FROM job_deps WHERE dep_id IN ({})) AND {DEPS_DONE}",
             placeholders(1, unblock.len())
         );
-        db.execute_raw(stmt(db, &sql, unblock.into_iter().map(Value::from).collect())).await?;
+        db.execute_raw(stmt(
+            db,
+            &sql,
+            unblock.into_iter().map(Value::from).collect(),
+        ))
+        .await?;
     }
     Ok(out)
 }
@@ -281,7 +356,10 @@ pub(super) fn rounds<T>(calls: Vec<T>, job_id: impl Fn(&T) -> i64) -> Vec<Vec<T>
     for call in calls {
         let id = job_id(&call);
         // The first round after the last one holding this job.
-        let after = rounds.iter().rposition(|(ids, _)| ids.contains(&id)).map_or(0, |i| i + 1);
+        let after = rounds
+            .iter()
+            .rposition(|(ids, _)| ids.contains(&id))
+            .map_or(0, |i| i + 1);
         if after == rounds.len() {
             rounds.push((HashSet::new(), Vec::new()));
         }
@@ -298,23 +376,41 @@ mod tests {
     use sea_orm::TransactionTrait;
 
     fn done(c: &Claimed, worker: &str) -> Completion {
-        Completion { worker_id: worker.into(), job_id: c.job.id, token: c.job.lease_token, result: NewResult::default() }
+        Completion {
+            worker_id: worker.into(),
+            job_id: c.job.id,
+            token: c.job.lease_token,
+            result: NewResult::default(),
+        }
     }
 
     #[tokio::test]
     async fn one_batch_answers_each_call_as_if_it_ran_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store_with(dir.path(), &[job("a", &[]), job("b", &[]), job("c", &["a"])]).await;
+        let store = sqlite_store_with(
+            dir.path(),
+            &[job("a", &[]), job("b", &[]), job("c", &["a"])],
+        )
+        .await;
         let db = store.connection();
         let txn = db.begin().await.unwrap();
 
         // Three workers, two ready jobs (c waits for a): two leases, one "nothing yet".
-        let workers = ["w1", "w2", "w3"].map(|w| Claimant { worker_id: w.into(), backend: "flex".into() });
+        let workers = ["w1", "w2", "w3"].map(|w| Claimant {
+            worker_id: w.into(),
+            backend: "flex".into(),
+        });
         let claimed = claim_many(&txn, &workers, 1_000).await.unwrap();
         let (a, b) = (claimed[0].clone().unwrap(), claimed[1].clone().unwrap());
         assert!(claimed[2].is_none());
-        assert_eq!((a.job.job_key.as_str(), a.job.worker_id.as_deref()), ("a", Some("w1")));
-        assert_eq!((b.job.job_key.as_str(), b.job.worker_id.as_deref()), ("b", Some("w2")));
+        assert_eq!(
+            (a.job.job_key.as_str(), a.job.worker_id.as_deref()),
+            ("a", Some("w1"))
+        );
+        assert_eq!(
+            (b.job.job_key.as_str(), b.job.worker_id.as_deref()),
+            ("b", Some("w2"))
+        );
         assert_eq!(a.job.state, "leased");
 
         // A stale token fails only its own heartbeat.
@@ -325,14 +421,28 @@ mod tests {
                 progress: Some(serde_json::json!({"epoch": 1})),
                 checkpoint: Some("ab".repeat(32)),
             },
-            Beat { job_id: b.job.id, token: b.job.lease_token + 7, progress: None, checkpoint: None },
+            Beat {
+                job_id: b.job.id,
+                token: b.job.lease_token + 7,
+                progress: None,
+                checkpoint: None,
+            },
         ];
         let out = heartbeat_many(&txn, &beats, 2_000).await.unwrap();
-        assert_eq!(out[0].as_ref().unwrap(), &HeartbeatOutcome::Extended(2_000 + a.job.lease_ttl_ms));
-        assert!(matches!(out[1], Err(Error::StaleLease { .. })), "{:?}", out[1]);
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &HeartbeatOutcome::Extended(2_000 + a.job.lease_ttl_ms)
+        );
+        assert!(
+            matches!(out[1], Err(Error::StaleLease { .. })),
+            "{:?}",
+            out[1]
+        );
 
         // Both complete in one batch; a's dependent becomes ready.
-        let out = complete_many(&txn, &[done(&a, "w1"), done(&b, "w2")], 3_000).await.unwrap();
+        let out = complete_many(&txn, &[done(&a, "w1"), done(&b, "w2")], 3_000)
+            .await
+            .unwrap();
         assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
         // Repeating an accepted completion is harmless and records nothing more.
         let out = complete_many(&txn, &[done(&a, "w1")], 3_001).await.unwrap();
@@ -348,12 +458,22 @@ mod tests {
     fn rounds_put_each_job_once_per_round_in_call_order() {
         let calls = vec![(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd'), (1, 'e'), (2, 'f')];
         let r = rounds(calls, |c| c.0);
-        assert_eq!(r, vec![vec![(1, 'a'), (2, 'b'), (3, 'd')], vec![(1, 'c'), (2, 'f')], vec![(1, 'e')]]);
+        assert_eq!(
+            r,
+            vec![
+                vec![(1, 'a'), (2, 'b'), (3, 'd')],
+                vec![(1, 'c'), (2, 'f')],
+                vec![(1, 'e')]
+            ]
+        );
     }
 
     #[test]
     fn case_by_id_numbers_id_value_pairs() {
-        assert_eq!(case_by_id(2, 2), "CASE id WHEN $2 THEN $3 WHEN $4 THEN $5 END");
+        assert_eq!(
+            case_by_id(2, 2),
+            "CASE id WHEN $2 THEN $3 WHEN $4 THEN $5 END"
+        );
         assert_eq!(placeholders(3, 3), "$3, $4, $5");
     }
 }

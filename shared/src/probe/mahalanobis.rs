@@ -43,10 +43,18 @@ fn check_finite(x: ArrayView2<'_, f64>, what: &str) -> Result<(), ProbeError> {
 fn checked_mean(x: ArrayView2<'_, f64>, what: &'static str) -> Result<Array1<f64>, ProbeError> {
     let n = x.nrows();
     if n < 2 {
-        return Err(ProbeError::TooFewRows { what, got: n, need: 2 });
+        return Err(ProbeError::TooFewRows {
+            what,
+            got: n,
+            need: 2,
+        });
     }
     check_finite(x, "training embeddings")?;
-    x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows { what: "mean", got: 0, need: 1 })
+    x.mean_axis(Axis(0)).ok_or(ProbeError::TooFewRows {
+        what: "mean",
+        got: 0,
+        need: 1,
+    })
 }
 
 /// Unbiased sample covariance (ddof 1) of the rows of `x`, with their mean.

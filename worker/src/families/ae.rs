@@ -78,7 +78,10 @@ impl Block {
     fn new(input: usize, output: usize, device: &Device) -> Block {
         Block {
             linear: LinearConfig::new(input, output).init(device),
-            norm: BatchNormConfig::new(output).with_momentum(0.01).with_epsilon(1e-3).init(device),
+            norm: BatchNormConfig::new(output)
+                .with_momentum(0.01)
+                .with_epsilon(1e-3)
+                .init(device),
         }
     }
 
@@ -101,13 +104,30 @@ impl AeConfig {
     pub fn init(&self, device: &Device, seed: u64) -> Autoencoder {
         super::init_seeded(device, seed, || {
             let encoder = (0..self.depth)
-                .map(|i| Block::new(if i == 0 { self.input_dim } else { self.hidden }, self.hidden, device))
+                .map(|i| {
+                    Block::new(
+                        if i == 0 { self.input_dim } else { self.hidden },
+                        self.hidden,
+                        device,
+                    )
+                })
                 .collect();
             let bottleneck = Block::new(self.hidden, self.latent, device);
             let decoder = (0..self.depth)
-                .map(|i| Block::new(if i == 0 { self.latent } else { self.hidden }, self.hidden, device))
+                .map(|i| {
+                    Block::new(
+                        if i == 0 { self.latent } else { self.hidden },
+                        self.hidden,
+                        device,
+                    )
+                })
                 .collect();
-            Autoencoder { encoder, bottleneck, decoder, output: LinearConfig::new(self.hidden, self.input_dim).init(device) }
+            Autoencoder {
+                encoder,
+                bottleneck,
+                decoder,
+                output: LinearConfig::new(self.hidden, self.input_dim).init(device),
+            }
         })
     }
 }
@@ -182,16 +202,24 @@ pub fn train(
 ) -> Result<Trained, AeError> {
     let dim = cfg.model.input_dim;
     if dim == 0 || !rows.len().is_multiple_of(dim) {
-        return Err(AeError::Data(format!("{} values are not rows of width {dim}", rows.len())));
+        return Err(AeError::Data(format!(
+            "{} values are not rows of width {dim}",
+            rows.len()
+        )));
     }
     let n = rows.len() / dim;
     if n < 2 {
-        return Err(AeError::Data(format!("{n} rows; batch normalisation needs at least 2")));
+        return Err(AeError::Data(format!(
+            "{n} rows; batch normalisation needs at least 2"
+        )));
     }
     let inner = device.clone();
     let device = device.clone().autodiff();
     let mut model = cfg.model.init(&device, cfg.seed);
-    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).with_epsilon(1e-8).init();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .with_epsilon(1e-8)
+        .init();
     let mut schedule = StepLrSchedulerConfig::new(cfg.lr, cfg.lr_step_epochs.max(1))
         .with_gamma(cfg.lr_gamma)
         .init()
@@ -201,8 +229,13 @@ pub fn train(
     let mut train_seconds = 0.0;
     if let Some(c) = resume {
         let restored = c.restore(cfg, model, optim, || Ok(cfg.model.init(&inner, cfg.seed)))?;
-        (model, optim, best, losses, train_seconds) =
-            (restored.model, restored.optim, restored.best, restored.losses, restored.train_seconds);
+        (model, optim, best, losses, train_seconds) = (
+            restored.model,
+            restored.optim,
+            restored.best,
+            restored.losses,
+            restored.train_seconds,
+        );
         // The schedule is a pure function of the epoch: replay it to where the run stopped.
         for _ in 0..c.progress.epoch {
             schedule.step();
@@ -235,20 +268,43 @@ pub fn train(
             sum += value as f64 * batch.len() as f64;
             seen += batch.len();
         }
-        let epoch_loss = if seen == 0 { f32::NAN } else { (sum / seen as f64) as f32 };
+        let epoch_loss = if seen == 0 {
+            f32::NAN
+        } else {
+            (sum / seen as f64) as f32
+        };
         losses.push(epoch_loss);
         if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
             best = Some((epoch_loss, epoch, model.valid()));
         }
         train_seconds += started.elapsed().as_secs_f64();
-        let end = EpochEnd { epoch, loss: epoch_loss, cfg, model: &model, optim: &optim, best: &best, losses: &losses, train_seconds };
+        let end = EpochEnd {
+            epoch,
+            loss: epoch_loss,
+            cfg,
+            model: &model,
+            optim: &optim,
+            best: &best,
+            losses: &losses,
+            train_seconds,
+        };
         if on_epoch(&end).is_break() && epoch < cfg.epochs {
             let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-            return Ok(Trained { model, losses, best_epoch, finished: false });
+            return Ok(Trained {
+                model,
+                losses,
+                best_epoch,
+                finished: false,
+            });
         }
     }
     let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-    Ok(Trained { model, losses, best_epoch, finished: true })
+    Ok(Trained {
+        model,
+        losses,
+        best_epoch,
+        finished: true,
+    })
 }
 
 #[cfg(test)]
@@ -258,7 +314,9 @@ mod tests {
 
     fn data(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..n * INPUT_DIM).map(|_| rng.random_range(-1.0..1.0)).collect()
+        (0..n * INPUT_DIM)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect()
     }
 
     #[test]
@@ -266,9 +324,16 @@ mod tests {
         let device = crate::families::test_device();
         for hidden in [64, 128, 256] {
             for latent in [4, 8, 16] {
-                let model = AeConfig::new().with_hidden(hidden).with_latent(latent).init(&device, 1);
+                let model = AeConfig::new()
+                    .with_hidden(hidden)
+                    .with_latent(latent)
+                    .init(&device, 1);
                 let x = Tensor::<2>::zeros([3, INPUT_DIM], &device);
-                assert_eq!(model.forward(x).dims(), [3, INPUT_DIM], "hidden {hidden} latent {latent}");
+                assert_eq!(
+                    model.forward(x).dims(),
+                    [3, INPUT_DIM],
+                    "hidden {hidden} latent {latent}"
+                );
                 assert_eq!(model.encoder.len(), 4);
                 assert_eq!(model.bottleneck.linear.weight.dims(), [hidden, latent]);
             }
@@ -276,7 +341,10 @@ mod tests {
     }
 
     fn tiny(seed: u64) -> AeTrainingConfig {
-        AeTrainingConfig::new(AeConfig::new().with_hidden(32).with_latent(4)).with_epochs(3).with_batch_size(16).with_seed(seed)
+        AeTrainingConfig::new(AeConfig::new().with_hidden(32).with_latent(4))
+            .with_epochs(3)
+            .with_batch_size(16)
+            .with_seed(seed)
     }
 
     fn go_on(_: &EpochEnd<'_>) -> ControlFlow<()> {
@@ -284,7 +352,10 @@ mod tests {
     }
 
     fn outputs(model: &Autoencoder, rows: &[f32], device: &Device) -> Vec<f32> {
-        let x = Tensor::<2>::from_data(TensorData::new(rows.to_vec(), [rows.len() / INPUT_DIM, INPUT_DIM]), device);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(rows.to_vec(), [rows.len() / INPUT_DIM, INPUT_DIM]),
+            device,
+        );
         model.forward(x).into_data().try_to_vec::<f32>().unwrap()
     }
 
@@ -305,10 +376,16 @@ mod tests {
     fn training_lowers_the_reconstruction_loss_and_keeps_the_best_epoch() {
         let rows = data(128, 3);
         let mut seen = Vec::new();
-        let t = train(&tiny(5).with_epochs(8).with_lr(1e-2), &rows, &crate::families::test_device(), None, |e| {
-            seen.push((e.epoch, e.loss));
-            ControlFlow::Continue(())
-        })
+        let t = train(
+            &tiny(5).with_epochs(8).with_lr(1e-2),
+            &rows,
+            &crate::families::test_device(),
+            None,
+            |e| {
+                seen.push((e.epoch, e.loss));
+                ControlFlow::Continue(())
+            },
+        )
         .unwrap();
         assert_eq!(seen.len(), 8);
         assert!(t.finished);
@@ -335,7 +412,10 @@ mod tests {
         assert_eq!(back.progress.losses, t.losses);
         assert_eq!(back.progress.best_epoch, t.best_epoch);
         let loaded = back.best_model(&device).unwrap();
-        assert_eq!(outputs(&loaded, &rows[..5 * INPUT_DIM], &device), outputs(&t.model, &rows[..5 * INPUT_DIM], &device));
+        assert_eq!(
+            outputs(&loaded, &rows[..5 * INPUT_DIM], &device),
+            outputs(&t.model, &rows[..5 * INPUT_DIM], &device)
+        );
     }
 
     #[test]
@@ -363,10 +443,20 @@ mod tests {
             ControlFlow::Continue(())
         })
         .unwrap();
-        assert_eq!(epochs, [3, 4, 5], "the resumed run starts after the checkpoint's epoch");
-        assert_eq!(resumed.losses, whole.losses, "same loss curve as without the interruption");
+        assert_eq!(
+            epochs,
+            [3, 4, 5],
+            "the resumed run starts after the checkpoint's epoch"
+        );
+        assert_eq!(
+            resumed.losses, whole.losses,
+            "same loss curve as without the interruption"
+        );
         assert_eq!(resumed.best_epoch, whole.best_epoch);
-        assert_eq!(outputs(&resumed.model, &rows[..4 * INPUT_DIM], &device), outputs(&whole.model, &rows[..4 * INPUT_DIM], &device));
+        assert_eq!(
+            outputs(&resumed.model, &rows[..4 * INPUT_DIM], &device),
+            outputs(&whole.model, &rows[..4 * INPUT_DIM], &device)
+        );
     }
 
     #[test]
@@ -389,7 +479,10 @@ mod tests {
         .unwrap();
         assert_eq!(calls, 0);
         assert!(again.finished);
-        assert_eq!((again.losses, again.best_epoch), (whole.losses, whole.best_epoch));
+        assert_eq!(
+            (again.losses, again.best_epoch),
+            (whole.losses, whole.best_epoch)
+        );
     }
 
     #[test]
@@ -403,7 +496,16 @@ mod tests {
         })
         .unwrap();
         let cp = Checkpoint::decode(&blob.unwrap()).unwrap();
-        let err = train(&tiny(1).with_epochs(2).with_lr(1e-3), &rows, &device, Some(&cp), go_on).err().unwrap().to_string();
+        let err = train(
+            &tiny(1).with_epochs(2).with_lr(1e-3),
+            &rows,
+            &device,
+            Some(&cp),
+            go_on,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("checkpoint") && err.contains("0.001"), "{err}");
     }
 
@@ -417,9 +519,15 @@ mod tests {
         })
         .unwrap();
         let blob = blob.unwrap();
-        let err = Checkpoint::decode(&blob[..blob.len() - 1]).err().unwrap().to_string();
+        let err = Checkpoint::decode(&blob[..blob.len() - 1])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("truncated or corrupt"), "{err}");
-        let err = Checkpoint::decode(b"PK\x03\x04 a zip file").err().unwrap().to_string();
+        let err = Checkpoint::decode(b"PK\x03\x04 a zip file")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("not an autoencoder checkpoint"), "{err}");
     }
 }

@@ -32,12 +32,18 @@ where
 {
     let key = ctx.job.job_key.clone();
     let params: P = serde_path_to_error::deserialize(&ctx.params).map_err(|e| {
-        JobError::permanent(format!("{kind} job {key}: bad parameters: `{}`: {}", e.path(), e.inner()))
+        JobError::permanent(format!(
+            "{kind} job {key}: bad parameters: `{}`: {}",
+            e.path(),
+            e.inner()
+        ))
     })?;
     match ctx.job.stage.as_str() {
         "train" => train(ctx, params).await,
         "eval" => eval(ctx, params).await,
-        other => Err(JobError::permanent(format!("{kind} job {key}: unknown stage \"{other}\"; expected train or eval"))),
+        other => Err(JobError::permanent(format!(
+            "{kind} job {key}: unknown stage \"{other}\"; expected train or eval"
+        ))),
     }
 }
 

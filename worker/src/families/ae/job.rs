@@ -6,7 +6,10 @@
 
 use super::{AeConfig, AeTrainingConfig};
 use crate::data::{DataRoot, Dataset};
-use crate::families::job::{run_stage, Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all, provenance, resume_point, train_uploading};
+use crate::families::job::{
+    Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all,
+    provenance, resume_point, run_stage, train_uploading,
+};
 use crate::registry::{JobContext, JobError, JobKind, JobOutput};
 use asdsweep_shared::dataset::{Entry, Label, Split};
 use asdsweep_shared::logmel::stack_frames;
@@ -45,7 +48,10 @@ struct Params {
 impl Params {
     fn training(&self, seed: u64) -> AeTrainingConfig {
         AeTrainingConfig::new(
-            AeConfig::new().with_hidden(self.hidden).with_latent(self.latent).with_input_dim(self.frames * self.n_mels),
+            AeConfig::new()
+                .with_hidden(self.hidden)
+                .with_latent(self.latent)
+                .with_input_dim(self.frames * self.n_mels),
         )
         .with_epochs(self.epochs)
         .with_batch_size(self.batch_size)
@@ -62,14 +68,30 @@ impl JobKind for AutoencoderKind {
     }
 
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
-        Box::pin(run_stage::<Params, _, _>("autoencoder", ctx, train, evaluate))
+        Box::pin(run_stage::<Params, _, _>(
+            "autoencoder",
+            ctx,
+            train,
+            evaluate,
+        ))
     }
 }
 
 /// Stacked-frame rows of each clip, `[rows, frames × n_mels]`.
-fn rows_of(data: &DataRoot, ds: &Dataset, clips: &[&Entry], p: &Params, key: &str) -> Result<Vec<Array2<f32>>, JobError> {
-    let logmels = data.logmels(ds, clips, p.n_mels).map_err(|e| JobError::permanent(format!("job {key}: {e}")))?;
-    Ok(logmels.iter().map(|lm| stack_frames(lm.view(), p.frames)).collect())
+fn rows_of(
+    data: &DataRoot,
+    ds: &Dataset,
+    clips: &[&Entry],
+    p: &Params,
+    key: &str,
+) -> Result<Vec<Array2<f32>>, JobError> {
+    let logmels = data
+        .logmels(ds, clips, p.n_mels)
+        .map_err(|e| JobError::permanent(format!("job {key}: {e}")))?;
+    Ok(logmels
+        .iter()
+        .map(|lm| stack_frames(lm.view(), p.frames))
+        .collect())
 }
 
 async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
@@ -95,20 +117,39 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     .await?;
 
     let resume = resume_point(&ctx, &cfg).await;
-    let resumed = resume.as_ref().map(|(cp, sha)| (cp.progress.epoch, sha.clone()));
+    let resumed = resume
+        .as_ref()
+        .map(|(cp, sha)| (cp.progress.epoch, sha.clone()));
     let resumed_from = resumed.as_ref().map_or(0, |(epoch, _)| *epoch);
     let (k, train_cfg) = (key.clone(), cfg.clone());
     let device = selected.device.clone();
-    let (trained, sha) = train_uploading(&ctx, cfg.epochs, p.checkpoint_every, resumed, move |reporter| {
-        let resume = resume.map(|(cp, _)| cp);
-        let trained = super::train(&train_cfg, &rows, &device, resume.as_ref(), |end| {
-            reporter.epoch_end(end.epoch, end.loss, || end.checkpoint().map(|c| c.encode()).map_err(|e| e.to_string()))
-        })
-        .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
-        Ok(Ran { epochs_run: trained.losses.len(), finished: trained.finished, out: trained })
-    })
+    let (trained, sha) = train_uploading(
+        &ctx,
+        cfg.epochs,
+        p.checkpoint_every,
+        resumed,
+        move |reporter| {
+            let resume = resume.map(|(cp, _)| cp);
+            let trained = super::train(&train_cfg, &rows, &device, resume.as_ref(), |end| {
+                reporter.epoch_end(end.epoch, end.loss, || {
+                    end.checkpoint()
+                        .map(|c| c.encode())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
+            Ok(Ran {
+                epochs_run: trained.losses.len(),
+                finished: trained.finished,
+                out: trained,
+            })
+        },
+    )
     .await?;
-    let best_loss = trained.losses.get(trained.best_epoch.wrapping_sub(1)).copied();
+    let best_loss = trained
+        .losses
+        .get(trained.best_epoch.wrapping_sub(1))
+        .copied();
     Ok(JobOutput {
         proxy_metric: "ae_train_mse".into(),
         extra_json: json!({
@@ -121,26 +162,43 @@ async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
             "train_clips": n_clips,
         })
         .to_string(),
-        provenance_json: provenance(&ctx, &selected, &ds, json!({
-            "epochs_run": trained.losses.len(),
-            "best_loss": best_loss,
-            "best_epoch": trained.best_epoch,
-            "resumed_from_epoch": resumed_from,
-            "checkpoint": sha,
-            "config": cfg,
-            "wall_s": started.elapsed().as_secs_f64(),
-        })),
+        provenance_json: provenance(
+            &ctx,
+            &selected,
+            &ds,
+            json!({
+                "epochs_run": trained.losses.len(),
+                "best_loss": best_loss,
+                "best_epoch": trained.best_epoch,
+                "resumed_from_epoch": resumed_from,
+                "checkpoint": sha,
+                "config": cfg,
+                "wall_s": started.elapsed().as_secs_f64(),
+            }),
+        ),
         artifacts: vec![sha],
         ..Default::default()
     })
 }
 
 /// A clip's reconstruction residual `x − x̂`, `[rows, dim]`, and its input.
-fn residual(model: &super::Autoencoder, rows: &Array2<f32>, device: &Device) -> Result<(Array2<f64>, Array2<f64>), String> {
+fn residual(
+    model: &super::Autoencoder,
+    rows: &Array2<f32>,
+    device: &Device,
+) -> Result<(Array2<f64>, Array2<f64>), String> {
     let (n, dim) = rows.dim();
-    let x = Tensor::<2>::from_data(TensorData::new(rows.iter().copied().collect::<Vec<f32>>(), [n, dim]), device);
-    let recon: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().map_err(|e| format!("reading the reconstruction: {e:?}"))?;
-    let recon = Array2::from_shape_vec((n, dim), recon.into_iter().map(f64::from).collect()).map_err(|e| e.to_string())?;
+    let x = Tensor::<2>::from_data(
+        TensorData::new(rows.iter().copied().collect::<Vec<f32>>(), [n, dim]),
+        device,
+    );
+    let recon: Vec<f32> = model
+        .forward(x)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("reading the reconstruction: {e:?}"))?;
+    let recon = Array2::from_shape_vec((n, dim), recon.into_iter().map(f64::from).collect())
+        .map_err(|e| e.to_string())?;
     let input = rows.mapv(f64::from);
     Ok((&input - &recon, input))
 }
@@ -154,8 +212,14 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     let (cp, sha) = input_checkpoint(&ctx, &cfg).await?;
     let trained = cp.progress.clone();
     let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
-    ctx.progress.send_modify(|pr| pr.message = "embedding and probing".into());
-    let (k, d, device, seed) = (key.clone(), ds.clone(), selected.device.clone(), ctx.job.seed as u64);
+    ctx.progress
+        .send_modify(|pr| pr.message = "embedding and probing".into());
+    let (k, d, device, seed) = (
+        key.clone(),
+        ds.clone(),
+        selected.device.clone(),
+        ctx.job.seed as u64,
+    );
     let scored = blocking(&key, move || {
         let train = clips(&d, &machine, Split::Train, Some(Label::Normal));
         let test = clips(&d, &machine, Split::Test, None);
@@ -201,15 +265,20 @@ async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
     })
     .await?;
     let mut out = scored;
-    out.provenance_json = provenance(&ctx, &selected, &ds, json!({
-        "checkpoint": sha,
-        "epochs_run": trained.epoch,
-        "best_loss": trained.best_loss,
-        "best_epoch": trained.best_epoch,
-        "train_s": trained.train_seconds,
-        "config": cfg,
-        "wall_s": started.elapsed().as_secs_f64(),
-    }));
+    out.provenance_json = provenance(
+        &ctx,
+        &selected,
+        &ds,
+        json!({
+            "checkpoint": sha,
+            "epochs_run": trained.epoch,
+            "best_loss": trained.best_loss,
+            "best_epoch": trained.best_epoch,
+            "train_s": trained.train_seconds,
+            "config": cfg,
+            "wall_s": started.elapsed().as_secs_f64(),
+        }),
+    );
     Ok(out)
 }
 
@@ -219,8 +288,8 @@ mod tests {
     use crate::artifacts::Artifacts;
     use asdsweep_shared::proto::{Job, Progress, artifact_service_client::ArtifactServiceClient};
     use asdsweep_shared::synth::{self, Machine, SynthConfig};
-    use tokio_util::sync::CancellationToken;
     use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
 
     /// A context whose artifact client points nowhere (these jobs fail before using it).
     fn context(stage: &str, device: &str, data: Option<Arc<DataRoot>>) -> JobContext {
@@ -231,11 +300,20 @@ mod tests {
             "checkpoint_every": 1, "frames": 5, "n_mels": 32, "dataset": { "path": "d" },
         });
         JobContext {
-            job: Job { job_key: format!("ae/c/{device}/s1/{stage}"), stage: stage.into(), device: device.into(), seed: 1, ..Job::default() },
+            job: Job {
+                job_key: format!("ae/c/{device}/s1/{stage}"),
+                stage: stage.into(),
+                device: device.into(),
+                seed: 1,
+                ..Job::default()
+            },
             params,
             cancel: CancellationToken::new(),
             progress: tokio::sync::watch::channel(Progress::default()).0,
-            artifacts: Artifacts::new(ArtifactServiceClient::with_interceptor(channel, bearer), std::env::temp_dir()),
+            artifacts: Artifacts::new(
+                ArtifactServiceClient::with_interceptor(channel, bearer),
+                std::env::temp_dir(),
+            ),
             data,
             device: "cpu".into(),
         }
@@ -244,28 +322,62 @@ mod tests {
     #[tokio::test]
     async fn missing_data_missing_clips_and_missing_checkpoints_are_named() {
         let root = tempfile::tempdir().unwrap();
-        let cfg = SynthConfig { devices: vec![Machine::Fan], sections: 1, train: 2, test: 1, seconds: 0.2, ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            devices: vec![Machine::Fan],
+            sections: 1,
+            train: 2,
+            test: 1,
+            seconds: 0.2,
+            ..SynthConfig::default()
+        };
         synth::generate(&cfg, &root.path().join("d"), &|| {}).unwrap();
         let data = Some(Arc::new(DataRoot::open(root.path()).unwrap()));
 
-        let err = AutoencoderKind.run(context("train", "fan", None)).await.unwrap_err();
-        assert!(err.message.contains("without --data") && err.retryable, "{err:?}");
+        let err = AutoencoderKind
+            .run(context("train", "fan", None))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("without --data") && err.retryable,
+            "{err:?}"
+        );
 
-        let err = AutoencoderKind.run(context("train", "valve", data.clone())).await.unwrap_err();
-        assert!(err.message.contains("no training normals of machine type \"valve\"") && err.message.contains("fan"), "{err:?}");
+        let err = AutoencoderKind
+            .run(context("train", "valve", data.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("no training normals of machine type \"valve\"")
+                && err.message.contains("fan"),
+            "{err:?}"
+        );
         assert!(!err.retryable);
 
-        let err = AutoencoderKind.run(context("eval", "fan", data.clone())).await.unwrap_err();
-        assert!(err.message.contains("expected the one checkpoint") && err.message.contains("got 0"), "{err:?}");
+        let err = AutoencoderKind
+            .run(context("eval", "fan", data.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("expected the one checkpoint") && err.message.contains("got 0"),
+            "{err:?}"
+        );
 
         let mut bad = context("train", "fan", data.clone());
         bad.params.as_object_mut().unwrap().remove("hidden");
         let err = AutoencoderKind.run(bad).await.unwrap_err();
-        assert!(err.message.contains("bad parameters") && err.message.contains("hidden"), "{err:?}");
+        assert!(
+            err.message.contains("bad parameters") && err.message.contains("hidden"),
+            "{err:?}"
+        );
         // A value of the wrong type is named by its key, not only by the types involved.
         let mut bad = context("train", "fan", data);
         bad.params["latent"] = serde_json::json!("eight");
         let err = AutoencoderKind.run(bad).await.unwrap_err();
-        assert!(err.message.contains("bad parameters: `latent`: invalid type: string \"eight\""), "{err:?}");
+        assert!(
+            err.message
+                .contains("bad parameters: `latent`: invalid type: string \"eight\""),
+            "{err:?}"
+        );
     }
 }

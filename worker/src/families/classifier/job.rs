@@ -8,9 +8,9 @@
 
 use super::{Classifier, ClassifierConfig, ClassifierTrainingConfig, Clips, HeadKind};
 use crate::data::{DataRoot, Dataset};
-use crate::families::job::{run_stage, 
+use crate::families::job::{
     Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all,
-    provenance, resume_point, train_uploading,
+    provenance, resume_point, run_stage, train_uploading,
 };
 use crate::families::resnet::ResNetConfig;
 use crate::registry::{JobContext, JobError, JobKind, JobOutput};
@@ -82,7 +82,12 @@ impl JobKind for ClassifierKind {
     }
 
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
-        Box::pin(run_stage::<Params, _, _>("classifier", ctx, train, evaluate))
+        Box::pin(run_stage::<Params, _, _>(
+            "classifier",
+            ctx,
+            train,
+            evaluate,
+        ))
     }
 }
 
