@@ -445,7 +445,10 @@ async fn run(command: Command) -> Result<()> {
         } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
-                .correlations(pb::CorrelationsRequest { sweep })
+                .correlations(pb::CorrelationsRequest {
+                    sweep,
+                    ..Default::default()
+                })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();

@@ -423,6 +423,7 @@ async fn correlations_of_a_sweep_with_open_jobs_are_marked_provisional() {
     let c = client
         .correlations(pb::CorrelationsRequest {
             sweep: "report-demo".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -439,6 +440,7 @@ async fn correlations_of_a_sweep_with_open_jobs_are_marked_provisional() {
     let missing = client
         .correlations(pb::CorrelationsRequest {
             sweep: "no-such-sweep".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

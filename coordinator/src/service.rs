@@ -108,6 +108,7 @@ pub fn result_to_metrics(r: &result::Model) -> pb::JobMetrics {
         extra_json: r.extra.to_string(),
         provenance_json: r.provenance.to_string(),
         artifacts: serde_json::from_value(r.artifacts.clone()).unwrap_or_default(),
+        ..Default::default()
     }
 }
 

@@ -46,3 +46,29 @@ pub mod proto {
         crate::auth::Bearer,
     >;
 }
+
+#[cfg(feature = "proto")]
+mod proto_direction {
+    use crate::analysis::Direction;
+    use crate::proto::MetricDirection;
+
+    impl From<Direction> for MetricDirection {
+        fn from(d: Direction) -> MetricDirection {
+            match d {
+                Direction::HigherIsBetter => MetricDirection::HigherIsBetter,
+                Direction::LowerIsBetter => MetricDirection::LowerIsBetter,
+            }
+        }
+    }
+
+    impl MetricDirection {
+        /// The direction on the wire as the analysis reads it; `None` when unspecified.
+        pub fn direction(self) -> Option<Direction> {
+            match self {
+                MetricDirection::Unspecified => None,
+                MetricDirection::HigherIsBetter => Some(Direction::HigherIsBetter),
+                MetricDirection::LowerIsBetter => Some(Direction::LowerIsBetter),
+            }
+        }
+    }
+}
