@@ -11,7 +11,6 @@ use asdsweep_shared::proto::{
     worker_service_client::WorkerServiceClient,
 };
 use asdsweep_shared::spec::{QueueSpec, Spec};
-use asdsweep_worker::Registry;
 use common::*;
 use std::time::{Duration, Instant};
 use tonic::Code;
@@ -493,7 +492,10 @@ async fn retries_succeed_within_max_attempts_and_exhausted_jobs_end_dead_with_th
     let spec = "version = 1\nname = \"e\"\ndevices = [\"fan\"]\n[queue]\nmax_attempts = 3\nbackoff_base_ms = 20\nbackoff_max_ms = 100\n\
                 [[family]]\nkind = \"noop\"\nconfigs = [{ name = \"flaky\", fail_times = 2 }, { name = \"broken\", fail_times = 99 }]\n";
     let sweep = launch(&coord.url(), spec).await;
-    let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
+    let (w, _) = spawn_worker(
+        worker_config(&coord.url(), "w"),
+        asdsweep_worker::families::builtin(),
+    );
     let summary = w.await.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (1, 5));
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;
@@ -674,7 +676,10 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
         jobs: &[job],
     };
     let sweep = coord.store().launch_jobs(new).await.unwrap().sweep;
-    let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
+    let (w, _) = spawn_worker(
+        worker_config(&coord.url(), "w"),
+        asdsweep_worker::families::builtin(),
+    );
     assert_eq!(w.await.unwrap().failed, 1);
     let status = sweep_status(&coord.url(), sweep.id).await;
     assert_eq!(status.dead.len(), 1);
@@ -696,7 +701,10 @@ async fn a_failed_training_job_ends_its_evaluation_jobs_with_a_reason(h: &Harnes
                 [[family]]\nkind = \"noop\"\ntraining = \"global\"\nconfigs = [{ name = \"ok\" }, { name = \"bad\", fail_times = 1 }]\n";
     let sweep = launch(&coord.url(), spec).await;
     assert_eq!(sweep.jobs, 6);
-    let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
+    let (w, _) = spawn_worker(
+        worker_config(&coord.url(), "w"),
+        asdsweep_worker::families::builtin(),
+    );
     let summary = w.await.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (3, 1));
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;
