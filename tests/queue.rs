@@ -3,6 +3,7 @@
 
 mod common;
 
+use asdsweep_coordinator::ids::SweepId;
 use asdsweep_coordinator::queue::JobState;
 use asdsweep_coordinator::store::NewSweep;
 use asdsweep_shared::grid::{JobSpec, Stage};
@@ -437,7 +438,7 @@ async fn a_completion_with_an_expired_token_is_rejected_and_the_newer_result_kep
         client.complete(late).await.unwrap_err().code(),
         Code::FailedPrecondition
     );
-    let rows = coord.store().results(job.sweep_id).await.unwrap();
+    let rows = coord.store().results(SweepId(job.sweep_id)).await.unwrap();
     let result = rows[0].1.as_ref().expect("a result");
     assert_eq!(
         (result.md_auc, result.worker_id.as_str(), result.lease_token),
@@ -681,7 +682,7 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
         asdsweep_worker::families::builtin(),
     );
     assert_eq!(w.await.unwrap().failed, 1);
-    let status = sweep_status(&coord.url(), sweep.id).await;
+    let status = sweep_status(&coord.url(), sweep.id.0).await;
     assert_eq!(status.dead.len(), 1);
     assert_eq!(status.dead[0].attempts, 1, "an unknown kind is not retried");
     assert!(
