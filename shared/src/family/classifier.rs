@@ -189,14 +189,10 @@ pub struct Params {
 
 /// The study's classifier schedule: the defaults of a `classifier` table.
 pub fn study_schedule() -> Schedule {
-    Schedule {
-        epochs: defaults::epochs() as usize,
-        batch_size: defaults::batch_size() as usize,
-        lr: defaults::lr(),
-        lr_step_epochs: defaults::lr_step_epochs() as usize,
-        lr_gamma: defaults::lr_gamma(),
-        checkpoint_every: defaults::checkpoint_every() as usize,
-    }
+    let defaults: Classifier =
+        serde_json::from_value(serde_json::json!({ "head": "cross_entropy", "configs": [] }))
+            .expect("a table of defaults parses");
+    defaults.schedule()
 }
 
 impl Classifier {

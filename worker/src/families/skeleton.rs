@@ -121,6 +121,17 @@ pub struct Trained {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Trained {
+    /// The run as the skeleton takes it; `finished` is false when it stopped early.
+    pub fn ran(self, finished: bool) -> Ran<Trained> {
+        Ran {
+            epochs_run: self.losses.len(),
+            finished,
+            out: self,
+        }
+    }
+}
+
 /// A family that trains a model per config (per machine type or across all), then
 /// evaluates the trained checkpoint on each machine type.
 pub trait Train: Evaluate {

@@ -173,16 +173,13 @@ impl Train for Autoencoder {
         .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
         let mut extra = serde_json::Map::new();
         extra.insert("train_clips".into(), json!(train.len()));
-        Ok(Ran {
-            epochs_run: trained.losses.len(),
-            finished: trained.finished,
-            out: Trained {
-                losses: trained.losses,
-                best_epoch: trained.best_epoch,
-                proxy: None,
-                extra,
-            },
-        })
+        Ok(Trained {
+            losses: trained.losses,
+            best_epoch: trained.best_epoch,
+            proxy: None,
+            extra,
+        }
+        .ran(trained.finished))
     }
 
     fn load(cp: &Checkpoint<AeTrainingConfig>, device: &Device) -> Result<Model, String> {

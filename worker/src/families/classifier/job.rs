@@ -261,16 +261,13 @@ impl Train for Classifier {
         extra.insert("train_clips".into(), json!(train_set.len()));
         extra.insert("held_out_clips".into(), json!(held_set.len()));
         extra.insert("machine_types".into(), json!(params.machine_types));
-        Ok(Ran {
-            epochs_run: trained.losses.len(),
-            finished: trained.finished,
-            out: Trained {
-                losses: trained.losses,
-                best_epoch: trained.best_epoch,
-                proxy: macro_f1,
-                extra,
-            },
-        })
+        Ok(Trained {
+            losses: trained.losses,
+            best_epoch: trained.best_epoch,
+            proxy: macro_f1,
+            extra,
+        }
+        .ran(trained.finished))
     }
 
     fn load(cp: &Checkpoint<ClassifierTrainingConfig>, device: &Device) -> Result<Model, String> {
