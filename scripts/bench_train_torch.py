@@ -2,18 +2,21 @@
 """PyTorch counterpart of `asdsweep bench train`: training steps/s of the same two models,
 timed the same way, so burn-flex can be compared with PyTorch on the same CPU and threads.
 
-- ae: the study's autoencoder, `AENet` from `ae_baseline_utils.py` (the DCASE baseline),
-  imported from tests/fixtures/gen/model_fixtures.py (a verbatim copy), hidden 128, latent 8,
-  640-dim input, batch 512, MSE reconstruction loss, AdamW lr 5e-4;
-- resnet18: as the study's `models/resnet_oth.py` builds it: torchvision's resnet18 with a
-  1-channel 7x7/2 stem and `fc` to 7 classes, batch 32 on 1x128x313 inputs, cross-entropy,
-  AdamW lr 1e-5.
+- ae: the study's autoencoder (the DCASE baseline `AENet` of `ae_baseline_utils.py`), hidden
+  128, latent 8, 640-dim input, batch 512, MSE reconstruction loss, AdamW lr 5e-4;
+- resnet18: the study's classifier network (`models/resnet_oth.py`): a full-width
+  torchvision-layout ResNet-18 with a 1-channel 7x7/2 stem and `fc` to 7 classes, batch 32 on
+  1x128x313 inputs, cross-entropy on its logits, AdamW lr 1e-5.
+
+Both are this project's own PyTorch implementations of those architectures, imported from
+tests/fixtures/gen/model_fixtures.py (the modules the model parity fixtures are made with;
+its docstring lists the facts they follow; its ResNet is checked there against torchvision's).
 
 A step: zero the gradients, forward, loss, backward, AdamW step, `loss.item()` (as the Rust
 side reads its loss back). One fixed random batch (seeded). WARMUP untimed steps, then REPEATS
 timed runs of STEPS steps; the figure is the median run. Prints one JSON object per model.
 
-Usage (torch 2.9.0 + torchvision 0.24.0 in a venv; see tests/fixtures/gen/model_fixtures.py):
+Usage (torch 2.9.0 and safetensors 0.8.0 in a venv; see tests/fixtures/gen/model_fixtures.py):
     python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|all] [--steps N]
         [--warmup N] [--repeats 3]
 """
@@ -27,30 +30,18 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gen"))
-from model_fixtures import AENet  # noqa: E402  (the study's autoencoder, verbatim)
+from model_fixtures import AENet, ResNet  # noqa: E402  (our modules, the study's layouts)
 
 CLASSES = 7  # machine types of DCASE 2022 Task 2
 DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
 
 
-def resnet18_study(classes):
-    """models/resnet_oth.py: torchvision resnet18, conv1 replaced by a 1-channel copy, fc to classes."""
-    model = torchvision.models.resnet18(weights=None)
-    c = model.conv1
-    model.conv1 = nn.Conv2d(1, c.out_channels, kernel_size=c.kernel_size, stride=c.stride,
-                            padding=c.padding, bias=c.bias)
-    model.fc = nn.Linear(512, classes)
-    return model
-
-
 def workload(name, gen):
     if name == "ae":
-        model = AENet(input_dim=640, block_size=128, lin_feat=128, comp_feat=8)
+        model = AENet(input_dim=640, hidden=128, latent=8)
         x = torch.rand(512, 640, generator=gen) * 2 - 1
         opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, eps=1e-8)
 
@@ -60,13 +51,14 @@ def workload(name, gen):
 
         return model, x, opt, loss_fn
     if name == "resnet18":
-        model = resnet18_study(CLASSES)
+        model = ResNet(CLASSES, depth=18)
         x = torch.rand(32, 1, 128, 313, generator=gen) * 2 - 1
         y = torch.randint(0, CLASSES, (32,), generator=gen)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01, eps=1e-8)
 
         def loss_fn():
-            return F.cross_entropy(model(x), y)
+            logits, _ = model(x)
+            return F.cross_entropy(logits, y)
 
         return model, x, opt, loss_fn
     raise ValueError(name)

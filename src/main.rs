@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use asdsweep_coordinator::operator::{self, Format};
 use asdsweep_coordinator::{Coordinator, CoordinatorConfig, bench, local};
 use asdsweep_shared::proto as pb;
-use asdsweep_worker::{Registry, WorkerConfig, run_worker};
+use asdsweep_worker::{WorkerConfig, run_worker};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -374,7 +374,8 @@ async fn run(command: Command) -> Result<()> {
             if let Some(dir) = cache_dir {
                 cfg.cache_dir = dir;
             }
-            let summary = run_worker(cfg, Registry::builtin(), shutdown_signal()).await?;
+            let summary =
+                run_worker(cfg, asdsweep_worker::families::builtin(), shutdown_signal()).await?;
             tracing::info!(?summary, "worker stopped");
         }
         Command::Run(args) => return run_local(args).await,

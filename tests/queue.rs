@@ -3,6 +3,7 @@
 
 mod common;
 
+use asdsweep_coordinator::ids::{FencingToken, JobId, SweepId, WorkerId};
 use asdsweep_coordinator::queue::JobState;
 use asdsweep_coordinator::store::NewSweep;
 use asdsweep_shared::grid::{JobSpec, Stage};
@@ -11,7 +12,6 @@ use asdsweep_shared::proto::{
     worker_service_client::WorkerServiceClient,
 };
 use asdsweep_shared::spec::{QueueSpec, Spec};
-use asdsweep_worker::Registry;
 use common::*;
 use std::time::{Duration, Instant};
 use tonic::Code;
@@ -109,9 +109,15 @@ async fn further_metrics_and_the_proxy_direction_are_stored_with_their_result_al
         ..Default::default()
     };
     let mut grpc = client.clone();
+    let worker = WorkerId(w.clone());
     let (kept, failed) = tokio::join!(
         grpc.complete(complete(leases[0], good.clone())),
-        store.complete(&w, leases[1].0, leases[1].1, refused),
+        store.complete(
+            &worker,
+            JobId(leases[1].0),
+            FencingToken(leases[1].1),
+            refused
+        ),
     );
     kept.unwrap();
     assert!(failed.is_err(), "{failed:?}");
@@ -136,10 +142,10 @@ async fn further_metrics_and_the_proxy_direction_are_stored_with_their_result_al
         .await
         .unwrap();
 
-    let rows = store.results(sweep.sweep_id).await.unwrap();
+    let rows = store.results(SweepId(sweep.sweep_id)).await.unwrap();
     let first = rows
         .iter()
-        .find(|(j, _)| j.id == leases[0].0)
+        .find(|(j, _)| j.id == JobId(leases[0].0))
         .and_then(|(_, r)| r.as_ref())
         .unwrap();
     assert_eq!(
@@ -154,7 +160,7 @@ async fn further_metrics_and_the_proxy_direction_are_stored_with_their_result_al
     );
     let second = rows
         .iter()
-        .find(|(j, _)| j.id == leases[1].0)
+        .find(|(j, _)| j.id == JobId(leases[1].0))
         .and_then(|(_, r)| r.as_ref())
         .unwrap();
     assert!(second.metrics.is_empty() && second.result.proxy_direction.is_none());
@@ -594,7 +600,7 @@ async fn a_completion_with_an_expired_token_is_rejected_and_the_newer_result_kep
         client.complete(late).await.unwrap_err().code(),
         Code::FailedPrecondition
     );
-    let rows = coord.store().results(job.sweep_id).await.unwrap();
+    let rows = coord.store().results(SweepId(job.sweep_id)).await.unwrap();
     let result = &rows[0].1.as_ref().expect("a result").result;
     assert_eq!(
         (result.md_auc, result.worker_id.as_str(), result.lease_token),
@@ -649,7 +655,10 @@ async fn retries_succeed_within_max_attempts_and_exhausted_jobs_end_dead_with_th
     let spec = "version = 1\nname = \"e\"\ndevices = [\"fan\"]\n[queue]\nmax_attempts = 3\nbackoff_base_ms = 20\nbackoff_max_ms = 100\n\
                 [[family]]\nkind = \"noop\"\nconfigs = [{ name = \"flaky\", fail_times = 2 }, { name = \"broken\", fail_times = 99 }]\n";
     let sweep = launch(&coord.url(), spec).await;
-    let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
+    let (w, _) = spawn_worker(
+        worker_config(&coord.url(), "w"),
+        asdsweep_worker::families::builtin(),
+    );
     let summary = w.await.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (1, 5));
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;
@@ -830,9 +839,12 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
         jobs: &[job],
     };
     let sweep = coord.store().launch_jobs(new).await.unwrap().sweep;
-    let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
+    let (w, _) = spawn_worker(
+        worker_config(&coord.url(), "w"),
+        asdsweep_worker::families::builtin(),
+    );
     assert_eq!(w.await.unwrap().failed, 1);
-    let status = sweep_status(&coord.url(), sweep.id).await;
+    let status = sweep_status(&coord.url(), sweep.id.0).await;
     assert_eq!(status.dead.len(), 1);
     assert_eq!(status.dead[0].attempts, 1, "an unknown kind is not retried");
     assert!(
@@ -852,7 +864,10 @@ async fn a_failed_training_job_ends_its_evaluation_jobs_with_a_reason(h: &Harnes
                 [[family]]\nkind = \"noop\"\ntraining = \"global\"\nconfigs = [{ name = \"ok\" }, { name = \"bad\", fail_times = 1 }]\n";
     let sweep = launch(&coord.url(), spec).await;
     assert_eq!(sweep.jobs, 6);
-    let (w, _) = spawn_worker(worker_config(&coord.url(), "w"), Registry::builtin());
+    let (w, _) = spawn_worker(
+        worker_config(&coord.url(), "w"),
+        asdsweep_worker::families::builtin(),
+    );
     let summary = w.await.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (3, 1));
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;

@@ -23,8 +23,8 @@ const PANELS: usize = 2 * 6;
 struct Synthetic;
 
 impl JobKind for Synthetic {
-    fn name(&self) -> &'static str {
-        "noop"
+    fn kind(&self) -> asdsweep_shared::family::Kind {
+        asdsweep_shared::family::noop::KIND
     }
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         let job = ctx.job.clone();
@@ -78,8 +78,8 @@ const SPEC: &str = "version = 1\nname = \"report-demo\"\ndevices = [\"fan\", \"p
 struct Declared;
 
 impl JobKind for Declared {
-    fn name(&self) -> &'static str {
-        "noop"
+    fn kind(&self) -> asdsweep_shared::family::Kind {
+        asdsweep_shared::family::noop::KIND
     }
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         let run = Synthetic.run(ctx);

@@ -4,6 +4,7 @@
 
 mod processes;
 
+use asdsweep_coordinator::queue::JobState;
 use processes::{BIN, text};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -124,7 +125,7 @@ fn a_tiny_sweep_runs_to_a_report_whose_correlations_are_what_analyze_computes() 
 }
 
 /// Every job's key, attempts and state, read from the run's database.
-fn attempts(db: &Path) -> Vec<(String, i32, String)> {
+fn attempts(db: &Path) -> Vec<(String, i32, JobState)> {
     use asdsweep_coordinator::entity::job;
     use sea_orm::{Database, EntityTrait};
     let url = format!("sqlite://{}?mode=ro", db.display());
@@ -160,7 +161,7 @@ fn an_interrupted_run_resumes_without_rerunning_succeeded_jobs_and_reports_as_an
         assert!(Instant::now() < deadline, "no job succeeded in time");
         if db.exists() {
             let jobs = attempts(&db);
-            let done = jobs.iter().filter(|j| j.2 == "succeeded").count();
+            let done = jobs.iter().filter(|j| j.2 == JobState::Succeeded).count();
             if done >= 2 && done < jobs.len() {
                 break jobs;
             }
@@ -191,8 +192,11 @@ fn an_interrupted_run_resumes_without_rerunning_succeeded_jobs_and_reports_as_an
         text(&resumed.stderr)
     );
     let after = attempts(&db);
-    assert!(after.iter().all(|j| j.2 == "succeeded"), "{after:?}");
-    for (key, tries, state) in before.iter().filter(|j| j.2 == "succeeded") {
+    assert!(
+        after.iter().all(|j| j.2 == JobState::Succeeded),
+        "{after:?}"
+    );
+    for (key, tries, state) in before.iter().filter(|j| j.2 == JobState::Succeeded) {
         let now = after.iter().find(|j| &j.0 == key).unwrap();
         assert_eq!(
             (&now.1, &now.2),

@@ -2,6 +2,7 @@
 //! clients that lease, heartbeat once and complete J diagnostic no-op jobs,
 //! and an audit of the database afterwards (duplicates, lost jobs).
 
+use crate::ids::SweepId;
 use crate::server::{Coordinator, CoordinatorConfig};
 use crate::store::{NewSweep, Store};
 use asdsweep_shared::grid::{JobSpec, Stage};
@@ -216,7 +217,7 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
 
 impl crate::entity::job::Entity {
     /// Smallest job id of a sweep (the benchmark indexes jobs from it).
-    async fn find_first_id(store: &Store, sweep_id: i64) -> crate::Result<i64> {
+    async fn find_first_id(store: &Store, sweep_id: SweepId) -> crate::Result<i64> {
         let db = store.connection();
         Ok(
             JobResults::find_by_statement(Statement::from_sql_and_values(

@@ -1,5 +1,7 @@
 //! The coordinator's one error type and its mapping to gRPC status codes.
 
+use crate::ids::{FencingToken, JobId};
+use crate::queue::JobState;
 use tonic::{Code, Status};
 
 /// Everything that can go wrong in the coordinator.
@@ -18,21 +20,21 @@ pub enum Error {
     )]
     StaleLease {
         /// The job's id.
-        job_id: i64,
+        job_id: JobId,
         /// The job's key.
         job_key: String,
         /// The token the caller sent.
-        token: i64,
+        token: FencingToken,
         /// The job's current token.
-        current: i64,
+        current: FencingToken,
         /// The job's current state.
-        state: String,
+        state: JobState,
     },
     /// The job's sweep was cancelled while it ran.
     #[error("job {job_key} (id {job_id}) was cancelled with its sweep")]
     Cancelled {
         /// The job's id.
-        job_id: i64,
+        job_id: JobId,
         /// The job's key.
         job_key: String,
     },
@@ -85,11 +87,11 @@ mod tests {
     #[test]
     fn a_stale_lease_is_a_failed_precondition_that_names_the_job() {
         let e = Error::StaleLease {
-            job_id: 7,
+            job_id: JobId(7),
             job_key: "ae/c1/fan/s1/train".into(),
-            token: 1,
-            current: 2,
-            state: "leased".into(),
+            token: FencingToken(1),
+            current: FencingToken(2),
+            state: JobState::Leased,
         };
         let s = Status::from(e);
         assert_eq!(s.code(), Code::FailedPrecondition);

@@ -2,6 +2,7 @@
 //! hand its jobs to workers and its results to operators.
 //!
 //! - [`queue`]: job states and transition rules (pure).
+//! - [`ids`]: typed ids of jobs, sweeps and workers, and the lease's fencing token.
 //! - [`store`]: the queue on SQLite or Postgres through sea-orm.
 //! - [`service`]: the gRPC services over the store.
 //! - [`artifact`]: the content-addressed artifact directory.
@@ -17,6 +18,7 @@ pub mod artifact;
 pub mod bench;
 pub mod entity;
 pub mod error;
+pub mod ids;
 pub mod local;
 pub mod operator;
 pub mod queue;

@@ -5,6 +5,7 @@
 //! the sweep and does only the work that is left.
 
 use crate::entity::{job, sweep};
+use crate::ids::{SweepId, WorkerId};
 use crate::queue::JobState;
 use crate::report::{self, ReportSummary};
 use crate::server::{Coordinator, CoordinatorConfig};
@@ -306,14 +307,14 @@ struct Running {
     progress: Option<serde_json::Value>,
 }
 
-async fn running(store: &Store, sweep_id: i64) -> Result<Vec<Running>> {
+async fn running(store: &Store, sweep_id: SweepId) -> Result<Vec<Running>> {
     let db = store.connection();
     let jobs = job::Entity::find()
         .filter(job::Column::SweepId.eq(sweep_id))
-        .filter(job::Column::State.eq(JobState::Leased.as_str()))
+        .filter(job::Column::State.eq(JobState::Leased))
         .all(db)
         .await?;
-    let names: BTreeMap<String, String> = crate::entity::worker::Entity::find()
+    let names: BTreeMap<WorkerId, String> = crate::entity::worker::Entity::find()
         .filter(crate::entity::worker::Column::LastSeenMs.gte(now_ms() - 3_600_000))
         .all(db)
         .await?

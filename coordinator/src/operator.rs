@@ -1,6 +1,7 @@
 //! The operator's side of the sweep service: the calls behind `asdsweep
 //! launch/status/results/correlations/cancel/retry` and how their answers are printed.
 
+use crate::queue::JobState;
 use crate::report;
 use asdsweep_shared::auth::Bearer;
 use asdsweep_shared::grid;
@@ -151,7 +152,7 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
             let done = f
                 .counts
                 .iter()
-                .filter(|c| c.state == "succeeded")
+                .filter(|c| c.state == JobState::Succeeded.as_str())
                 .map(|c| c.count)
                 .sum::<u64>();
             let _ = writeln!(

@@ -14,7 +14,8 @@ pub mod html;
 
 use crate::entity::{job, sweep};
 use crate::error::{Error, Result};
-use crate::queue::JobState;
+use crate::ids::SweepId;
+use crate::queue::{JobState, SweepState};
 use crate::store::{JobResult, NamedMetric, Store, now_ms};
 use asdsweep_shared::analysis::alignment::{FamilyAlignment, alignment_report};
 use asdsweep_shared::analysis::{
@@ -547,12 +548,11 @@ pub fn sweep_facts(
         .map(|s| (s.as_str().to_owned(), 0))
         .collect();
     for (j, _) in jobs {
-        *jobs_by_state.entry(j.state.clone()).or_default() += 1;
+        *jobs_by_state
+            .entry(j.state.as_str().to_owned())
+            .or_default() += 1;
     }
-    let open_jobs = jobs
-        .iter()
-        .filter(|(j, _)| JobState::parse(&j.state).is_none_or(|s| !s.is_final()))
-        .count() as u64;
+    let open_jobs = jobs.iter().filter(|(j, _)| !j.state.is_final()).count() as u64;
     let distinct = |column: &str| -> Vec<String> {
         let k = PROVENANCE_COLUMNS
             .iter()
@@ -567,14 +567,14 @@ pub fn sweep_facts(
             .collect()
     };
     SweepFacts {
-        id: sweep.id,
+        id: sweep.id.0,
         name: sweep.name.clone(),
         spec_hash: sweep.spec_hash.clone(),
         // The store keeps a sweep "active" until cancelled; a report says when nothing is left to run.
-        state: if sweep.state == "active" && open_jobs == 0 {
+        state: if sweep.state == SweepState::Active && open_jobs == 0 {
             "finished".to_owned()
         } else {
-            sweep.state.clone()
+            sweep.state.as_str().to_owned()
         },
         created_at_ms: sweep.created_at_ms,
         generated_at_ms: now_ms(),
@@ -591,7 +591,7 @@ pub fn sweep_facts(
         backends: distinct("backend"),
         dead: jobs
             .iter()
-            .filter(|(j, _)| j.state == JobState::Dead.as_str())
+            .filter(|(j, _)| j.state == JobState::Dead)
             .map(|(j, _)| DeadJob {
                 job: j.job_key.clone(),
                 attempts: j.attempts,
@@ -885,12 +885,12 @@ pub async fn correlations(
 #[derive(Debug, FromQueryResult)]
 struct FamilyStateCount {
     family: String,
-    state: String,
+    state: JobState,
     n: i64,
 }
 
 /// Jobs by state per family of a sweep, families sorted by name (every state listed).
-pub async fn family_progress(store: &Store, sweep_id: i64) -> Result<Vec<pb::FamilyProgress>> {
+pub async fn family_progress(store: &Store, sweep_id: SweepId) -> Result<Vec<pb::FamilyProgress>> {
     let db = store.connection();
     let rows = FamilyStateCount::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
@@ -899,7 +899,7 @@ pub async fn family_progress(store: &Store, sweep_id: i64) -> Result<Vec<pb::Fam
     ))
     .all(db)
     .await?;
-    let mut by_family: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut by_family: BTreeMap<String, BTreeMap<JobState, u64>> = BTreeMap::new();
     for r in rows {
         *by_family
             .entry(r.family)
@@ -915,7 +915,7 @@ pub async fn family_progress(store: &Store, sweep_id: i64) -> Result<Vec<pb::Fam
                 .iter()
                 .map(|s| pb::StateCount {
                     state: s.as_str().to_owned(),
-                    count: counts.get(s.as_str()).copied().unwrap_or(0),
+                    count: counts.get(s).copied().unwrap_or(0),
                 })
                 .collect(),
             family,
@@ -951,6 +951,7 @@ pub fn utc_time(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{FencingToken, JobId};
 
     pub(crate) fn job(
         id: i64,
@@ -959,11 +960,11 @@ mod tests {
         config: &str,
         device: &str,
         seed: i64,
-        state: &str,
+        state: JobState,
     ) -> job::Model {
         job::Model {
-            id,
-            sweep_id: 1,
+            id: JobId(id),
+            sweep_id: SweepId(1),
             job_key: format!("{family}/{config}/{device}/s{seed}/{stage}"),
             kind: "ae".into(),
             stage: stage.into(),
@@ -972,14 +973,14 @@ mod tests {
             device: device.into(),
             seed,
             params: serde_json::json!({}),
-            state: state.into(),
+            state,
             priority: 0,
             attempts: 1,
             max_attempts: 3,
             lease_ttl_ms: 30_000,
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
-            lease_token: 1,
+            lease_token: FencingToken(1),
             lease_expires_at_ms: None,
             worker_id: Some("w-1".into()),
             not_before_ms: 0,
@@ -1038,12 +1039,12 @@ mod tests {
 
     pub(crate) fn sweep() -> sweep::Model {
         sweep::Model {
-            id: 1,
+            id: SweepId(1),
             sweep_key: "k".into(),
             name: "demo".into(),
             spec_hash: "abc".into(),
             spec_toml: String::new(),
-            state: "active".into(),
+            state: SweepState::Active,
             job_count: 0,
             created_at_ms: 1_764_064_800_000,
         }
@@ -1057,7 +1058,7 @@ mod tests {
             for (c, config) in ["c1", "c2", "c3", "c4"].iter().enumerate() {
                 id += 1;
                 jobs.push((
-                    job(id, "train", family, config, "*", 1, "succeeded"),
+                    job(id, "train", family, config, "*", 1, JobState::Succeeded),
                     Some(result(id, "train_loss", Some(9.0), 0.0)),
                 ));
                 for (d, device) in ["fan", "pump"].iter().enumerate() {
@@ -1070,7 +1071,7 @@ mod tests {
                     };
                     let auc = 0.6 + 0.05 * quality + 0.01 * (c % 2) as f64;
                     jobs.push((
-                        job(id, "eval", family, config, device, 1, "succeeded"),
+                        job(id, "eval", family, config, device, 1, JobState::Succeeded),
                         Some(result(id, metric, Some(proxy), auc)),
                     ));
                 }
@@ -1083,10 +1084,10 @@ mod tests {
     fn a_sweep_with_nothing_left_to_run_is_reported_finished() {
         let mut jobs = synthetic_jobs();
         for (j, _) in jobs.iter_mut() {
-            j.state = "succeeded".into();
+            j.state = JobState::Succeeded;
         }
         assert_eq!(sweep_facts(&sweep(), &jobs, &[]).state, "finished");
-        jobs[0].0.state = "pending".into();
+        jobs[0].0.state = JobState::Pending;
         assert_eq!(sweep_facts(&sweep(), &jobs, &[]).state, "active");
     }
 
@@ -1147,9 +1148,9 @@ mod tests {
     fn open_jobs_make_the_report_provisional_and_dead_jobs_are_listed() {
         let mut jobs = synthetic_jobs();
         assert!(!build_report(&sweep(), &jobs).unwrap().facts.provisional());
-        jobs[1].0.state = "leased".into();
+        jobs[1].0.state = JobState::Leased;
         jobs[1].1 = None;
-        jobs[2].0.state = "dead".into();
+        jobs[2].0.state = JobState::Dead;
         jobs[2].0.last_error = Some("attempt 3/3: <boom>".into());
         jobs[2].1 = None;
         let report = build_report(&sweep(), &jobs).unwrap();
@@ -1170,7 +1171,10 @@ mod tests {
 
     #[test]
     fn a_sweep_without_results_gives_an_empty_analysis_not_an_error() {
-        let jobs = vec![(job(1, "eval", "ae", "c1", "fan", 1, "pending"), None)];
+        let jobs = vec![(
+            job(1, "eval", "ae", "c1", "fan", 1, JobState::Pending),
+            None,
+        )];
         let report = build_report(&sweep(), &jobs).unwrap();
         assert!(report.correlations.is_empty() && report.facts.provisional());
         assert_eq!(report.results_csv.lines().count(), 1);

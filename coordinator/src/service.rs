@@ -4,6 +4,8 @@
 use crate::artifact::ArtifactStore;
 use crate::entity::job;
 use crate::error::Error;
+use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
+use crate::queue::SweepState;
 use crate::store::{
     HeartbeatOutcome, JobResult, NamedMetric, NewResult, NewWorker, Store, SweepProgress, now_ms,
 };
@@ -34,7 +36,7 @@ pub struct Services {
     artifacts: ArtifactStore,
     heartbeat_interval_ms: u32,
     /// Spec hashes never change once a sweep exists, so leases need not re-read them.
-    spec_hashes: Arc<Mutex<HashMap<i64, String>>>,
+    spec_hashes: Arc<Mutex<HashMap<SweepId, String>>>,
 }
 
 impl Services {
@@ -48,7 +50,7 @@ impl Services {
         }
     }
 
-    async fn spec_hash(&self, sweep_id: i64) -> Result<String, Error> {
+    async fn spec_hash(&self, sweep_id: SweepId) -> Result<String, Error> {
         if let Some(h) = self
             .spec_hashes
             .lock()
@@ -159,9 +161,9 @@ pub fn result_to_metrics(JobResult { result: r, metrics }: &JobResult) -> pb::Jo
 
 fn job_to_wire(j: &job::Model, input_artifacts: Vec<String>, spec_hash: String) -> pb::Job {
     pb::Job {
-        job_id: j.id,
+        job_id: j.id.0,
         job_key: j.job_key.clone(),
-        sweep_id: j.sweep_id,
+        sweep_id: j.sweep_id.0,
         kind: j.kind.clone(),
         stage: j.stage.clone(),
         family: j.family.clone(),
@@ -179,12 +181,12 @@ fn job_to_wire(j: &job::Model, input_artifacts: Vec<String>, spec_hash: String) 
 
 fn progress_to_wire(p: SweepProgress) -> pb::SweepStatus {
     pb::SweepStatus {
-        sweep_id: p.sweep.id,
+        sweep_id: p.sweep.id.0,
         name: p.sweep.name.clone(),
-        state: if p.is_finished() && p.sweep.state == "active" {
+        state: if p.is_finished() && p.sweep.state == SweepState::Active {
             "finished".into()
         } else {
-            p.sweep.state.clone()
+            p.sweep.state.as_str().into()
         },
         spec_hash: p.sweep.spec_hash.clone(),
         counts: p
@@ -235,7 +237,7 @@ impl WorkerService for Services {
             .await?;
         tracing::info!(%worker_id, "worker registered");
         Ok(Response::new(pb::RegisterResponse {
-            worker_id,
+            worker_id: worker_id.0,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
         }))
     }
@@ -244,8 +246,8 @@ impl WorkerService for Services {
         &self,
         req: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
-        let r = req.into_inner();
-        let Some(c) = self.store.claim(&r.worker_id).await? else {
+        let worker_id = WorkerId(req.into_inner().worker_id);
+        let Some(c) = self.store.claim(&worker_id).await? else {
             return Ok(Response::new(pb::LeaseResponse {
                 lease: None,
                 retry_after_ms: IDLE_RETRY_MS,
@@ -253,9 +255,9 @@ impl WorkerService for Services {
         };
         let spec_hash = self.spec_hash(c.job.sweep_id).await?;
         let job = &c.job;
-        tracing::debug!(job = %job.job_key, token = job.lease_token, worker = %r.worker_id, "leased");
+        tracing::debug!(job = %job.job_key, token = job.lease_token.0, worker = %worker_id, "leased");
         let lease = pb::Lease {
-            token: job.lease_token,
+            token: job.lease_token.0,
             expires_at_ms: job.lease_expires_at_ms.unwrap_or_default(),
             ttl_ms: job.lease_ttl_ms.clamp(0, u32::MAX as i64) as u32,
             job: Some(job_to_wire(job, c.input_artifacts.clone(), spec_hash)),
@@ -280,7 +282,13 @@ impl WorkerService for Services {
         });
         let out = self
             .store
-            .heartbeat(&r.worker_id, r.job_id, r.token, progress, checkpoint)
+            .heartbeat(
+                &WorkerId(r.worker_id),
+                JobId(r.job_id),
+                FencingToken(r.token),
+                progress,
+                checkpoint,
+            )
             .await?;
         Ok(Response::new(match out {
             HeartbeatOutcome::Extended(expires_at_ms) => pb::HeartbeatResponse {
@@ -301,7 +309,12 @@ impl WorkerService for Services {
         let r = req.into_inner();
         let metrics = metrics_to_result(r.metrics.unwrap_or_default())?;
         self.store
-            .complete(&r.worker_id, r.job_id, r.token, metrics)
+            .complete(
+                &WorkerId(r.worker_id),
+                JobId(r.job_id),
+                FencingToken(r.token),
+                metrics,
+            )
             .await?;
         Ok(Response::new(pb::CompleteResponse {}))
     }
@@ -314,9 +327,9 @@ impl WorkerService for Services {
         let state = self
             .store
             .fail(
-                &r.worker_id,
-                r.job_id,
-                r.token,
+                &WorkerId(r.worker_id),
+                JobId(r.job_id),
+                FencingToken(r.token),
                 &r.error,
                 r.retryable,
                 r.release,
@@ -338,9 +351,9 @@ impl SweepService for Services {
         let r = req.into_inner();
         let spec = Spec::from_toml(&r.spec_toml).map_err(Error::from)?;
         let l = self.store.launch(&spec, &r.spec_toml, r.force_new).await?;
-        tracing::info!(sweep = l.sweep.id, name = %l.sweep.name, created = l.created, jobs = l.sweep.job_count, "launch");
+        tracing::info!(sweep = l.sweep.id.0, name = %l.sweep.name, created = l.created, jobs = l.sweep.job_count, "launch");
         Ok(Response::new(pb::LaunchResponse {
-            sweep_id: l.sweep.id,
+            sweep_id: l.sweep.id.0,
             name: l.sweep.name,
             created: l.created,
             jobs: l.sweep.job_count.max(0) as u32,
@@ -372,7 +385,7 @@ impl SweepService for Services {
         }
         for (w, current_job) in self.store.live_workers(now_ms() - LIVE_WINDOW_MS).await? {
             out.live_workers.push(pb::WorkerInfo {
-                worker_id: w.id,
+                worker_id: w.id.0,
                 name: w.name,
                 backend: w.backend,
                 device: w.device,
@@ -401,13 +414,13 @@ impl SweepService for Services {
                 config: j.config,
                 device: j.device,
                 seed: j.seed,
-                state: j.state,
+                state: j.state.as_str().into(),
                 attempts: j.attempts.max(0) as u32,
                 error: j.last_error.unwrap_or_default(),
                 metrics: r.as_ref().map(result_to_metrics),
                 worker: r
                     .map(|r| r.result.worker_id)
-                    .or(j.worker_id)
+                    .or(j.worker_id.map(|w| w.0))
                     .unwrap_or_default(),
             })
             .collect();
@@ -432,7 +445,7 @@ impl SweepService for Services {
     ) -> Result<Response<pb::CancelResponse>, Status> {
         let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
         let cancelled = self.store.cancel(sweep.id).await?;
-        tracing::info!(sweep = sweep.id, cancelled, "cancel");
+        tracing::info!(sweep = sweep.id.0, cancelled, "cancel");
         Ok(Response::new(pb::CancelResponse { cancelled }))
     }
 
@@ -443,7 +456,7 @@ impl SweepService for Services {
         let r = req.into_inner();
         let sweep = self.store.resolve_sweep(&r.sweep).await?;
         let requeued = self.store.retry(sweep.id, r.dead).await?;
-        tracing::info!(sweep = sweep.id, requeued, "retry");
+        tracing::info!(sweep = sweep.id.0, requeued, "retry");
         Ok(Response::new(pb::RetryResponse { requeued }))
     }
 }

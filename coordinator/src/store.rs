@@ -11,7 +11,11 @@
 
 use crate::entity::{job, job_dep, result, result_metric, sweep, worker};
 use crate::error::{Error, Result};
-use crate::queue::{AfterFailure, JobState, after_failure};
+use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
+use crate::queue::{
+    AfterFailure, Event, JobState, LeaseVerdict, SweepState, after_expiry, after_failure,
+    judge_lease,
+};
 use asdsweep_migrations::{Migrator, MigratorTrait};
 use asdsweep_shared::analysis::Direction;
 use asdsweep_shared::grid::{self, JobSpec};
@@ -46,7 +50,7 @@ pub struct Store {
     db: DatabaseConnection,
     /// When each worker's `last_seen_ms` was last written (the hot path writes
     /// it at most once per [`TOUCH_EVERY_MS`] per worker) and its backend.
-    touched: Arc<Mutex<HashMap<String, Seen>>>,
+    touched: Arc<Mutex<HashMap<WorkerId, Seen>>>,
     /// The group-commit writer (SQLite only; Postgres gets a transaction per operation).
     writer: Option<tokio::sync::mpsc::UnboundedSender<Op>>,
 }
@@ -466,13 +470,13 @@ impl SweepProgress {
 
 #[derive(Debug, FromQueryResult)]
 struct StateCount {
-    state: String,
+    state: JobState,
     n: i64,
 }
 
 #[derive(Debug, FromQueryResult)]
 struct IdRow {
-    id: i64,
+    id: JobId,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -622,7 +626,7 @@ impl Store {
             name: Set(name.to_owned()),
             spec_hash: Set(spec_hash.to_owned()),
             spec_toml: Set(spec_toml.to_owned()),
-            state: Set("active".to_owned()),
+            state: Set(SweepState::Active),
             job_count: Set(jobs.len() as i64),
             created_at_ms: Set(now),
             ..Default::default()
@@ -645,20 +649,14 @@ impl Store {
                 device: Set(j.device.clone()),
                 seed: Set(j.seed as i64),
                 params: Set(j.params.clone()),
-                state: Set(if j.depends_on.is_empty() {
-                    JobState::Pending
-                } else {
-                    JobState::Blocked
-                }
-                .as_str()
-                .to_owned()),
+                state: Set(JobState::at_launch(!j.depends_on.is_empty())),
                 priority: Set(j.priority),
                 attempts: Set(0),
                 max_attempts: Set(queue.max_attempts as i32),
                 lease_ttl_ms: Set(queue.lease_ttl_ms as i64),
                 backoff_base_ms: Set(queue.backoff_base_ms as i64),
                 backoff_max_ms: Set(queue.backoff_max_ms as i64),
-                lease_token: Set(0),
+                lease_token: Set(FencingToken(0)),
                 lease_expires_at_ms: Set(None),
                 worker_id: Set(None),
                 not_before_ms: Set(0),
@@ -674,7 +672,7 @@ impl Store {
             job::Entity::insert_many(rows).exec(&txn).await?;
         }
         if jobs.iter().any(|j| !j.depends_on.is_empty()) {
-            let ids: HashMap<String, i64> = job::Entity::find()
+            let ids: HashMap<String, JobId> = job::Entity::find()
                 .filter(job::Column::SweepId.eq(sweep_id))
                 .all(&txn)
                 .await?
@@ -720,7 +718,7 @@ impl Store {
     /// Finds a sweep by id (`"12"`) or name (the newest sweep of that name).
     pub async fn resolve_sweep(&self, sweep: &str) -> Result<sweep::Model> {
         let found = match sweep.parse::<i64>() {
-            Ok(id) => sweep::Entity::find_by_id(id).one(&self.db).await?,
+            Ok(id) => sweep::Entity::find_by_id(SweepId(id)).one(&self.db).await?,
             Err(_) => {
                 sweep::Entity::find()
                     .filter(sweep::Column::Name.eq(sweep))
@@ -744,18 +742,22 @@ impl Store {
 
     /// Cancels a sweep: no job of it is leased again; running jobs learn it at
     /// their next heartbeat. Returns the number of jobs cancelled.
-    pub async fn cancel(&self, sweep_id: i64) -> Result<u64> {
+    pub async fn cancel(&self, sweep_id: SweepId) -> Result<u64> {
         let now = now_ms();
         let txn = self.db.begin().await?;
         txn.execute_raw(self.stmt(
-            "UPDATE sweeps SET state = 'cancelled' WHERE id = $1",
-            vec![sweep_id.into()],
+            "UPDATE sweeps SET state = $2 WHERE id = $1",
+            vec![sweep_id.into(), SweepState::Cancelled.into()],
         ))
         .await?;
         let res = txn
             .execute_raw(self.stmt(
-                "UPDATE jobs SET state = 'cancelled', last_error = 'cancelled by operator', finished_at_ms = $2, \
-                 lease_expires_at_ms = NULL WHERE sweep_id = $1 AND state IN ('blocked', 'pending', 'leased')",
+                &format!(
+                    "UPDATE jobs SET state = {to}, last_error = 'cancelled by operator', finished_at_ms = $2, \
+                     lease_expires_at_ms = NULL WHERE sweep_id = $1 AND {from}",
+                    to = sql_target(Event::Cancel),
+                    from = sql_sources(Event::Cancel),
+                ),
                 vec![sweep_id.into(), now.into()],
             ))
             .await?;
@@ -765,29 +767,32 @@ impl Store {
 
     /// Re-queues a sweep's cancelled jobs (and with `dead`, its dead jobs) with a
     /// fresh attempt budget. Returns the number of jobs re-queued.
-    pub async fn retry(&self, sweep_id: i64, dead: bool) -> Result<u64> {
-        let states = if dead {
-            "('cancelled', 'dead')"
-        } else {
-            "('cancelled')"
-        };
+    pub async fn retry(&self, sweep_id: SweepId, dead: bool) -> Result<u64> {
+        let requeue = Event::Retry { dead };
         let txn = self.db.begin().await?;
         txn.execute_raw(self.stmt(
-            "UPDATE sweeps SET state = 'active' WHERE id = $1",
-            vec![sweep_id.into()],
+            "UPDATE sweeps SET state = $2 WHERE id = $1",
+            vec![sweep_id.into(), SweepState::Active.into()],
         ))
         .await?;
         let res = txn
             .execute_raw(self.stmt(
                 &format!(
-                    "UPDATE jobs SET state = 'blocked', attempts = 0, not_before_ms = 0, finished_at_ms = NULL, \
-                     worker_id = NULL WHERE sweep_id = $1 AND state IN {states}"
+                    "UPDATE jobs SET state = {to}, attempts = 0, not_before_ms = 0, finished_at_ms = NULL, \
+                     worker_id = NULL WHERE sweep_id = $1 AND {from}",
+                    to = sql_target(requeue),
+                    from = sql_sources(requeue),
                 ),
                 vec![sweep_id.into()],
             ))
             .await?;
         txn.execute_raw(self.stmt(
-            &format!("UPDATE jobs SET state = 'pending' WHERE sweep_id = $1 AND state = 'blocked' AND {DEPS_DONE}"),
+            &format!(
+                "UPDATE jobs SET state = {to} WHERE sweep_id = $1 AND {from} AND {deps_done}",
+                to = sql_target(Event::Unblock),
+                from = sql_sources(Event::Unblock),
+                deps_done = deps_done(),
+            ),
             vec![sweep_id.into()],
         ))
         .await?;
@@ -811,7 +816,7 @@ impl Store {
                     st,
                     counts
                         .iter()
-                        .find(|c| c.state == st.as_str())
+                        .find(|c| c.state == st)
                         .map(|c| c.n as u64)
                         .unwrap_or(0),
                 )
@@ -819,7 +824,10 @@ impl Store {
             .collect();
         let window_ms = (now - sweep.created_at_ms).clamp(1_000, 60_000);
         let recent = CountRow::find_by_statement(self.stmt(
-            "SELECT COUNT(*) AS n FROM jobs WHERE sweep_id = $1 AND state = 'succeeded' AND finished_at_ms >= $2",
+            &format!(
+                "SELECT COUNT(*) AS n FROM jobs WHERE sweep_id = $1 AND state = {} AND finished_at_ms >= $2",
+                sql_state(JobState::Succeeded)
+            ),
             vec![sweep.id.into(), (now - window_ms).into()],
         ))
         .one(&self.db)
@@ -829,7 +837,7 @@ impl Store {
         let throughput_per_s = recent as f64 / (window_ms as f64 / 1000.0);
         let dead: Vec<(String, i32, String)> = job::Entity::find()
             .filter(job::Column::SweepId.eq(sweep.id))
-            .filter(job::Column::State.eq(JobState::Dead.as_str()))
+            .filter(job::Column::State.eq(JobState::Dead))
             .order_by_asc(job::Column::Id)
             .all(&self.db)
             .await?
@@ -856,10 +864,13 @@ impl Store {
     }
 
     /// Pending jobs of a sweep that only some backends may run, per allowed list.
-    pub async fn pending_by_backends(&self, sweep_id: i64) -> Result<Vec<(String, u64)>> {
+    pub async fn pending_by_backends(&self, sweep_id: SweepId) -> Result<Vec<(String, u64)>> {
         Ok(BackendsCount::find_by_statement(self.stmt(
-            "SELECT backends, COUNT(*) AS n FROM jobs WHERE sweep_id = $1 AND state = 'pending' \
-             AND backends IS NOT NULL GROUP BY backends ORDER BY backends",
+            &format!(
+                "SELECT backends, COUNT(*) AS n FROM jobs WHERE sweep_id = $1 AND state = {} \
+                 AND backends IS NOT NULL GROUP BY backends ORDER BY backends",
+                sql_state(JobState::Pending)
+            ),
             vec![sweep_id.into()],
         ))
         .all(&self.db)
@@ -870,7 +881,7 @@ impl Store {
     }
 
     /// Every job of a sweep with its result and that result's further metrics, in job order.
-    pub async fn results(&self, sweep_id: i64) -> Result<Vec<(job::Model, Option<JobResult>)>> {
+    pub async fn results(&self, sweep_id: SweepId) -> Result<Vec<(job::Model, Option<JobResult>)>> {
         let jobs = job::Entity::find()
             .filter(job::Column::SweepId.eq(sweep_id))
             .order_by_asc(job::Column::Id)
@@ -902,7 +913,7 @@ impl Store {
         Ok(jobs
             .into_iter()
             .map(|j| {
-                let r = results.remove(&j.id).map(|result| JobResult {
+                let r = results.remove(&j.id.0).map(|result| JobResult {
                     metrics: metrics.remove(&result.id).unwrap_or_default(),
                     result,
                 });
@@ -921,8 +932,8 @@ impl Store {
             .order_by_asc(worker::Column::Name)
             .all(&self.db)
             .await?;
-        let mut running: HashMap<String, String> = job::Entity::find()
-            .filter(job::Column::State.eq(JobState::Leased.as_str()))
+        let mut running: HashMap<WorkerId, String> = job::Entity::find()
+            .filter(job::Column::State.eq(JobState::Leased))
             .all(&self.db)
             .await?
             .into_iter()
@@ -940,9 +951,9 @@ impl Store {
     // ----- workers and leases -------------------------------------------
 
     /// Registers a worker and returns its new id.
-    pub async fn register_worker(&self, w: NewWorker) -> Result<String> {
+    pub async fn register_worker(&self, w: NewWorker) -> Result<WorkerId> {
         let now = now_ms();
-        let id = format!("w-{:016x}", rand::random::<u64>());
+        let id = WorkerId(format!("w-{:016x}", rand::random::<u64>()));
         let backend = w.backend;
         // Claims match it inside a LIKE pattern: keep it to plain names.
         if !backend
@@ -982,7 +993,7 @@ impl Store {
 
     /// Marks a worker as seen (at most once a second) and returns its backend;
     /// fails if it is not registered.
-    async fn touch_worker(&self, worker_id: &str, now: i64) -> Result<String> {
+    async fn touch_worker(&self, worker_id: &WorkerId, now: i64) -> Result<String> {
         {
             let mut touched = self.touched.lock().expect("touch cache lock poisoned");
             if let Some(seen) = touched.get_mut(worker_id) {
@@ -994,7 +1005,7 @@ impl Store {
         }
         let row = BackendRow::find_by_statement(self.stmt(
             "UPDATE workers SET last_seen_ms = $2 WHERE id = $1 RETURNING backend",
-            vec![worker_id.into(), now.into()],
+            vec![worker_id.clone().into(), now.into()],
         ))
         .one(&self.db)
         .await?;
@@ -1002,7 +1013,7 @@ impl Store {
         match row {
             Some(BackendRow { backend }) => {
                 touched.insert(
-                    worker_id.to_owned(),
+                    worker_id.clone(),
                     Seen {
                         at_ms: now,
                         backend: backend.clone(),
@@ -1043,11 +1054,11 @@ impl Store {
     }
 
     /// Atomically leases the most urgent ready job to a worker.
-    pub async fn claim(&self, worker_id: &str) -> Result<Option<Claimed>> {
+    pub async fn claim(&self, worker_id: &WorkerId) -> Result<Option<Claimed>> {
         let now = now_ms();
         let backend = self.touch_worker(worker_id, now).await?;
         let claimant = lease::Claimant {
-            worker_id: worker_id.to_owned(),
+            worker_id: worker_id.clone(),
             backend,
         };
         match &self.writer {
@@ -1064,9 +1075,9 @@ impl Store {
     /// `checkpoint` is kept beyond this attempt (see `jobs.checkpoint`).
     pub async fn heartbeat(
         &self,
-        worker_id: &str,
-        job_id: i64,
-        token: i64,
+        worker_id: &WorkerId,
+        job_id: JobId,
+        token: FencingToken,
         progress: Option<Json>,
         checkpoint: Option<String>,
     ) -> Result<HeartbeatOutcome> {
@@ -1092,14 +1103,14 @@ impl Store {
     /// recorded nowhere; repeating an accepted call is harmless.
     pub async fn complete(
         &self,
-        worker_id: &str,
-        job_id: i64,
-        token: i64,
+        worker_id: &WorkerId,
+        job_id: JobId,
+        token: FencingToken,
         result: NewResult,
     ) -> Result<()> {
         let now = now_ms();
         let done = lease::Completion {
-            worker_id: worker_id.to_owned(),
+            worker_id: worker_id.clone(),
             job_id,
             token,
             result,
@@ -1131,9 +1142,9 @@ impl Store {
     /// `release`, hands the lease back without counting the attempt.
     pub async fn fail(
         &self,
-        worker_id: &str,
-        job_id: i64,
-        token: i64,
+        worker_id: &WorkerId,
+        job_id: JobId,
+        token: FencingToken,
         error: &str,
         retryable: bool,
         release: bool,
@@ -1147,7 +1158,8 @@ impl Store {
                     let job = job::Entity::find_by_id(job_id).one(txn).await?;
                     let job = match job {
                         Some(j)
-                            if j.lease_token == token && j.state == JobState::Leased.as_str() =>
+                            if judge_lease(j.state, j.lease_token, token)
+                                == LeaseVerdict::Current =>
                         {
                             j
                         }
@@ -1158,14 +1170,23 @@ impl Store {
                             txn,
                             job_id,
                             token,
-                            "state = 'pending', attempts = attempts - 1, worker_id = NULL",
+                            Event::Release,
+                            "attempts = attempts - 1, worker_id = NULL",
                             vec![],
                         )
                         .await?;
-                        return Ok(JobState::Pending);
+                        return Ok(Event::Release.target());
                     }
                     let error = format!("attempt {}/{}: {error}", job.attempts, job.max_attempts);
-                    this.fail_attempt(txn, &job, &error, retryable, now).await
+                    let outcome = after_failure(
+                        job.attempts,
+                        job.max_attempts,
+                        retryable,
+                        job.backoff_base_ms,
+                        job.backoff_max_ms,
+                    );
+                    this.fail_attempt(txn, &job, &error, Event::Fail, outcome, now)
+                        .await
                 })
             })
             .await?;
@@ -1173,45 +1194,44 @@ impl Store {
         Ok(state)
     }
 
+    /// Ends a failed (`Event::Fail`) or expired (`Event::Expire`) attempt as
+    /// `outcome` says: back to pending after the backoff, or dead.
     async fn fail_attempt(
         &self,
         txn: &impl ConnectionTrait,
         job: &job::Model,
         error: &str,
-        retryable: bool,
+        ended: fn(AfterFailure) -> Event,
+        outcome: AfterFailure,
         now: i64,
     ) -> Result<JobState> {
-        match after_failure(
-            job.attempts,
-            job.max_attempts,
-            retryable,
-            job.backoff_base_ms,
-            job.backoff_max_ms,
-        ) {
+        let event = ended(outcome);
+        match outcome {
             AfterFailure::Retry { delay_ms } => {
                 guarded_update(
                     txn,
                     job.id,
                     job.lease_token,
-                    "state = 'pending', not_before_ms = $3, last_error = $4",
+                    event,
+                    "not_before_ms = $3, last_error = $4",
                     vec![(now + delay_ms).into(), error.into()],
                 )
                 .await?;
-                Ok(JobState::Pending)
             }
             AfterFailure::Dead => {
                 guarded_update(
                     txn,
                     job.id,
                     job.lease_token,
-                    "state = 'dead', finished_at_ms = $3, last_error = $4",
+                    event,
+                    "finished_at_ms = $3, last_error = $4",
                     vec![now.into(), error.into()],
                 )
                 .await?;
                 self.kill_dependents(txn, job, error, now).await?;
-                Ok(JobState::Dead)
             }
         }
+        Ok(event.target())
     }
 
     /// Ends every job waiting (transitively) on a dead job, naming the cause.
@@ -1226,8 +1246,12 @@ impl Store {
         let mut frontier = vec![dead.id];
         while let Some(id) = frontier.pop() {
             let killed = IdRow::find_by_statement(self.stmt(
-                "UPDATE jobs SET state = 'dead', finished_at_ms = $2, last_error = $3 \
-                 WHERE state = 'blocked' AND id IN (SELECT job_id FROM job_deps WHERE dep_id = $1) RETURNING id",
+                &format!(
+                    "UPDATE jobs SET state = {to}, finished_at_ms = $2, last_error = $3 \
+                     WHERE {from} AND id IN (SELECT job_id FROM job_deps WHERE dep_id = $1) RETURNING id",
+                    to = sql_target(Event::DependencyDead),
+                    from = sql_sources(Event::DependencyDead),
+                ),
                 vec![id.into(), now.into(), reason.clone().into()],
             ))
             .all(txn)
@@ -1242,7 +1266,7 @@ impl Store {
     pub async fn reap_expired(&self) -> Result<u64> {
         let now = now_ms();
         let expired = job::Entity::find()
-            .filter(job::Column::State.eq(JobState::Leased.as_str()))
+            .filter(job::Column::State.eq(JobState::Leased))
             .filter(job::Column::LeaseExpiresAtMs.lt(now))
             .all(&self.db)
             .await?;
@@ -1252,14 +1276,23 @@ impl Store {
                 "attempt {}/{}: lease expired: worker {} stopped heartbeating",
                 job.attempts,
                 job.max_attempts,
-                job.worker_id.as_deref().unwrap_or("?")
+                job.worker_id.as_ref().map_or("?", WorkerId::as_str)
             );
             let this = self.clone();
             let key = job.job_key.clone();
             let msg = error.clone();
+            let outcome = after_expiry(
+                job.attempts,
+                job.max_attempts,
+                job.backoff_base_ms,
+                job.backoff_max_ms,
+            );
             match self
                 .write(move |txn| {
-                    Box::pin(async move { this.fail_attempt(txn, &job, &msg, true, now).await })
+                    Box::pin(async move {
+                        this.fail_attempt(txn, &job, &msg, Event::Expire, outcome, now)
+                            .await
+                    })
                 })
                 .await
             {
@@ -1319,16 +1352,22 @@ fn stmt(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
 }
 
 /// Explains why a token-guarded call matched no row.
-async fn lease_problem(db: &impl ConnectionTrait, job_id: i64, token: i64) -> Result<Error> {
+async fn lease_problem(
+    db: &impl ConnectionTrait,
+    job_id: JobId,
+    token: FencingToken,
+) -> Result<Error> {
     let job = job::Entity::find_by_id(job_id).one(db).await?;
     Ok(match job {
         None => Error::NotFound {
             what: format!("job {job_id}"),
         },
-        Some(j) if j.state == JobState::Cancelled.as_str() => Error::Cancelled {
-            job_id,
-            job_key: j.job_key,
-        },
+        Some(j) if judge_lease(j.state, j.lease_token, token) == LeaseVerdict::Cancelled => {
+            Error::Cancelled {
+                job_id,
+                job_key: j.job_key,
+            }
+        }
         Some(j) => Error::StaleLease {
             job_id,
             job_key: j.job_key,
@@ -1339,16 +1378,48 @@ async fn lease_problem(db: &impl ConnectionTrait, job_id: i64, token: i64) -> Re
     })
 }
 
-/// SQL condition: every dependency of the row `jobs` has succeeded.
-const DEPS_DONE: &str = "NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.dep_id \
-                         WHERE d.job_id = jobs.id AND p.state <> 'succeeded')";
+/// A job state as an SQL string literal (`'pending'`). State names are plain
+/// lowercase words (see `queue`'s tests), so they need no escaping; a literal
+/// rather than a bound parameter keeps each statement's text, and with it its
+/// plan, fixed (the claim walks `idx_jobs_claim` for `state = 'pending'`).
+fn sql_state(state: JobState) -> String {
+    format!("'{state}'")
+}
 
-/// Updates a leased job only if its fencing token is still current.
-/// `set` may use `$3`, `$4`, … for `extra` values.
+/// SQL condition: the row's `state` is one `event` moves a job out of
+/// (`state = 'leased'`, `state IN ('blocked', 'pending', 'leased')`).
+fn sql_sources(event: Event) -> String {
+    let states: Vec<String> = event.sources().into_iter().map(sql_state).collect();
+    match states.as_slice() {
+        [] => "1 = 0".to_owned(),
+        [one] => format!("state = {one}"),
+        many => format!("state IN ({})", many.join(", ")),
+    }
+}
+
+/// The state `event` moves a job into, as an SQL literal.
+fn sql_target(event: Event) -> String {
+    sql_state(event.target())
+}
+
+/// SQL condition: every dependency of the row `jobs` has succeeded (what
+/// [`Event::Unblock`] waits for).
+fn deps_done() -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.dep_id \
+         WHERE d.job_id = jobs.id AND p.state <> {})",
+        sql_state(JobState::Succeeded)
+    )
+}
+
+/// Moves a leased job by `event` (one of the lease holder's: fail, expire,
+/// release) only if its fencing token is still current. `set` names the other
+/// columns to change and may use `$3`, `$4`, … for `extra` values.
 async fn guarded_update(
     db: &impl ConnectionTrait,
-    job_id: i64,
-    token: i64,
+    job_id: JobId,
+    token: FencingToken,
+    event: Event,
     set: &str,
     extra: Vec<Value>,
 ) -> Result<()> {
@@ -1357,7 +1428,12 @@ async fn guarded_update(
     let res = db
         .execute_raw(stmt(
             db,
-            &format!("UPDATE jobs SET {set}, lease_expires_at_ms = NULL WHERE id = $1 AND lease_token = $2 AND state = 'leased'"),
+            &format!(
+                "UPDATE jobs SET state = {to}, {set}, lease_expires_at_ms = NULL \
+                 WHERE id = $1 AND lease_token = $2 AND {from}",
+                to = sql_target(event),
+                from = sql_sources(event),
+            ),
             values,
         ))
         .await?;
@@ -1467,7 +1543,7 @@ mod tests {
         for name in ["w1", "w2", "w3"] {
             ids.push(store.register_worker(worker(name)).await.unwrap());
         }
-        let [w1, w2, w3] = <[String; 3]>::try_from(ids).unwrap();
+        let [w1, w2, w3] = <[WorkerId; 3]>::try_from(ids).unwrap();
         let a = store.claim(&w1).await.unwrap().unwrap().job;
         let b = store.claim(&w2).await.unwrap().unwrap().job;
         // Recording b's result fails inside the database.
@@ -1499,14 +1575,17 @@ mod tests {
             claim_c.unwrap().map(|c| c.job.job_key),
             Some("c".to_string())
         );
-        let states: Vec<String> = job::Entity::find()
+        let states: Vec<JobState> = job::Entity::find()
             .all(store.connection())
             .await
             .unwrap()
             .into_iter()
             .map(|j| j.state)
             .collect();
-        assert_eq!(states, ["succeeded", "leased", "leased"]);
+        assert_eq!(
+            states,
+            [JobState::Succeeded, JobState::Leased, JobState::Leased]
+        );
         assert_eq!(
             result::Entity::find()
                 .all(store.connection())
@@ -1515,6 +1594,30 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn the_sql_of_each_move_names_the_states_of_its_rule() {
+        assert_eq!(sql_sources(Event::Claim), "state = 'pending'");
+        assert_eq!(sql_target(Event::Claim), "'leased'");
+        assert_eq!(
+            sql_sources(Event::Cancel),
+            "state IN ('blocked', 'pending', 'leased')"
+        );
+        assert_eq!(
+            sql_sources(Event::Retry { dead: false }),
+            "state = 'cancelled'"
+        );
+        assert_eq!(
+            sql_sources(Event::Retry { dead: true }),
+            "state IN ('dead', 'cancelled')"
+        );
+        assert_eq!(sql_target(Event::Retry { dead: true }), "'blocked'");
+        assert_eq!(
+            sql_target(Event::Fail(AfterFailure::Retry { delay_ms: 1 })),
+            "'pending'"
+        );
+        assert!(deps_done().ends_with("p.state <> 'succeeded')"));
     }
 
     #[test]

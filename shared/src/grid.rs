@@ -5,6 +5,7 @@
 //! jobs are deduplicated by (family, config, training scope, seed); evaluation
 //! jobs depend on their training job.
 
+use crate::family::GridContext;
 use crate::spec::{Backend, Spec, TrainingScope};
 use serde::{Deserialize, Serialize};
 
@@ -64,29 +65,20 @@ pub struct JobSpec {
 
 /// Expands a validated spec into its job list.
 pub fn expand(spec: &Spec) -> Vec<JobSpec> {
+    let dataset = spec.dataset.clone().unwrap_or_default();
+    let mut machine_types = spec.devices.clone();
+    machine_types.sort();
+    let grid = GridContext {
+        dataset: &dataset,
+        machine_types: &machine_types,
+    };
     let mut jobs = Vec::new();
     for family in &spec.families {
-        for (config, mut params) in family.configs() {
-            if family.reads_data()
-                && let Some(p) = params.as_object_mut()
-            {
-                let dataset = spec.dataset.clone().unwrap_or_default();
-                p.insert(
-                    "dataset".into(),
-                    serde_json::to_value(dataset).expect("a dataset spec serialises to JSON"),
-                );
-                // A global training job reads every machine type: it needs the list (sorted,
-                // so a class index means the same machine type in every job of the sweep).
-                if family.training() == TrainingScope::Global {
-                    let mut types = spec.devices.clone();
-                    types.sort();
-                    p.insert("machine_types".into(), types.into());
-                }
-            }
+        for (config, params) in family.jobs(&grid) {
             for &seed in &spec.seeds {
                 let job = |stage: Stage, device: &str, depends_on: Vec<String>| JobSpec {
                     key: job_key(family.name(), &config, device, seed, stage),
-                    kind: family.kind().to_owned(),
+                    kind: family.kind().as_str().to_owned(),
                     stage,
                     family: family.name().to_owned(),
                     config: config.clone(),
@@ -219,11 +211,11 @@ mod tests {
             (
                 p["hidden"].as_u64(),
                 p["latent"].as_u64(),
-                p["epochs"].as_u64()
+                p["schedule"]["epochs"].as_u64()
             ),
             (Some(64), Some(8), Some(3))
         );
-        assert_eq!(p["batch_size"], 128);
+        assert_eq!(p["schedule"]["batch_size"], 128);
         assert_eq!(p["dataset"]["path"], "dev");
         assert_eq!(p["dataset"]["fingerprint"].as_str().map(str::len), Some(64));
         assert_eq!(

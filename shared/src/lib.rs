@@ -21,6 +21,7 @@
 pub mod analysis;
 pub mod audio;
 pub mod dataset;
+pub mod family;
 pub mod grid;
 pub mod logmel;
 pub mod metrics;

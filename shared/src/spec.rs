@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::family::FamilySpec;
+
 /// The only spec version this build understands.
 pub const SPEC_VERSION: u32 = 1;
 
@@ -203,367 +205,6 @@ impl Backend {
     }
 }
 
-/// One proxy-task family with its grid of configs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FamilySpec {
-    /// Diagnostic family for tests and benchmarks: jobs sleep and may fail on
-    /// purpose; they train nothing and measure nothing.
-    Noop(NoopFamily),
-    /// The study's autoencoder: trained per machine type on stacked log-mel frames.
-    Autoencoder(AutoencoderFamily),
-    /// The study's classification family: a ResNet trained once across all machine types
-    /// to name the machine type, with a cross-entropy or ArcFace head.
-    Classifier(ClassifierFamily),
-}
-
-impl FamilySpec {
-    /// The job kind that runs this family's jobs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FamilySpec::Noop(_) => "noop",
-            FamilySpec::Autoencoder(_) => "autoencoder",
-            FamilySpec::Classifier(_) => "classifier",
-        }
-    }
-
-    /// The family's name in results (defaults to its kind).
-    pub fn name(&self) -> &str {
-        match self {
-            FamilySpec::Noop(f) => f.name.as_deref().unwrap_or("noop"),
-            FamilySpec::Autoencoder(f) => f.name.as_deref().unwrap_or("ae"),
-            FamilySpec::Classifier(f) => f.name.as_deref().unwrap_or(f.head.default_name()),
-        }
-    }
-
-    /// Scheduling priority of the family's jobs (higher first).
-    pub fn priority(&self) -> i32 {
-        match self {
-            FamilySpec::Noop(f) => f.priority,
-            FamilySpec::Autoencoder(f) => f.priority,
-            FamilySpec::Classifier(f) => f.priority,
-        }
-    }
-
-    /// Backends the family's jobs may run on (empty: any); a worker with another backend
-    /// is never leased one of them.
-    pub fn backends(&self) -> &[Backend] {
-        match self {
-            FamilySpec::Noop(f) => &f.backends,
-            FamilySpec::Autoencoder(f) => &f.backends,
-            FamilySpec::Classifier(f) => &f.backends,
-        }
-    }
-
-    /// Where the family trains.
-    pub fn training(&self) -> TrainingScope {
-        match self {
-            FamilySpec::Noop(f) => f.training,
-            FamilySpec::Autoencoder(_) => TrainingScope::PerDevice,
-            FamilySpec::Classifier(_) => TrainingScope::Global,
-        }
-    }
-
-    /// The family's configs as (name, job parameters) pairs.
-    pub fn configs(&self) -> Vec<(String, serde_json::Value)> {
-        match self {
-            FamilySpec::Noop(f) => f
-                .configs
-                .iter()
-                .map(|c| (c.name.clone(), serde_json::to_value(c).unwrap_or_default()))
-                .collect(),
-            FamilySpec::Autoencoder(f) => f
-                .configs
-                .iter()
-                .map(|c| {
-                    let params = serde_json::json!({
-                        "hidden": c.hidden, "latent": c.latent,
-                        "epochs": f.epochs, "batch_size": f.batch_size, "lr": f.lr,
-                        "lr_step_epochs": f.lr_step_epochs, "lr_gamma": f.lr_gamma,
-                        "checkpoint_every": f.checkpoint_every, "frames": f.frames, "n_mels": f.n_mels,
-                    });
-                    (c.name.clone(), params)
-                })
-                .collect(),
-            FamilySpec::Classifier(f) => f
-                .configs
-                .iter()
-                .map(|c| {
-                    let params = serde_json::json!({
-                        "head": f.head, "depth": c.depth, "width_multiplier": c.width_multiplier,
-                        "depth_multiplier": c.depth_multiplier,
-                        "epochs": f.epochs, "batch_size": f.batch_size, "lr": f.lr,
-                        "lr_step_epochs": f.lr_step_epochs, "lr_gamma": f.lr_gamma,
-                        "checkpoint_every": f.checkpoint_every, "crop_frames": f.crop_frames, "n_mels": f.n_mels,
-                        "arcface_margin": f.arcface_margin, "arcface_scale": f.arcface_scale,
-                        "held_out_fraction": f.held_out_fraction,
-                    });
-                    (c.name.clone(), params)
-                })
-                .collect(),
-        }
-    }
-
-    /// True for families whose jobs read the dataset (their parameters carry `[dataset]`).
-    pub fn reads_data(&self) -> bool {
-        !matches!(self, FamilySpec::Noop(_))
-    }
-}
-
-/// The `autoencoder` family (see [`FamilySpec::Autoencoder`]): training settings shared by
-/// its configs (defaults are the study's), and the configs (hidden width × bottleneck width).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AutoencoderFamily {
-    /// Name in results; defaults to `ae`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Scheduling priority (higher runs first).
-    #[serde(default)]
-    pub priority: i32,
-    /// Backends its jobs may run on: any of `flex`, `tch`, `cuda` (absent or empty: any
-    /// worker); e.g. `["cuda", "tch"]` keeps a full-size model off CPU workers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub backends: Vec<Backend>,
-    /// Training epochs (1..=10000; the study: 200).
-    #[serde(default = "ae_defaults::epochs")]
-    pub epochs: u32,
-    /// Mini-batch size (2..=65536; the study: 128).
-    #[serde(default = "ae_defaults::batch_size")]
-    pub batch_size: u32,
-    /// Initial AdamW learning rate (0 < lr ≤ 1; the study: 5e-4).
-    #[serde(default = "ae_defaults::lr")]
-    pub lr: f64,
-    /// Epochs between learning-rate decays (≥ 1; the study: 50).
-    #[serde(default = "ae_defaults::lr_step_epochs")]
-    pub lr_step_epochs: u32,
-    /// Decay factor (0 < γ < 1; the study: 0.5).
-    #[serde(default = "ae_defaults::lr_gamma")]
-    pub lr_gamma: f64,
-    /// A checkpoint is saved and uploaded every this many epochs (≥ 1), and at the end.
-    #[serde(default = "ae_defaults::checkpoint_every")]
-    pub checkpoint_every: u32,
-    /// Consecutive log-mel frames stacked into one input row (1..=32; the study: 5).
-    #[serde(default = "ae_defaults::frames")]
-    pub frames: u32,
-    /// Mel bands (8..=256; the study: 128).
-    #[serde(default = "ae_defaults::n_mels")]
-    pub n_mels: u32,
-    /// The grid of configs ("checkpoints").
-    pub configs: Vec<AeConfigSpec>,
-}
-
-/// The study's autoencoder training settings.
-mod ae_defaults {
-    pub fn epochs() -> u32 {
-        200
-    }
-    pub fn batch_size() -> u32 {
-        128
-    }
-    pub fn lr() -> f64 {
-        5e-4
-    }
-    pub fn lr_step_epochs() -> u32 {
-        50
-    }
-    pub fn lr_gamma() -> f64 {
-        0.5
-    }
-    pub fn checkpoint_every() -> u32 {
-        10
-    }
-    pub fn frames() -> u32 {
-        5
-    }
-    pub fn n_mels() -> u32 {
-        128
-    }
-}
-
-/// One autoencoder config: the widths of its layers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AeConfigSpec {
-    /// Config name, unique within the family.
-    pub name: String,
-    /// Width of the hidden layers (1..=4096; the study: 64, 128, 256).
-    pub hidden: u32,
-    /// Width of the bottleneck (1..=hidden; the study: 4, 8, 16).
-    pub latent: u32,
-}
-
-/// The classifier's head, which also names the family by default (the study's "CE" and "ArcFace").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClassifierHead {
-    /// A linear layer trained with cross-entropy (family name `ce`).
-    CrossEntropy,
-    /// An ArcFace head trained with the additive angular margin loss (family name `arcface`).
-    Arcface,
-}
-
-impl ClassifierHead {
-    /// The family name a head gives when `name` is left out.
-    pub fn default_name(self) -> &'static str {
-        match self {
-            ClassifierHead::CrossEntropy => "ce",
-            ClassifierHead::Arcface => "arcface",
-        }
-    }
-}
-
-/// The `classifier` family (see [`FamilySpec::Classifier`]): one head, training settings shared
-/// by its configs (defaults are the study's), and the configs (ResNet depth × width).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassifierFamily {
-    /// Name in results; defaults to `ce` or `arcface` after the head.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Scheduling priority (higher runs first).
-    #[serde(default)]
-    pub priority: i32,
-    /// Backends its jobs may run on: any of `flex`, `tch`, `cuda` (absent or empty: any
-    /// worker); e.g. `["cuda", "tch"]` keeps a full-size model off CPU workers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub backends: Vec<Backend>,
-    /// The head: `cross_entropy` or `arcface`.
-    pub head: ClassifierHead,
-    /// Training epochs (1..=10000; the study: 200).
-    #[serde(default = "cls_defaults::epochs")]
-    pub epochs: u32,
-    /// Mini-batch size (1..=65536; the study: 64).
-    #[serde(default = "cls_defaults::batch_size")]
-    pub batch_size: u32,
-    /// Initial AdamW learning rate (0 < lr ≤ 1; the study: 1e-5).
-    #[serde(default = "cls_defaults::lr")]
-    pub lr: f64,
-    /// Epochs between learning-rate decays (≥ 1; the study: 50).
-    #[serde(default = "cls_defaults::lr_step_epochs")]
-    pub lr_step_epochs: u32,
-    /// Decay factor (0 < γ < 1; the study: 0.5).
-    #[serde(default = "cls_defaults::lr_gamma")]
-    pub lr_gamma: f64,
-    /// A checkpoint is saved and uploaded every this many epochs (≥ 1), and at the end.
-    #[serde(default = "cls_defaults::checkpoint_every")]
-    pub checkpoint_every: u32,
-    /// Log-mel frames the model reads per clip (1..=100000; the study: 313, 10 s at 16 kHz):
-    /// training reads a random window of this length, evaluation the centred one; shorter
-    /// clips are padded with their quietest value.
-    #[serde(default = "cls_defaults::crop_frames")]
-    pub crop_frames: u32,
-    /// Mel bands (8..=256; the study: 128).
-    #[serde(default = "cls_defaults::n_mels")]
-    pub n_mels: u32,
-    /// ArcFace angular margin in radians (0 ≤ m < π/2; the study: 0.5); ignored by `cross_entropy`.
-    #[serde(default = "cls_defaults::arcface_margin")]
-    pub arcface_margin: f64,
-    /// ArcFace logit scale (0 < s ≤ 1000; the study: 30); ignored by `cross_entropy`.
-    #[serde(default = "cls_defaults::arcface_scale")]
-    pub arcface_scale: f64,
-    /// Share of each machine type's training clips held out for the proxy metric, macro-F1
-    /// (0 < f < 1; default 0.1; at least one clip per machine type).
-    #[serde(default = "cls_defaults::held_out_fraction")]
-    pub held_out_fraction: f64,
-    /// The grid of configs ("checkpoints").
-    pub configs: Vec<ClassifierConfigSpec>,
-}
-
-/// The study's classifier training settings.
-mod cls_defaults {
-    pub fn epochs() -> u32 {
-        200
-    }
-    pub fn batch_size() -> u32 {
-        64
-    }
-    pub fn lr() -> f64 {
-        1e-5
-    }
-    pub fn lr_step_epochs() -> u32 {
-        50
-    }
-    pub fn lr_gamma() -> f64 {
-        0.5
-    }
-    pub fn checkpoint_every() -> u32 {
-        10
-    }
-    pub fn crop_frames() -> u32 {
-        313
-    }
-    pub fn n_mels() -> u32 {
-        128
-    }
-    pub fn arcface_margin() -> f64 {
-        0.5
-    }
-    pub fn arcface_scale() -> f64 {
-        30.0
-    }
-    pub fn held_out_fraction() -> f64 {
-        0.1
-    }
-    pub fn multiplier() -> f64 {
-        1.0
-    }
-}
-
-/// ResNet depths a classifier config may name.
-pub const RESNET_DEPTHS: [u32; 5] = [18, 34, 50, 101, 152];
-
-/// One classifier config: the ResNet's depth and its scaling.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassifierConfigSpec {
-    /// Config name, unique within the family.
-    pub name: String,
-    /// ResNet depth: 18, 34, 50, 101 or 152.
-    pub depth: u32,
-    /// Scales every stage's channel width (0 < w ≤ 16; the study: 1.0).
-    #[serde(default = "cls_defaults::multiplier")]
-    pub width_multiplier: f64,
-    /// Scales the number of blocks per stage (0 < d ≤ 16; the study: 1.0).
-    #[serde(default = "cls_defaults::multiplier")]
-    pub depth_multiplier: f64,
-}
-
-/// The diagnostic `noop` family (see [`FamilySpec::Noop`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoopFamily {
-    /// Name in results; defaults to `noop`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Scheduling priority (higher runs first).
-    #[serde(default)]
-    pub priority: i32,
-    /// Backends its jobs may run on: any of `flex`, `tch`, `cuda` (absent or empty: any
-    /// worker); e.g. `["cuda", "tch"]` keeps a full-size model off CPU workers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub backends: Vec<Backend>,
-    /// Whether to model a train → evaluate dependency, and at which scope.
-    #[serde(default)]
-    pub training: TrainingScope,
-    /// The grid of configs ("checkpoints").
-    pub configs: Vec<NoopConfig>,
-}
-
-/// One config of the diagnostic `noop` family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoopConfig {
-    /// Config name, unique within the family.
-    pub name: String,
-    /// How long each job sleeps, in milliseconds.
-    #[serde(default)]
-    pub sleep_ms: u64,
-    /// The job fails its first `fail_times` attempts with a retryable error.
-    #[serde(default)]
-    pub fail_times: u32,
-}
-
 impl Spec {
     /// Parses and validates a spec from TOML text.
     pub fn from_toml(text: &str) -> Result<Spec> {
@@ -694,34 +335,30 @@ impl Spec {
                     format!("repeats \"{}\"; family names must be unique", f.name()),
                 );
             }
-            let configs = f.configs();
+            let configs = f.config_names();
             if configs.is_empty() {
                 return invalid(
                     &format!("{key}.configs"),
                     "is empty; give at least one config".into(),
                 );
             }
-            for (j, (name, _)) in configs.iter().enumerate() {
+            for (j, name) in configs.iter().enumerate() {
                 check_name(&format!("{key}.configs[{j}].name"), name)?;
-                if configs[..j].iter().any(|(n, _)| n == name) {
+                if configs[..j].contains(name) {
                     return invalid(
                         &format!("{key}.configs[{j}].name"),
                         format!("repeats \"{name}\"; config names must be unique"),
                     );
                 }
             }
-            match f {
-                FamilySpec::Autoencoder(ae) => check_autoencoder(&key, ae)?,
-                FamilySpec::Classifier(c) => check_classifier(&key, c)?,
-                FamilySpec::Noop(_) => {}
-            }
+            f.validate(&key)?;
         }
         Ok(())
     }
 }
 
 /// Checks `value` lies in `range`, naming `key` and the range otherwise.
-fn check_range<T: PartialOrd + std::fmt::Display>(
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
     key: &str,
     value: T,
     range: std::ops::RangeInclusive<T>,
@@ -735,47 +372,14 @@ fn check_range<T: PartialOrd + std::fmt::Display>(
     })
 }
 
-fn check_autoencoder(key: &str, f: &AutoencoderFamily) -> Result<()> {
-    let t = f;
-    check_range(&format!("{key}.epochs"), t.epochs, 1..=10_000)?;
-    check_range(&format!("{key}.batch_size"), t.batch_size, 2..=65_536)?;
-    if !(t.lr > 0.0 && t.lr <= 1.0) {
-        return Err(SpecError::Invalid {
-            key: format!("{key}.lr"),
-            problem: format!("is {}; allowed 0 < lr <= 1", t.lr),
-        });
-    }
-    check_range(
-        &format!("{key}.lr_step_epochs"),
-        t.lr_step_epochs,
-        1..=10_000,
-    )?;
-    if !(t.lr_gamma > 0.0 && t.lr_gamma < 1.0) {
-        return Err(SpecError::Invalid {
-            key: format!("{key}.lr_gamma"),
-            problem: format!("is {}; allowed 0 < lr_gamma < 1", t.lr_gamma),
-        });
-    }
-    check_range(
-        &format!("{key}.checkpoint_every"),
-        t.checkpoint_every,
-        1..=10_000,
-    )?;
-    check_range(&format!("{key}.frames"), t.frames, 1..=32)?;
-    check_range(&format!("{key}.n_mels"), t.n_mels, 8..=256)?;
-    for (j, c) in f.configs.iter().enumerate() {
-        check_range(&format!("{key}.configs[{j}].hidden"), c.hidden, 1..=4096)?;
-        check_range(
-            &format!("{key}.configs[{j}].latent"),
-            c.latent,
-            1..=c.hidden,
-        )?;
-    }
-    Ok(())
-}
-
 /// Checks `lo < value < hi` (or `≤ hi` when `hi_inclusive`), naming `key` and the bounds otherwise.
-fn check_open(key: &str, value: f64, lo: f64, hi: f64, hi_inclusive: bool) -> Result<()> {
+pub(crate) fn check_open(
+    key: &str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    hi_inclusive: bool,
+) -> Result<()> {
     let ok = value > lo && (value < hi || (hi_inclusive && value == hi));
     if ok {
         return Ok(());
@@ -785,72 +389,6 @@ fn check_open(key: &str, value: f64, lo: f64, hi: f64, hi_inclusive: bool) -> Re
         key: key.to_owned(),
         problem: format!("is {value}; allowed {lo} < value {op} {hi}"),
     })
-}
-
-fn check_classifier(key: &str, f: &ClassifierFamily) -> Result<()> {
-    check_range(&format!("{key}.epochs"), f.epochs, 1..=10_000)?;
-    check_range(&format!("{key}.batch_size"), f.batch_size, 1..=65_536)?;
-    check_open(&format!("{key}.lr"), f.lr, 0.0, 1.0, true)?;
-    check_range(
-        &format!("{key}.lr_step_epochs"),
-        f.lr_step_epochs,
-        1..=10_000,
-    )?;
-    check_open(&format!("{key}.lr_gamma"), f.lr_gamma, 0.0, 1.0, false)?;
-    check_range(
-        &format!("{key}.checkpoint_every"),
-        f.checkpoint_every,
-        1..=10_000,
-    )?;
-    check_range(&format!("{key}.crop_frames"), f.crop_frames, 1..=100_000)?;
-    check_range(&format!("{key}.n_mels"), f.n_mels, 8..=256)?;
-    if !(f.arcface_margin >= 0.0 && f.arcface_margin < std::f64::consts::FRAC_PI_2) {
-        return Err(SpecError::Invalid {
-            key: format!("{key}.arcface_margin"),
-            problem: format!(
-                "is {}; allowed 0 <= arcface_margin < π/2 (radians)",
-                f.arcface_margin
-            ),
-        });
-    }
-    check_open(
-        &format!("{key}.arcface_scale"),
-        f.arcface_scale,
-        0.0,
-        1000.0,
-        true,
-    )?;
-    check_open(
-        &format!("{key}.held_out_fraction"),
-        f.held_out_fraction,
-        0.0,
-        1.0,
-        false,
-    )?;
-    for (j, c) in f.configs.iter().enumerate() {
-        let ckey = format!("{key}.configs[{j}]");
-        if !RESNET_DEPTHS.contains(&c.depth) {
-            return Err(SpecError::Invalid {
-                key: format!("{ckey}.depth"),
-                problem: format!("is {}; allowed: 18, 34, 50, 101, 152", c.depth),
-            });
-        }
-        check_open(
-            &format!("{ckey}.width_multiplier"),
-            c.width_multiplier,
-            0.0,
-            16.0,
-            true,
-        )?;
-        check_open(
-            &format!("{ckey}.depth_multiplier"),
-            c.depth_multiplier,
-            0.0,
-            16.0,
-            true,
-        )?;
-    }
-    Ok(())
 }
 
 fn check_dataset(d: &DatasetSpec) -> Result<()> {
@@ -925,6 +463,17 @@ fn check_name(key: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::family::GridContext;
+    use crate::family::autoencoder::Autoencoder;
+    use crate::family::classifier::{Classifier, Head};
+
+    /// A family's configs with their job parameters, expanded without a dataset.
+    fn jobs(f: &FamilySpec) -> Vec<(String, serde_json::Value)> {
+        f.jobs(&GridContext {
+            dataset: &DatasetSpec::default(),
+            machine_types: &["fan".to_owned()],
+        })
+    }
 
     const GOOD: &str = r#"
         version = 1
@@ -946,7 +495,7 @@ mod tests {
         assert_eq!(spec.queue.lease_ttl_ms, 30_000);
         assert_eq!(spec.families[0].name(), "noop");
         assert_eq!(spec.families[0].training(), TrainingScope::PerDevice);
-        assert_eq!(spec.families[0].configs().len(), 2);
+        assert_eq!(spec.families[0].config_names(), ["a", "b"]);
     }
 
     #[test]
@@ -1068,7 +617,7 @@ mod tests {
     #[test]
     fn an_autoencoder_family_takes_the_study_defaults_for_what_it_leaves_out() {
         let spec = Spec::from_toml(AE).unwrap();
-        let FamilySpec::Autoencoder(f) = &spec.families[0] else {
+        let Some(f) = spec.families[0].downcast::<Autoencoder>() else {
             panic!("not an autoencoder: {:?}", spec.families[0])
         };
         assert_eq!((f.epochs, f.checkpoint_every), (2, 1));
@@ -1085,12 +634,12 @@ mod tests {
         );
         assert_eq!(spec.families[0].name(), "ae");
         assert_eq!(spec.families[0].training(), TrainingScope::PerDevice);
-        let configs = spec.families[0].configs();
+        let configs = jobs(&spec.families[0]);
         assert_eq!(configs[1].0, "h128-l8");
         assert_eq!(configs[1].1["hidden"], 128);
         assert_eq!(configs[1].1["latent"], 8);
-        assert_eq!(configs[1].1["epochs"], 2);
-        assert_eq!(configs[1].1["lr_gamma"], 0.5);
+        assert_eq!(configs[1].1["schedule"]["epochs"], 2);
+        assert_eq!(configs[1].1["schedule"]["lr_gamma"], 0.5);
         let d = spec.dataset.as_ref().unwrap();
         assert_eq!(
             (d.path.as_str(), d.layout.as_deref()),
@@ -1211,7 +760,7 @@ mod tests {
     #[test]
     fn a_classifier_family_trains_globally_with_the_study_defaults() {
         let spec = Spec::from_toml(CLS).unwrap();
-        let FamilySpec::Classifier(f) = &spec.families[0] else {
+        let Some(f) = spec.families[0].downcast::<Classifier>() else {
             panic!("not a classifier: {:?}", spec.families[0])
         };
         assert_eq!(
@@ -1223,7 +772,7 @@ mod tests {
                 f.lr_step_epochs,
                 f.lr_gamma
             ),
-            (ClassifierHead::Arcface, 2, 64, 1e-5, 50, 0.5)
+            (Head::ArcFace, 2, 64, 1e-5, 50, 0.5)
         );
         assert_eq!(
             (
@@ -1236,9 +785,9 @@ mod tests {
             (313, 128, 0.5, 30.0, 0.1)
         );
         assert_eq!(spec.families[0].name(), "arcface");
-        assert_eq!(spec.families[0].kind(), "classifier");
+        assert_eq!(spec.families[0].kind(), crate::family::classifier::KIND);
         assert_eq!(spec.families[0].training(), TrainingScope::Global);
-        let configs = spec.families[0].configs();
+        let configs = jobs(&spec.families[0]);
         assert_eq!(configs[0].1["width_multiplier"], 0.25);
         assert_eq!(
             (
@@ -1254,6 +803,38 @@ mod tests {
             Spec::from_toml(&CLS.replace("epochs = 2", "epochs = 2\n        name = \"arc2\""))
                 .unwrap();
         assert_eq!(named.families[0].name(), "arc2");
+    }
+
+    /// Launching a spec again finds its sweep by this hash: it must not move between
+    /// releases (values from the release before the family contract).
+    #[test]
+    fn the_example_sweeps_keep_their_hash_across_releases() {
+        for (name, hash) in [
+            (
+                "ae-demo",
+                "c8f62e9a8569f666b7fb098c50bedc2d946457966f2ddac29af7a6227e2128bc",
+            ),
+            (
+                "classifier-demo",
+                "f9aab983005d4e7ad796cae30383a8d9086276e192e3122e603b58f8de81118b",
+            ),
+            (
+                "noop-demo",
+                "fa980da65e707b2647505768b7d815d87667b8e9febc30c59e7774dec7d219c5",
+            ),
+            (
+                "quick",
+                "81e4000b4a76496a95a2766cb5a224b4c93c456d59892a668ca462531ba944dd",
+            ),
+            (
+                "paper",
+                "51c39af08267a86468cf56da1befd2ff8c06e28128d0389c8144d97ce0125f9b",
+            ),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../sweeps/{name}.toml"));
+            assert_eq!(Spec::from_path(&path).unwrap().hash(), hash, "{name}");
+        }
     }
 
     #[test]

@@ -156,8 +156,8 @@ impl Counting {
 }
 
 impl JobKind for Counting {
-    fn name(&self) -> &'static str {
-        "noop"
+    fn kind(&self) -> asdsweep_shared::family::Kind {
+        asdsweep_shared::family::noop::KIND
     }
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         let me = self.clone();

@@ -20,7 +20,6 @@ pub mod conv;
 pub mod data;
 pub mod execution_loop;
 pub mod families;
-pub mod noop;
 pub mod registry;
 
 pub use execution_loop::{WorkerConfig, WorkerSummary, run_worker};

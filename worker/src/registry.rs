@@ -1,8 +1,10 @@
 //! Job kinds: a worker dispatches each leased job on its `kind` through one
-//! [`Registry`]. Model families plug in here as further [`JobKind`]s.
+//! [`Registry`]. This module knows no family: the built-in kinds are listed in
+//! [`crate::families::builtin`], and a build or a test may add its own with [`Registry::with`].
 
 use crate::artifacts::Artifacts;
 use crate::data::DataRoot;
+use asdsweep_shared::family::Kind;
 use asdsweep_shared::proto::{Job, JobMetrics, Progress};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
@@ -61,8 +63,8 @@ impl JobError {
 
 /// A kind of job a worker can run.
 pub trait JobKind: Send + Sync + 'static {
-    /// The kind's name, as in `Job.kind`.
-    fn name(&self) -> &'static str;
+    /// The kind, as in `Job.kind` and the spec's `kind`.
+    fn kind(&self) -> Kind;
     /// Runs one job. Must return soon after `ctx.cancel` fires.
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>>;
 }
@@ -79,17 +81,9 @@ impl Registry {
         Registry::default()
     }
 
-    /// Every kind this build provides.
-    pub fn builtin() -> Registry {
-        Registry::new()
-            .with(crate::noop::Noop)
-            .with(crate::families::ae::job::AutoencoderKind)
-            .with(crate::families::classifier::job::ClassifierKind)
-    }
-
     /// Adds a kind.
     pub fn with(mut self, kind: impl JobKind) -> Registry {
-        self.kinds.insert(kind.name(), Arc::new(kind));
+        self.kinds.insert(kind.kind().as_str(), Arc::new(kind));
         self
     }
 

@@ -1,4 +1,6 @@
 //! A job of a sweep and its lease.
+use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
+use crate::queue::JobState;
 use sea_orm::entity::prelude::*;
 
 /// Row of `jobs`.
@@ -7,9 +9,9 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     /// Job id.
     #[sea_orm(primary_key)]
-    pub id: i64,
+    pub id: JobId,
     /// Owning sweep.
-    pub sweep_id: i64,
+    pub sweep_id: SweepId,
     /// Stable key from grid expansion.
     pub job_key: String,
     /// Kind the worker dispatches on.
@@ -26,8 +28,8 @@ pub struct Model {
     pub seed: i64,
     /// Job parameters.
     pub params: Json,
-    /// Queue state (see `queue::JobState`).
-    pub state: String,
+    /// Queue state.
+    pub state: JobState,
     /// Higher runs first.
     pub priority: i32,
     /// Attempts started so far.
@@ -41,11 +43,11 @@ pub struct Model {
     /// Largest retry delay.
     pub backoff_max_ms: i64,
     /// Fencing token of the current (or last) lease.
-    pub lease_token: i64,
+    pub lease_token: FencingToken,
     /// When the current lease expires.
     pub lease_expires_at_ms: Option<i64>,
     /// Worker holding (or last holding) the lease.
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// A retried job waits until then.
     pub not_before_ms: i64,
     /// Last failure, kept after retries and on `dead`.

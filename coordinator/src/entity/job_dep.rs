@@ -1,4 +1,5 @@
 //! An edge "job waits for dep".
+use crate::ids::JobId;
 use sea_orm::entity::prelude::*;
 
 /// Row of `job_deps`.
@@ -7,10 +8,10 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     /// The waiting job.
     #[sea_orm(primary_key, auto_increment = false)]
-    pub job_id: i64,
+    pub job_id: JobId,
     /// The job it waits for.
     #[sea_orm(primary_key, auto_increment = false)]
-    pub dep_id: i64,
+    pub dep_id: JobId,
 }
 
 /// No relations are navigated through the ORM.

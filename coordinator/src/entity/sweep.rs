@@ -1,4 +1,6 @@
 //! A launched sweep: its spec and whether it is still active.
+use crate::ids::SweepId;
+use crate::queue::SweepState;
 use sea_orm::entity::prelude::*;
 
 /// Row of `sweeps`.
@@ -7,7 +9,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     /// Sweep id.
     #[sea_orm(primary_key)]
-    pub id: i64,
+    pub id: SweepId,
     /// Identity for idempotent launch: the spec hash (plus a nonce with `--new`).
     pub sweep_key: String,
     /// Spec name.
@@ -16,8 +18,8 @@ pub struct Model {
     pub spec_hash: String,
     /// The spec as launched.
     pub spec_toml: String,
-    /// `active` or `cancelled`.
-    pub state: String,
+    /// Whether its jobs may be leased.
+    pub state: SweepState,
     /// Number of jobs expanded from the spec.
     pub job_count: i64,
     /// Launch time (ms since epoch).

@@ -1,4 +1,5 @@
 //! A registered worker and what it last reported.
+use crate::ids::WorkerId;
 use sea_orm::entity::prelude::*;
 
 /// Row of `workers`.
@@ -7,7 +8,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     /// Worker id handed out at registration.
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: WorkerId,
     /// Name the worker gave (host name, pod name).
     pub name: String,
     /// Training backend.

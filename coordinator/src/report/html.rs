@@ -437,6 +437,7 @@ mod tests {
     use super::super::build_report;
     use super::super::tests::{sweep, synthetic_jobs};
     use super::*;
+    use crate::queue::JobState;
 
     #[test]
     fn the_page_has_one_panel_per_family_and_asd_metric_and_loads_nothing() {
@@ -464,7 +465,7 @@ mod tests {
         for (j, _) in jobs.iter_mut().filter(|(j, _)| j.config == "c2") {
             j.config = "<b>c2&\"x\"".into();
         }
-        jobs[0].0.state = "dead".into();
+        jobs[0].0.state = JobState::Dead;
         jobs[0].0.last_error = Some("<script>alert(1)</script>".into());
         let page = render(&build_report(&sweep(), &jobs).unwrap()).unwrap();
         assert!(
@@ -479,7 +480,7 @@ mod tests {
     #[test]
     fn an_unfinished_sweep_is_marked_provisional_and_an_empty_one_still_renders() {
         let mut jobs = synthetic_jobs();
-        jobs[1].0.state = "pending".into();
+        jobs[1].0.state = JobState::Pending;
         jobs[1].1 = None;
         let page = render(&build_report(&sweep(), &jobs).unwrap()).unwrap();
         assert!(

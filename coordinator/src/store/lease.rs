@@ -11,9 +11,14 @@
 //! on SQLite and Postgres: parameters are bound with their types, so
 //! `CASE id WHEN $a THEN $b … END` types like its values.
 
-use super::{ArtifactsRow, Claimed, DEPS_DONE, HeartbeatOutcome, NewResult, lease_problem, stmt};
+use super::{
+    ArtifactsRow, Claimed, HeartbeatOutcome, NewResult, deps_done, lease_problem, sql_sources,
+    sql_state, sql_target, stmt,
+};
 use crate::entity::{job, result, result_metric};
 use crate::error::{Error, Result};
+use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
+use crate::queue::{Event, JobState, LeaseVerdict, judge_lease};
 use asdsweep_shared::grid;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Value};
 use serde_json::Value as Json;
@@ -22,8 +27,8 @@ use std::collections::{HashMap, HashSet};
 /// One worker's heartbeat.
 #[derive(Debug, Clone)]
 pub(super) struct Beat {
-    pub job_id: i64,
-    pub token: i64,
+    pub job_id: JobId,
+    pub token: FencingToken,
     pub progress: Option<Json>,
     /// The latest checkpoint's sha256, if the beat reports one (kept until replaced).
     pub checkpoint: Option<String>,
@@ -32,9 +37,9 @@ pub(super) struct Beat {
 /// One worker's completion.
 #[derive(Debug, Clone)]
 pub(super) struct Completion {
-    pub worker_id: String,
-    pub job_id: i64,
-    pub token: i64,
+    pub worker_id: WorkerId,
+    pub job_id: JobId,
+    pub token: FencingToken,
     pub result: NewResult,
 }
 
@@ -71,7 +76,7 @@ fn by_id(db: &impl ConnectionTrait) -> &'static str {
 /// One worker asking for a job.
 #[derive(Debug, Clone)]
 pub(super) struct Claimant {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// The backend it registered with: it is leased only jobs that allow it.
     pub backend: String,
 }
@@ -94,10 +99,7 @@ pub(super) async fn claim_many(
         }
     }
     for (backend, slots) in groups {
-        let workers: Vec<&str> = slots
-            .iter()
-            .map(|&i| claimants[i].worker_id.as_str())
-            .collect();
+        let workers: Vec<&WorkerId> = slots.iter().map(|&i| &claimants[i].worker_id).collect();
         for (slot, claimed) in slots
             .iter()
             .zip(claim_for_backend(db, backend, &workers, now).await?)
@@ -112,7 +114,7 @@ pub(super) async fn claim_many(
 async fn claim_for_backend(
     db: &impl ConnectionTrait,
     backend: &str,
-    workers: &[&str],
+    workers: &[&WorkerId],
     now: i64,
 ) -> Result<Vec<Option<Claimed>>> {
     let lock = if db.get_database_backend() == DbBackend::Postgres {
@@ -121,12 +123,13 @@ async fn claim_for_backend(
         ""
     };
     // `backends` lists names between commas, so matching `,name,` inside `,list,` is exact.
-    let ids: Vec<i64> = super::IdRow::find_by_statement(stmt(
+    let ids: Vec<JobId> = super::IdRow::find_by_statement(stmt(
         db,
         &format!(
-            "SELECT id FROM jobs WHERE state = 'pending' AND not_before_ms <= $1 \
+            "SELECT id FROM jobs WHERE {ready} AND not_before_ms <= $1 \
              AND (backends IS NULL OR ',' || backends || ',' LIKE $3) \
-             ORDER BY priority DESC, id LIMIT $2 {lock}"
+             ORDER BY priority DESC, id LIMIT $2 {lock}",
+            ready = sql_sources(Event::Claim),
         ),
         vec![
             now.into(),
@@ -146,20 +149,22 @@ async fn claim_for_backend(
     let mut values: Vec<Value> = vec![now.into()];
     for (id, worker) in ids.iter().zip(workers) {
         values.push((*id).into());
-        values.push((*worker).into());
+        values.push((*worker).clone().into());
     }
     let sql = format!(
-        "UPDATE jobs {by_id} SET state = 'leased', attempts = attempts + 1, lease_token = lease_token + 1, \
+        "UPDATE jobs {by_id} SET state = {to}, attempts = attempts + 1, lease_token = lease_token + 1, \
          lease_expires_at_ms = $1 + lease_ttl_ms, started_at_ms = $1, progress = NULL, worker_id = {case} \
-         WHERE state = 'pending' AND id IN ({ids}) RETURNING *",
+         WHERE {from} AND id IN ({ids}) RETURNING *",
         by_id = by_id(db),
+        to = sql_target(Event::Claim),
+        from = sql_sources(Event::Claim),
         case = case_by_id(2, ids.len()),
         ids = (0..ids.len())
             .map(|i| format!("${}", 2 + 2 * i))
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let slot: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let slot: HashMap<JobId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     for job in job::Entity::find()
         .from_raw_sql(stmt(db, &sql, values))
         .all(db)
@@ -191,7 +196,7 @@ async fn claim_for_backend(
 
 #[derive(Debug, FromQueryResult)]
 struct Extended {
-    id: i64,
+    id: JobId,
     n: i64,
 }
 
@@ -219,9 +224,10 @@ pub(super) async fn heartbeat_many(
     let sql = format!(
         "UPDATE jobs {by_id} SET lease_expires_at_ms = $1 + lease_ttl_ms, progress = {progress}, \
          checkpoint = COALESCE({checkpoint}, checkpoint) \
-         WHERE state = 'leased' AND id IN ({ids}) AND lease_token = {tokens} \
+         WHERE state = {leased} AND id IN ({ids}) AND lease_token = {tokens} \
          RETURNING id, lease_expires_at_ms AS n",
         by_id = by_id(db),
+        leased = sql_state(JobState::Leased),
         tokens = case_by_id(2, beats.len()),
         progress = case_by_id(2 + 2 * beats.len(), beats.len()),
         checkpoint = case_by_id(2 + 4 * beats.len(), beats.len()),
@@ -230,7 +236,7 @@ pub(super) async fn heartbeat_many(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let extended: HashMap<i64, i64> = Extended::find_by_statement(stmt(db, &sql, values))
+    let extended: HashMap<JobId, i64> = Extended::find_by_statement(stmt(db, &sql, values))
         .all(db)
         .await?
         .into_iter()
@@ -257,8 +263,8 @@ struct ResultId {
 
 #[derive(Debug, FromQueryResult)]
 struct Finished {
-    id: i64,
-    sweep_id: i64,
+    id: JobId,
+    sweep_id: SweepId,
     dependents: i32,
 }
 
@@ -280,16 +286,18 @@ pub(super) async fn complete_many(
         values.push(c.token.into());
     }
     let sql = format!(
-        "UPDATE jobs {by_id} SET state = 'succeeded', finished_at_ms = $1, lease_expires_at_ms = NULL, last_error = NULL \
-         WHERE state = 'leased' AND id IN ({ids}) AND lease_token = {tokens} RETURNING id, sweep_id, dependents",
+        "UPDATE jobs {by_id} SET state = {to}, finished_at_ms = $1, lease_expires_at_ms = NULL, last_error = NULL \
+         WHERE {from} AND id IN ({ids}) AND lease_token = {tokens} RETURNING id, sweep_id, dependents",
         by_id = by_id(db),
+        to = sql_target(Event::Complete),
+        from = sql_sources(Event::Complete),
         tokens = case_by_id(2, done.len()),
         ids = (0..done.len())
             .map(|i| format!("${}", 2 + 2 * i))
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let finished: HashMap<i64, Finished> = Finished::find_by_statement(stmt(db, &sql, values))
+    let finished: HashMap<JobId, Finished> = Finished::find_by_statement(stmt(db, &sql, values))
         .all(db)
         .await?
         .into_iter()
@@ -303,7 +311,7 @@ pub(super) async fn complete_many(
             out.push(match lease_problem(db, c.job_id, c.token).await? {
                 // The same lease completing again (a retried call whose answer was lost).
                 Error::StaleLease { state, current, .. }
-                    if state == "succeeded" && current == c.token =>
+                    if judge_lease(state, current, c.token) == LeaseVerdict::AlreadyCompleted =>
                 {
                     Ok(())
                 }
@@ -316,8 +324,8 @@ pub(super) async fn complete_many(
         }
         let r = &c.result;
         rows.push(result::ActiveModel {
-            job_id: Set(c.job_id),
-            sweep_id: Set(f.sweep_id),
+            job_id: Set(c.job_id.0),
+            sweep_id: Set(f.sweep_id.0),
             proxy_metric: Set(r.proxy_metric.clone()),
             proxy_value: Set(r.proxy_value),
             proxy_direction: Set(r.proxy_direction.map(|d| d.as_str().to_owned())),
@@ -330,8 +338,8 @@ pub(super) async fn complete_many(
             extra: Set(r.extra.clone()),
             provenance: Set(r.provenance.clone()),
             artifacts: Set(serde_json::json!(r.artifacts)),
-            worker_id: Set(c.worker_id.clone()),
-            lease_token: Set(c.token),
+            worker_id: Set(c.worker_id.0.clone()),
+            lease_token: Set(c.token.0),
             created_at_ms: Set(now),
             ..Default::default()
         });
@@ -346,9 +354,12 @@ pub(super) async fn complete_many(
     insert_metrics(db, done, &finished).await?;
     if !unblock.is_empty() {
         let sql = format!(
-            "UPDATE jobs SET state = 'pending' WHERE state = 'blocked' \
-             AND id IN (SELECT job_id FROM job_deps WHERE dep_id IN ({})) AND {DEPS_DONE}",
-            placeholders(1, unblock.len())
+            "UPDATE jobs SET state = {to} WHERE {from} \
+             AND id IN (SELECT job_id FROM job_deps WHERE dep_id IN ({ids})) AND {deps_done}",
+            to = sql_target(Event::Unblock),
+            from = sql_sources(Event::Unblock),
+            ids = placeholders(1, unblock.len()),
+            deps_done = deps_done(),
         );
         db.execute_raw(stmt(
             db,
@@ -365,7 +376,7 @@ pub(super) async fn complete_many(
 async fn insert_metrics(
     db: &impl ConnectionTrait,
     done: &[Completion],
-    finished: &HashMap<i64, Finished>,
+    finished: &HashMap<JobId, Finished>,
 ) -> Result<()> {
     let with_metrics: Vec<&Completion> = done
         .iter()
@@ -381,7 +392,10 @@ async fn insert_metrics(
     let ids: HashMap<i64, i64> = ResultId::find_by_statement(stmt(
         db,
         &sql,
-        with_metrics.iter().map(|c| Value::from(c.job_id)).collect(),
+        with_metrics
+            .iter()
+            .map(|c| Value::from(c.job_id.0))
+            .collect(),
     ))
     .all(db)
     .await?
@@ -390,7 +404,7 @@ async fn insert_metrics(
     .collect();
     let mut rows = Vec::new();
     for c in with_metrics {
-        let result_id = *ids.get(&c.job_id).ok_or_else(|| {
+        let result_id = *ids.get(&c.job_id.0).ok_or_else(|| {
             Error::Db(sea_orm::DbErr::Custom(format!(
                 "the result of job {} just inserted is missing",
                 c.job_id
@@ -413,8 +427,8 @@ async fn insert_metrics(
 
 /// Splits calls into rounds in which every job appears at most once, keeping
 /// each job's calls in their order.
-pub(super) fn rounds<T>(calls: Vec<T>, job_id: impl Fn(&T) -> i64) -> Vec<Vec<T>> {
-    let mut rounds: Vec<(HashSet<i64>, Vec<T>)> = Vec::new();
+pub(super) fn rounds<T>(calls: Vec<T>, job_id: impl Fn(&T) -> JobId) -> Vec<Vec<T>> {
+    let mut rounds: Vec<(HashSet<JobId>, Vec<T>)> = Vec::new();
     for call in calls {
         let id = job_id(&call);
         // The first round after the last one holding this job.
@@ -466,14 +480,20 @@ mod tests {
         let (a, b) = (claimed[0].clone().unwrap(), claimed[1].clone().unwrap());
         assert!(claimed[2].is_none());
         assert_eq!(
-            (a.job.job_key.as_str(), a.job.worker_id.as_deref()),
+            (
+                a.job.job_key.as_str(),
+                a.job.worker_id.as_ref().map(WorkerId::as_str)
+            ),
             ("a", Some("w1"))
         );
         assert_eq!(
-            (b.job.job_key.as_str(), b.job.worker_id.as_deref()),
+            (
+                b.job.job_key.as_str(),
+                b.job.worker_id.as_ref().map(WorkerId::as_str)
+            ),
             ("b", Some("w2"))
         );
-        assert_eq!(a.job.state, "leased");
+        assert_eq!(a.job.state, JobState::Leased);
 
         // A stale token fails only its own heartbeat.
         let beats = [
@@ -485,7 +505,7 @@ mod tests {
             },
             Beat {
                 job_id: b.job.id,
-                token: b.job.lease_token + 7,
+                token: FencingToken(b.job.lease_token.0 + 7),
                 progress: None,
                 checkpoint: None,
             },
@@ -519,7 +539,7 @@ mod tests {
     #[test]
     fn rounds_put_each_job_once_per_round_in_call_order() {
         let calls = vec![(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd'), (1, 'e'), (2, 'f')];
-        let r = rounds(calls, |c| c.0);
+        let r = rounds(calls, |c| JobId(c.0));
         assert_eq!(
             r,
             vec![

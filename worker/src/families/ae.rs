@@ -10,6 +10,7 @@ pub mod job;
 
 pub use checkpoint::{Checkpoint, Progress};
 
+use asdsweep_shared::family::Schedule;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
@@ -44,21 +45,9 @@ pub struct AeConfig {
 pub struct AeTrainingConfig {
     /// Model shape.
     pub model: AeConfig,
-    /// Epochs (the study: 200).
-    #[config(default = 200)]
-    pub epochs: usize,
-    /// Batch size (the study: 128).
-    #[config(default = 128)]
-    pub batch_size: usize,
-    /// Initial learning rate (the study: 5e-4).
-    #[config(default = 5e-4)]
-    pub lr: f64,
-    /// Learning-rate decay factor applied every `lr_step_epochs`.
-    #[config(default = 0.5)]
-    pub lr_gamma: f64,
-    /// Epochs between learning-rate decays.
-    #[config(default = 50)]
-    pub lr_step_epochs: usize,
+    /// Epochs, batch size, learning rate and its step decay (the study's:
+    /// [`asdsweep_shared::family::autoencoder::study_schedule`]).
+    pub schedule: Schedule,
     /// AdamW weight decay (PyTorch's default, 0.01).
     #[config(default = 0.01)]
     pub weight_decay: f32,
@@ -220,12 +209,13 @@ pub fn train(
         .with_weight_decay(cfg.weight_decay)
         .with_epsilon(1e-8)
         .init();
-    let mut schedule = StepLrSchedulerConfig::new(cfg.lr, cfg.lr_step_epochs.max(1))
-        .with_gamma(cfg.lr_gamma)
-        .init()
-        .map_err(AeError::Setting)?;
+    let mut schedule =
+        StepLrSchedulerConfig::new(cfg.schedule.lr, cfg.schedule.lr_step_epochs.max(1))
+            .with_gamma(cfg.schedule.lr_gamma)
+            .init()
+            .map_err(AeError::Setting)?;
     let mut best: Best = None;
-    let mut losses = Vec::with_capacity(cfg.epochs);
+    let mut losses = Vec::with_capacity(cfg.schedule.epochs);
     let mut train_seconds = 0.0;
     if let Some(c) = resume {
         let restored = c.restore(cfg, model, optim, || Ok(cfg.model.init(&inner, cfg.seed)))?;
@@ -242,7 +232,7 @@ pub fn train(
         }
     }
     let mut order: Vec<usize> = Vec::with_capacity(n);
-    for epoch in losses.len() + 1..=cfg.epochs {
+    for epoch in losses.len() + 1..=cfg.schedule.epochs {
         let started = std::time::Instant::now();
         let lr = schedule.step();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -251,7 +241,7 @@ pub fn train(
         order.extend(0..n);
         order.shuffle(&mut rng);
         let (mut sum, mut seen) = (0.0f64, 0usize);
-        for batch in order.chunks(cfg.batch_size.max(2)) {
+        for batch in order.chunks(cfg.schedule.batch_size.max(2)) {
             // BatchNorm needs more than one row to estimate a variance.
             if batch.len() < 2 {
                 continue;
@@ -288,7 +278,7 @@ pub fn train(
             losses: &losses,
             train_seconds,
         };
-        if on_epoch(&end).is_break() && epoch < cfg.epochs {
+        if on_epoch(&end).is_break() && epoch < cfg.schedule.epochs {
             let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
             return Ok(Trained {
                 model,
@@ -341,10 +331,19 @@ mod tests {
     }
 
     fn tiny(seed: u64) -> AeTrainingConfig {
-        AeTrainingConfig::new(AeConfig::new().with_hidden(32).with_latent(4))
-            .with_epochs(3)
-            .with_batch_size(16)
+        let schedule = Schedule {
+            epochs: 3,
+            batch_size: 16,
+            ..asdsweep_shared::family::autoencoder::study_schedule()
+        };
+        AeTrainingConfig::new(AeConfig::new().with_hidden(32).with_latent(4), schedule)
             .with_seed(seed)
+    }
+
+    /// `cfg` with its schedule changed by `f`.
+    fn sched(mut cfg: AeTrainingConfig, f: impl FnOnce(&mut Schedule)) -> AeTrainingConfig {
+        f(&mut cfg.schedule);
+        cfg
     }
 
     fn go_on(_: &EpochEnd<'_>) -> ControlFlow<()> {
@@ -377,7 +376,7 @@ mod tests {
         let rows = data(128, 3);
         let mut seen = Vec::new();
         let t = train(
-            &tiny(5).with_epochs(8).with_lr(1e-2),
+            &sched(tiny(5), |s| (s.epochs, s.lr) = (8, 1e-2)),
             &rows,
             &crate::families::test_device(),
             None,
@@ -398,7 +397,7 @@ mod tests {
     fn a_checkpoint_round_trips_to_a_model_with_identical_outputs() {
         let rows = data(48, 11);
         let device = Device::flex();
-        let cfg = tiny(3).with_epochs(2);
+        let cfg = sched(tiny(3), |s| s.epochs = 2);
         let mut saved = None;
         let t = train(&cfg, &rows, &device, None, |e| {
             saved = Some(e.checkpoint().unwrap().encode());
@@ -422,7 +421,7 @@ mod tests {
     fn a_resumed_run_repeats_the_uninterrupted_loss_curve_and_weights() {
         let rows = data(80, 5);
         let device = Device::flex();
-        let cfg = tiny(9).with_epochs(5).with_lr_step_epochs(2);
+        let cfg = sched(tiny(9), |s| (s.epochs, s.lr_step_epochs) = (5, 2));
         let whole = train(&cfg, &rows, &device, None, go_on).unwrap();
         // Stop after epoch 2 with a checkpoint, as a worker killed there would have left it.
         let mut at_two = None;
@@ -463,7 +462,7 @@ mod tests {
     fn resuming_from_the_last_epoch_trains_nothing_more() {
         let rows = data(32, 4);
         let device = Device::flex();
-        let cfg = tiny(2).with_epochs(2);
+        let cfg = sched(tiny(2), |s| s.epochs = 2);
         let mut last = None;
         let whole = train(&cfg, &rows, &device, None, |e| {
             last = Some(e.checkpoint().unwrap().encode());
@@ -490,14 +489,20 @@ mod tests {
         let rows = data(32, 1);
         let device = Device::flex();
         let mut blob = None;
-        train(&tiny(1).with_epochs(1), &rows, &device, None, |e| {
-            blob = Some(e.checkpoint().unwrap().encode());
-            ControlFlow::Continue(())
-        })
+        train(
+            &sched(tiny(1), |s| s.epochs = 1),
+            &rows,
+            &device,
+            None,
+            |e| {
+                blob = Some(e.checkpoint().unwrap().encode());
+                ControlFlow::Continue(())
+            },
+        )
         .unwrap();
         let cp = Checkpoint::decode(&blob.unwrap()).unwrap();
         let err = train(
-            &tiny(1).with_epochs(2).with_lr(1e-3),
+            &sched(tiny(1), |s| (s.epochs, s.lr) = (2, 1e-3)),
             &rows,
             &device,
             Some(&cp),
@@ -513,10 +518,16 @@ mod tests {
     fn truncated_or_foreign_blobs_are_not_checkpoints() {
         let rows = data(32, 2);
         let mut blob = None;
-        train(&tiny(1).with_epochs(1), &rows, &Device::flex(), None, |e| {
-            blob = Some(e.checkpoint().unwrap().encode());
-            ControlFlow::Continue(())
-        })
+        train(
+            &sched(tiny(1), |s| s.epochs = 1),
+            &rows,
+            &Device::flex(),
+            None,
+            |e| {
+                blob = Some(e.checkpoint().unwrap().encode());
+                ControlFlow::Continue(())
+            },
+        )
         .unwrap();
         let blob = blob.unwrap();
         let err = Checkpoint::decode(&blob[..blob.len() - 1])

@@ -19,8 +19,8 @@
 pub mod job;
 
 use std::ops::ControlFlow;
-use std::str::FromStr;
 
+use asdsweep_shared::family::Schedule;
 use asdsweep_shared::metrics::MetricsError;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -141,32 +141,8 @@ impl<'a> Clips<'a> {
     }
 }
 
-/// Which head classifies the embedding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum HeadKind {
-    /// A linear layer (`fc`) trained with cross-entropy.
-    #[serde(rename = "cross_entropy")]
-    CrossEntropy,
-    /// An ArcFace head trained with the additive angular margin loss.
-    #[serde(rename = "arcface")]
-    ArcFace,
-}
-
-impl FromStr for HeadKind {
-    type Err = ConfigError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cross_entropy" => Ok(HeadKind::CrossEntropy),
-            "arcface" => Ok(HeadKind::ArcFace),
-            other => Err(ConfigError {
-                key: "head",
-                value: other.to_owned(),
-                expected: "cross_entropy or arcface",
-            }),
-        }
-    }
-}
+/// Which head classifies the embedding (the spec's `head`).
+pub use asdsweep_shared::family::classifier::Head as HeadKind;
 
 /// Shape of one classifier checkpoint.
 #[derive(Config, Debug, PartialEq)]
@@ -194,21 +170,9 @@ pub struct ClassifierConfig {
 pub struct ClassifierTrainingConfig {
     /// Model shape.
     pub model: ClassifierConfig,
-    /// Epochs (the study: 200).
-    #[config(default = 200)]
-    pub epochs: usize,
-    /// Batch size (the study: 64).
-    #[config(default = 64)]
-    pub batch_size: usize,
-    /// Initial learning rate (the study: 1e-5).
-    #[config(default = 1e-5)]
-    pub lr: f64,
-    /// Learning-rate decay factor applied every `lr_step_epochs`.
-    #[config(default = 0.5)]
-    pub lr_gamma: f64,
-    /// Epochs between learning-rate decays (the study: 50).
-    #[config(default = 50)]
-    pub lr_step_epochs: usize,
+    /// Epochs, batch size, learning rate and its step decay (the study's:
+    /// [`asdsweep_shared::family::classifier::study_schedule`]).
+    pub schedule: Schedule,
     /// AdamW weight decay (PyTorch's default, 0.01).
     #[config(default = 0.01)]
     pub weight_decay: f32,
@@ -523,7 +487,7 @@ pub fn train(
     if clips.is_empty() {
         return Err(ClassifierError::NoClips("train on"));
     }
-    if cfg.batch_size == 0 {
+    if cfg.schedule.batch_size == 0 {
         return Err(ConfigError {
             key: "batch_size",
             value: "0".into(),
@@ -546,7 +510,7 @@ pub fn train(
         .with_epsilon(1e-8)
         .init();
     let mut best: super::checkpoint::Best<Classifier> = None;
-    let mut losses = Vec::with_capacity(cfg.epochs);
+    let mut losses = Vec::with_capacity(cfg.schedule.epochs);
     let mut train_seconds = 0.0;
     if let Some(c) = resume {
         let restored = c.restore(cfg, model, optim, || {
@@ -563,22 +527,23 @@ pub fn train(
         );
     }
     let n = clips.len();
-    let usable = if n >= cfg.batch_size {
-        n - n % cfg.batch_size
+    let usable = if n >= cfg.schedule.batch_size {
+        n - n % cfg.schedule.batch_size
     } else {
         n
     };
     let mut order: Vec<usize> = Vec::with_capacity(n);
-    for epoch in losses.len() + 1..=cfg.epochs {
+    for epoch in losses.len() + 1..=cfg.schedule.epochs {
         let started = std::time::Instant::now();
-        let lr = step_decay(cfg.lr, cfg.lr_gamma, cfg.lr_step_epochs, epoch);
+        let s = &cfg.schedule;
+        let lr = step_decay(s.lr, s.lr_gamma, s.lr_step_epochs, epoch);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
         rng.set_stream(epoch as u64);
         order.clear();
         order.extend(0..n);
         order.shuffle(&mut rng);
         let (mut sum, mut seen) = (0.0f64, 0usize);
-        for batch in order[..usable].chunks(cfg.batch_size) {
+        for batch in order[..usable].chunks(cfg.schedule.batch_size) {
             let offsets: Vec<usize> = batch
                 .iter()
                 .map(|_| rng.random_range(0..=clips.frames - crop))
@@ -610,7 +575,7 @@ pub fn train(
             losses: &losses,
             train_seconds,
         };
-        if on_epoch(&end).is_break() && epoch < cfg.epochs {
+        if on_epoch(&end).is_break() && epoch < cfg.schedule.epochs {
             let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
             return Ok(Trained {
                 model,
@@ -662,11 +627,22 @@ mod tests {
         let model = ClassifierConfig::new(backbone, 3)
             .with_head(head)
             .with_crop_frames(32);
-        ClassifierTrainingConfig::new(model)
-            .with_epochs(2)
-            .with_batch_size(8)
-            .with_lr(1e-3)
-            .with_seed(seed)
+        let schedule = Schedule {
+            epochs: 2,
+            batch_size: 8,
+            lr: 1e-3,
+            ..asdsweep_shared::family::classifier::study_schedule()
+        };
+        ClassifierTrainingConfig::new(model, schedule).with_seed(seed)
+    }
+
+    /// `cfg` with its schedule changed by `f`.
+    fn sched(
+        mut cfg: ClassifierTrainingConfig,
+        f: impl FnOnce(&mut Schedule),
+    ) -> ClassifierTrainingConfig {
+        f(&mut cfg.schedule);
+        cfg
     }
 
     #[test]
@@ -697,7 +673,7 @@ mod tests {
         let device = crate::families::test_device();
         for head in [HeadKind::CrossEntropy, HeadKind::ArcFace] {
             let mut seen = Vec::new();
-            let cfg = tiny(head, 5).with_epochs(6).with_batch_size(12);
+            let cfg = sched(tiny(head, 5), |s| (s.epochs, s.batch_size) = (6, 12));
             let t = train(&cfg, &clips, &labels, &device, None, |e| {
                 seen.push((e.epoch, e.loss));
                 ControlFlow::Continue(())
@@ -782,11 +758,6 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!("arcface".parse::<HeadKind>(), Ok(HeadKind::ArcFace));
-        assert_eq!(
-            "softmax".parse::<HeadKind>().expect_err("unknown").key,
-            "head"
-        );
     }
 
     #[test]
@@ -794,7 +765,9 @@ mod tests {
         let (values, labels) = data(12, 3, 40, 4);
         let clips = Clips::new(&values, MELS, 40).expect("whole clips");
         let device = crate::families::test_device();
-        let cfg = tiny(HeadKind::ArcFace, 3).with_epochs(3).with_batch_size(6);
+        let cfg = sched(tiny(HeadKind::ArcFace, 3), |s| {
+            (s.epochs, s.batch_size) = (3, 6)
+        });
         let whole = train(&cfg, &clips, &labels, &device, None, go_on).expect("trains");
         let mut at_one = None;
         let first = train(&cfg, &clips, &labels, &device, None, |e| {
@@ -827,7 +800,7 @@ mod tests {
         assert_eq!(e(&resumed.model), e(&whole.model));
         let best = cp.best_model(&device).expect("loads");
         assert_eq!(best.head_kind(), HeadKind::ArcFace);
-        let other = cfg.clone().with_lr(0.5);
+        let other = sched(cfg.clone(), |s| s.lr = 0.5);
         let err = train(&other, &clips, &labels, &device, Some(&cp), go_on)
             .err()
             .expect("refused")
@@ -842,14 +815,17 @@ mod tests {
 
     #[test]
     fn configs_round_trip_through_json_with_the_study_defaults() {
-        let cfg = ClassifierTrainingConfig::new(ClassifierConfig::study(50, HeadKind::ArcFace, 7));
+        let cfg = ClassifierTrainingConfig::new(
+            ClassifierConfig::study(50, HeadKind::ArcFace, 7),
+            asdsweep_shared::family::classifier::study_schedule(),
+        );
         assert_eq!(
             (
-                cfg.lr,
-                cfg.batch_size,
-                cfg.epochs,
-                cfg.lr_step_epochs,
-                cfg.lr_gamma
+                cfg.schedule.lr,
+                cfg.schedule.batch_size,
+                cfg.schedule.epochs,
+                cfg.schedule.lr_step_epochs,
+                cfg.schedule.lr_gamma
             ),
             (1e-5, 64, 200, 50, 0.5)
         );

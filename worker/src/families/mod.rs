@@ -1,21 +1,40 @@
-//! Model families: each trains checkpoints of one proxy task and reports its
-//! proxy metric. Each has a `Config`, takes a `Device`, and seeds from the job.
+//! Model families: each trains (or loads) models of one proxy task and reports its proxy
+//! metrics, on the one job skeleton. A family is its spec module in `shared::family`, its
+//! files here, and one line in [`builtin`].
 //!
+//! - [`skeleton`]: the job skeleton and the hooks a family implements.
+//! - [`inputs`], [`training`], [`probes`]: what the skeleton is made of (data and
+//!   checkpoints in, training with checkpoint upload and resume, the probes).
+//! - [`checkpoint`]: the checkpoint container every trained family saves and resumes from.
+//! - [`noop`]: the diagnostic kind.
 //! - [`ae`]: the autoencoder family.
 //! - [`resnet`]: the ResNet backbones (torchvision layout, as the study trains them).
 //! - [`arcface`]: the ArcFace head and loss.
 //! - [`classifier`]: the classification family (ResNet + cross-entropy or ArcFace head).
-//! - [`checkpoint`]: the checkpoint container every family saves and resumes from.
-//! - [`job`]: what the families' job kinds share (data, checkpoint upload and resume, probes).
 //! - [`pytorch`]: importing the study's PyTorch weights (safetensors) with burn's store.
 
 pub mod ae;
 pub mod arcface;
 pub mod checkpoint;
 pub mod classifier;
-pub mod job;
+pub mod inputs;
+pub mod noop;
+pub mod probes;
 pub mod pytorch;
 pub mod resnet;
+pub mod skeleton;
+pub mod training;
+
+use crate::registry::Registry;
+use skeleton::Trainable;
+
+/// Every job kind this build runs: the one list of built-in families.
+pub fn builtin() -> Registry {
+    Registry::new()
+        .with(noop::Noop)
+        .with(Trainable(ae::job::Autoencoder))
+        .with(Trainable(classifier::job::Classifier))
+}
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};

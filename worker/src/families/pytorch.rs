@@ -117,9 +117,10 @@ pub fn load_classifier(model: &mut Classifier, path: &Path) -> Result<(), Import
 
 #[cfg(test)]
 pub(crate) mod tests {
-    //! Parity with the study's PyTorch modules: `tests/fixtures/gen/model_fixtures.py`
-    //! builds them with random weights, runs them in eval mode on a fixed input and saves
-    //! weights, input and outputs to `tests/fixtures/models/`.
+    //! Parity with PyTorch: `tests/fixtures/gen/model_fixtures.py` builds our own PyTorch
+    //! implementation of the study's modules (same `state_dict` names and shapes) with
+    //! seeded random weights, runs it in eval mode on a fixed input and saves weights,
+    //! input and outputs to `tests/fixtures/models/`.
 
     use super::*;
     use crate::families::arcface::{ArcFace, ArcFaceConfig, arcface_loss};

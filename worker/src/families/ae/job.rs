@@ -1,81 +1,28 @@
-//! The `autoencoder` job kind: the `train` stage trains one config on one machine
-//! type's training normals, uploading checkpoints as it goes and resuming from the last
-//! one an earlier attempt reported; the `eval` stage loads the trained checkpoint and
-//! measures the proxy metric (mean L1 reconstruction error on test normals) and the
-//! ASD quality of the reconstruction residual (linear probes and Mahalanobis).
+//! The autoencoder on the job skeleton: `train` trains one config on one machine type's
+//! training normals; `eval` embeds each clip as its reconstruction residual (stacked-frame
+//! rows) for the probes and measures the proxy metric, the mean L1 reconstruction error
+//! on the test normals.
 
-use super::{AeConfig, AeTrainingConfig};
+use super::{AeConfig, AeTrainingConfig, Autoencoder as Model};
 use crate::data::{DataRoot, Dataset};
-use crate::families::job::{
-    Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all,
-    provenance, resume_point, run_stage, train_uploading,
-};
-use crate::registry::{JobContext, JobError, JobKind, JobOutput};
+use crate::families::checkpoint::Checkpoint;
+use crate::families::inputs::{clips, machine_types};
+use crate::families::skeleton::{EvalInput, Evaluate, Measured, Train, TrainInput, Trained};
+use crate::families::training::{EpochReporter, Ran};
+use crate::registry::JobError;
 use asdsweep_shared::dataset::{Entry, Label, Split};
+use asdsweep_shared::family::autoencoder::{KIND, PROXY, Params};
+use asdsweep_shared::family::{Kind, ProxyMetric, Schedule};
 use asdsweep_shared::logmel::stack_frames;
-use asdsweep_shared::metrics::proxy::mean_l1_error;
-use asdsweep_shared::probe::report::{self, ClipEmbedding, ManifestEntry};
+use asdsweep_shared::probe::report::{self, ClipEmbedding};
 use asdsweep_shared::spec::DatasetSpec;
 use burn::tensor::{Device, Tensor, TensorData};
-use futures::future::BoxFuture;
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use serde_json::json;
-use std::time::Instant;
 
-/// Name of the proxy metric an evaluation reports.
-pub const PROXY_METRIC: &str = "ae_l1";
-
-/// The autoencoder job kind (see the module docs).
-pub struct AutoencoderKind;
-
-/// A job's parameters, as the grid writes them (`shared::spec::AutoencoderFamily`).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    hidden: usize,
-    latent: usize,
-    epochs: usize,
-    batch_size: usize,
-    lr: f64,
-    lr_step_epochs: usize,
-    lr_gamma: f64,
-    checkpoint_every: usize,
-    frames: usize,
-    n_mels: usize,
-    dataset: DatasetSpec,
-}
-
-impl Params {
-    fn training(&self, seed: u64) -> AeTrainingConfig {
-        AeTrainingConfig::new(
-            AeConfig::new()
-                .with_hidden(self.hidden)
-                .with_latent(self.latent)
-                .with_input_dim(self.frames * self.n_mels),
-        )
-        .with_epochs(self.epochs)
-        .with_batch_size(self.batch_size)
-        .with_lr(self.lr)
-        .with_lr_step_epochs(self.lr_step_epochs)
-        .with_lr_gamma(self.lr_gamma)
-        .with_seed(seed)
-    }
-}
-
-impl JobKind for AutoencoderKind {
-    fn name(&self) -> &'static str {
-        "autoencoder"
-    }
-
-    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
-        Box::pin(run_stage::<Params, _, _>(
-            "autoencoder",
-            ctx,
-            train,
-            evaluate,
-        ))
-    }
-}
+/// The autoencoder family's hooks (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Autoencoder;
 
 /// Stacked-frame rows of each clip, `[rows, frames × n_mels]`.
 fn rows_of(
@@ -94,99 +41,8 @@ fn rows_of(
         .collect())
 }
 
-async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
-    let started = Instant::now();
-    let key = ctx.job.job_key.clone();
-    let machine = ctx.job.device.clone();
-    let selected = device_of(&ctx)?;
-    let cfg = p.training(ctx.job.seed as u64);
-    let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
-    let (k, d, params) = (key.clone(), ds.clone(), p.clone());
-    let (rows, n_clips) = blocking(&key, move || {
-        let train = clips(&d, &machine, Split::Train, Some(Label::Normal));
-        if train.is_empty() {
-            return Err(JobError::permanent(format!(
-                "job {k}: no training normals of machine type \"{machine}\" in {} (machine types there: {})",
-                d.manifest.root.display(),
-                machine_types(&d)
-            )));
-        }
-        let rows: Vec<f32> = rows_of(&data, &d, &train, &params, &k)?.iter().flat_map(|r| r.iter().copied()).collect();
-        Ok((rows, train.len()))
-    })
-    .await?;
-
-    let resume = resume_point(&ctx, &cfg).await;
-    let resumed = resume
-        .as_ref()
-        .map(|(cp, sha)| (cp.progress.epoch, sha.clone()));
-    let resumed_from = resumed.as_ref().map_or(0, |(epoch, _)| *epoch);
-    let (k, train_cfg) = (key.clone(), cfg.clone());
-    let device = selected.device.clone();
-    let (trained, sha) = train_uploading(
-        &ctx,
-        cfg.epochs,
-        p.checkpoint_every,
-        resumed,
-        move |reporter| {
-            let resume = resume.map(|(cp, _)| cp);
-            let trained = super::train(&train_cfg, &rows, &device, resume.as_ref(), |end| {
-                reporter.epoch_end(end.epoch, end.loss, || {
-                    end.checkpoint()
-                        .map(|c| c.encode())
-                        .map_err(|e| e.to_string())
-                })
-            })
-            .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
-            Ok(Ran {
-                epochs_run: trained.losses.len(),
-                finished: trained.finished,
-                out: trained,
-            })
-        },
-    )
-    .await?;
-    let best_loss = trained
-        .losses
-        .get(trained.best_epoch.wrapping_sub(1))
-        .copied();
-    Ok(JobOutput {
-        proxy_metric: "ae_train_mse".into(),
-        extra_json: json!({
-            "epochs": trained.losses.len(),
-            "best_epoch": trained.best_epoch,
-            "best_loss": best_loss,
-            "final_loss": trained.losses.last(),
-            "losses": trained.losses,
-            "resumed_from_epoch": resumed_from,
-            "train_clips": n_clips,
-        })
-        .to_string(),
-        provenance_json: provenance(
-            &ctx,
-            &selected,
-            &ds,
-            json!({
-                "epochs_run": trained.losses.len(),
-                "best_loss": best_loss,
-                "best_epoch": trained.best_epoch,
-                "resumed_from_epoch": resumed_from,
-                "checkpoint": sha,
-                "config": cfg,
-                "wall_s": started.elapsed().as_secs_f64(),
-            }),
-        ),
-        artifacts: vec![sha],
-        ..Default::default()
-    })
-}
-
-/// A clip's reconstruction residual `x − x̂`, `[rows, dim]`, and its input.
-fn residual(
-    model: &super::Autoencoder,
-    rows: &Array2<f32>,
-    device: &Device,
-) -> Result<(Array2<f64>, Array2<f64>), String> {
+/// A clip's reconstruction residual `x − x̂`, `[rows, dim]`.
+fn residual(model: &Model, rows: &Array2<f32>, device: &Device) -> Result<Array2<f64>, String> {
     let (n, dim) = rows.dim();
     let x = Tensor::<2>::from_data(
         TensorData::new(rows.iter().copied().collect::<Vec<f32>>(), [n, dim]),
@@ -199,93 +55,146 @@ fn residual(
         .map_err(|e| format!("reading the reconstruction: {e:?}"))?;
     let recon = Array2::from_shape_vec((n, dim), recon.into_iter().map(f64::from).collect())
         .map_err(|e| e.to_string())?;
-    let input = rows.mapv(f64::from);
-    Ok((&input - &recon, input))
+    Ok(rows.mapv(f64::from) - recon)
 }
 
-async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
-    let started = Instant::now();
-    let key = ctx.job.job_key.clone();
-    let machine = ctx.job.device.clone();
-    let selected = device_of(&ctx)?;
-    let cfg = p.training(ctx.job.seed as u64);
-    let (cp, sha) = input_checkpoint(&ctx, &cfg).await?;
-    let trained = cp.progress.clone();
-    let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
-    ctx.progress
-        .send_modify(|pr| pr.message = "embedding and probing".into());
-    let (k, d, device, seed) = (
-        key.clone(),
-        ds.clone(),
-        selected.device.clone(),
-        ctx.job.seed as u64,
-    );
-    let scored = blocking(&key, move || {
-        let train = clips(&d, &machine, Split::Train, Some(Label::Normal));
-        let test = clips(&d, &machine, Split::Test, None);
-        if train.is_empty() || test.is_empty() {
+impl Evaluate for Autoencoder {
+    type Params = Params;
+    type Model = Model;
+    const KIND: Kind = KIND;
+
+    fn dataset(params: &Params) -> &DatasetSpec {
+        &params.dataset
+    }
+
+    fn proxies(&self, _: &Params) -> Vec<ProxyMetric> {
+        vec![PROXY]
+    }
+
+    fn embed(
+        &self,
+        input: &EvalInput<'_, Params>,
+        model: &Model,
+        set: &[&Entry],
+    ) -> Result<Vec<Array2<f64>>, JobError> {
+        let (k, p) = (input.key, input.params);
+        set.iter()
+            .zip(rows_of(input.data, input.ds, set, p, k)?)
+            .map(|(entry, rows)| {
+                if rows.nrows() == 0 {
+                    return Err(JobError::permanent(format!(
+                        "job {k}: {} is shorter than {} frames",
+                        entry.path, p.frames
+                    )));
+                }
+                residual(model, &rows, input.device)
+                    .map_err(|e| JobError::retryable(format!("job {k}: {}: {e}", entry.path)))
+            })
+            .collect()
+    }
+
+    /// Mean L1 reconstruction error over every row of the test normals: the mean absolute
+    /// residual, which is what the clips' embeddings are.
+    fn measure(
+        &self,
+        input: &EvalInput<'_, Params>,
+        _: &Model,
+        clips: &[ClipEmbedding],
+    ) -> Vec<Measured> {
+        let normals: Vec<&Array2<f64>> = clips
+            .iter()
+            .filter(|c| c.entry.split == report::Split::Test && !c.entry.is_anomaly)
+            .map(|c| &c.rows)
+            .collect();
+        let values: usize = normals.iter().map(|r| r.len()).sum();
+        let l1 = if values == 0 {
+            Err(format!(
+                "machine type \"{}\" has no normal test clips",
+                input.machine
+            ))
+        } else {
+            let sum: f64 = normals.iter().flat_map(|r| r.iter()).map(|v| v.abs()).sum();
+            Ok(sum / values as f64)
+        };
+        vec![(PROXY, l1)]
+    }
+}
+
+impl Train for Autoencoder {
+    type Config = AeTrainingConfig;
+
+    fn config(p: &Params, seed: u64) -> AeTrainingConfig {
+        let model = AeConfig::new()
+            .with_hidden(p.hidden)
+            .with_latent(p.latent)
+            .with_input_dim(p.frames * p.n_mels);
+        AeTrainingConfig::new(model, p.schedule.clone()).with_seed(seed)
+    }
+
+    fn schedule(p: &Params) -> &Schedule {
+        &p.schedule
+    }
+
+    fn train(
+        &self,
+        input: TrainInput<Self>,
+        reporter: &mut EpochReporter,
+    ) -> Result<Ran<Trained>, JobError> {
+        let TrainInput {
+            key: k,
+            machine,
+            params,
+            config,
+            data,
+            ds,
+            device,
+            resume,
+            ..
+        } = input;
+        let train = clips(&ds, &machine, Split::Train, Some(Label::Normal));
+        if train.is_empty() {
             return Err(JobError::permanent(format!(
-                "job {k}: machine type \"{machine}\" has {} training normals and {} test clips in {}; both are needed (machine types there: {})",
-                train.len(),
-                test.len(),
-                d.manifest.root.display(),
-                machine_types(&d)
+                "job {k}: no training normals of machine type \"{machine}\" in {} (machine types there: {})",
+                ds.manifest.root.display(),
+                machine_types(&ds)
             )));
         }
-        let model = cp.best_model(&device).map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
-        let mut embeddings = Vec::with_capacity(train.len() + test.len());
-        let (mut normal_inputs, mut normal_recons) = (Vec::new(), Vec::new());
-        for (split, set) in [(report::Split::Train, &train), (report::Split::Test, &test)] {
-            for (entry, rows) in set.iter().zip(rows_of(&data, &d, set, &p, &k)?) {
-                if rows.nrows() == 0 {
-                    return Err(JobError::permanent(format!("job {k}: {} is shorter than {} frames", entry.path, p.frames)));
-                }
-                let (res, input) = residual(&model, &rows, &device).map_err(|e| JobError::retryable(format!("job {k}: {}: {e}", entry.path)))?;
-                let is_anomaly = entry.label == Label::Anomaly;
-                if split == report::Split::Test && !is_anomaly {
-                    normal_recons.push(&input - &res);
-                    normal_inputs.push(input);
-                }
-                embeddings.push(ClipEmbedding {
-                    entry: ManifestEntry { file: entry.path.clone(), section: format!("{:02}", entry.section), split, is_anomaly, line: 0 },
-                    rows: res,
-                });
-            }
-        }
-        let proxy = if normal_inputs.is_empty() {
-            Err(format!("machine type \"{machine}\" has no normal test clips"))
-        } else {
-            let cat = |m: &[Array2<f64>]| ndarray::concatenate(Axis(0), &m.iter().map(|a| a.view()).collect::<Vec<_>>());
-            match (cat(&normal_inputs), cat(&normal_recons)) {
-                (Ok(x), Ok(r)) => mean_l1_error(x.view(), r.view()).map_err(|e| e.to_string()),
-                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-            }
-        };
-        Ok(probe_all(&embeddings, seed, PROXY_METRIC, proxy, train.len(), test.len()))
-    })
-    .await?;
-    let mut out = scored;
-    out.provenance_json = provenance(
-        &ctx,
-        &selected,
-        &ds,
-        json!({
-            "checkpoint": sha,
-            "epochs_run": trained.epoch,
-            "best_loss": trained.best_loss,
-            "best_epoch": trained.best_epoch,
-            "train_s": trained.train_seconds,
-            "config": cfg,
-            "wall_s": started.elapsed().as_secs_f64(),
-        }),
-    );
-    Ok(out)
-}
+        let rows: Vec<f32> = rows_of(&data, &ds, &train, &params, &k)?
+            .iter()
+            .flat_map(|r| r.iter().copied())
+            .collect();
+        let trained = super::train(&config, &rows, &device, resume.as_ref(), |end| {
+            reporter.epoch_end(end.epoch, end.loss, || {
+                end.checkpoint()
+                    .map(|c| c.encode())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("train_clips".into(), json!(train.len()));
+        Ok(Ran {
+            epochs_run: trained.losses.len(),
+            finished: trained.finished,
+            out: Trained {
+                losses: trained.losses,
+                best_epoch: trained.best_epoch,
+                proxy: None,
+                extra,
+            },
+        })
+    }
 
+    fn load(cp: &Checkpoint<AeTrainingConfig>, device: &Device) -> Result<Model, String> {
+        cp.best_model(device).map_err(|e| e.to_string())
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::artifacts::Artifacts;
+    use crate::families::skeleton::Trainable;
+    use crate::registry::{JobContext, JobKind};
     use asdsweep_shared::proto::{Job, Progress, artifact_service_client::ArtifactServiceClient};
     use asdsweep_shared::synth::{self, Machine, SynthConfig};
     use std::sync::Arc;
@@ -296,8 +205,8 @@ mod tests {
         let channel = tonic::transport::Channel::from_static("http://127.0.0.1:1").connect_lazy();
         let bearer = asdsweep_shared::auth::Bearer::new(None).unwrap();
         let params = json!({
-            "hidden": 8, "latent": 2, "epochs": 1, "batch_size": 8, "lr": 1e-3, "lr_step_epochs": 1, "lr_gamma": 0.5,
-            "checkpoint_every": 1, "frames": 5, "n_mels": 32, "dataset": { "path": "d" },
+            "hidden": 8, "latent": 2, "frames": 5, "n_mels": 32, "dataset": { "path": "d" },
+            "schedule": { "epochs": 1, "batch_size": 8, "lr": 1e-3, "lr_step_epochs": 1, "lr_gamma": 0.5, "checkpoint_every": 1 },
         });
         JobContext {
             job: Job {
@@ -333,7 +242,7 @@ mod tests {
         synth::generate(&cfg, &root.path().join("d"), &|| {}).unwrap();
         let data = Some(Arc::new(DataRoot::open(root.path()).unwrap()));
 
-        let err = AutoencoderKind
+        let err = Trainable(Autoencoder)
             .run(context("train", "fan", None))
             .await
             .unwrap_err();
@@ -342,7 +251,7 @@ mod tests {
             "{err:?}"
         );
 
-        let err = AutoencoderKind
+        let err = Trainable(Autoencoder)
             .run(context("train", "valve", data.clone()))
             .await
             .unwrap_err();
@@ -354,7 +263,7 @@ mod tests {
         );
         assert!(!err.retryable);
 
-        let err = AutoencoderKind
+        let err = Trainable(Autoencoder)
             .run(context("eval", "fan", data.clone()))
             .await
             .unwrap_err();
@@ -365,7 +274,7 @@ mod tests {
 
         let mut bad = context("train", "fan", data.clone());
         bad.params.as_object_mut().unwrap().remove("hidden");
-        let err = AutoencoderKind.run(bad).await.unwrap_err();
+        let err = Trainable(Autoencoder).run(bad).await.unwrap_err();
         assert!(
             err.message.contains("bad parameters") && err.message.contains("hidden"),
             "{err:?}"
@@ -373,7 +282,7 @@ mod tests {
         // A value of the wrong type is named by its key, not only by the types involved.
         let mut bad = context("train", "fan", data);
         bad.params["latent"] = serde_json::json!("eight");
-        let err = AutoencoderKind.run(bad).await.unwrap_err();
+        let err = Trainable(Autoencoder).run(bad).await.unwrap_err();
         assert!(
             err.message
                 .contains("bad parameters: `latent`: invalid type: string \"eight\""),

@@ -1,95 +1,32 @@
-//! The `classifier` job kind: the `train` stage trains one config once across every
+//! The classifier on the job skeleton: `train` trains one config once across every
 //! machine type (label = the machine type's index in the sorted list), holding out a
-//! seeded share of each machine type's training clips, uploading checkpoints as it goes
-//! and resuming from the last one an earlier attempt reported; its last checkpoint records
-//! the proxy metric, macro-F1 of the best state on the held-out clips. The `eval` stage
-//! (one per machine type) loads that checkpoint, embeds each clip (penultimate layer,
-//! centred crop) and runs the linear probes and Mahalanobis on the embeddings.
+//! seeded share of each machine type's training clips; its last checkpoint records the
+//! proxy metric, macro-F1 of the kept state on the held-out clips. `eval` (one per machine
+//! type) embeds each clip (penultimate layer, centred crop) for the probes and reports the
+//! recorded macro-F1.
 
-use super::{Classifier, ClassifierConfig, ClassifierTrainingConfig, Clips, HeadKind};
+use super::{Classifier as Model, ClassifierConfig, ClassifierTrainingConfig, Clips};
 use crate::data::{DataRoot, Dataset};
-use crate::families::job::{
-    Ran, blocking, clips, device_of, input_checkpoint, machine_types, open_dataset, probe_all,
-    provenance, resume_point, run_stage, train_uploading,
-};
+use crate::families::checkpoint::Checkpoint;
+use crate::families::inputs::{clips, machine_types};
 use crate::families::resnet::ResNetConfig;
-use crate::registry::{JobContext, JobError, JobKind, JobOutput};
+use crate::families::skeleton::{EvalInput, Evaluate, Measured, Train, TrainInput, Trained};
+use crate::families::training::{EpochReporter, Ran};
+use crate::registry::JobError;
 use asdsweep_shared::dataset::{Entry, Label, Split};
-use asdsweep_shared::probe::report::{self, ClipEmbedding, ManifestEntry};
+use asdsweep_shared::family::classifier::{KIND, PROXY, Params};
+use asdsweep_shared::family::{Kind, ProxyMetric, Schedule};
+use asdsweep_shared::probe::report::ClipEmbedding;
 use asdsweep_shared::spec::DatasetSpec;
 use burn::tensor::Device;
-use futures::future::BoxFuture;
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde_json::json;
-use std::time::Instant;
 
-/// Name of the proxy metric: macro-F1 of the machine-type prediction on held-out clips.
-pub const PROXY_METRIC: &str = "macro_f1";
-
-/// The classifier job kind (see the module docs).
-pub struct ClassifierKind;
-
-/// A job's parameters, as the grid writes them (`shared::spec::ClassifierFamily`).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    head: HeadKind,
-    depth: usize,
-    width_multiplier: f64,
-    depth_multiplier: f64,
-    epochs: usize,
-    batch_size: usize,
-    lr: f64,
-    lr_step_epochs: usize,
-    lr_gamma: f64,
-    checkpoint_every: usize,
-    crop_frames: usize,
-    n_mels: usize,
-    arcface_margin: f64,
-    arcface_scale: f64,
-    held_out_fraction: f64,
-    /// Every machine type of the sweep, sorted: a class is an index into it.
-    machine_types: Vec<String>,
-    dataset: DatasetSpec,
-}
-
-impl Params {
-    fn training(&self, seed: u64) -> ClassifierTrainingConfig {
-        let backbone = ResNetConfig::new()
-            .with_depth(self.depth)
-            .with_width_multiplier(self.width_multiplier)
-            .with_depth_multiplier(self.depth_multiplier);
-        let model = ClassifierConfig::new(backbone, self.machine_types.len())
-            .with_head(self.head)
-            .with_crop_frames(self.crop_frames)
-            .with_arcface_margin(self.arcface_margin)
-            .with_arcface_scale(self.arcface_scale);
-        ClassifierTrainingConfig::new(model)
-            .with_epochs(self.epochs)
-            .with_batch_size(self.batch_size)
-            .with_lr(self.lr)
-            .with_lr_step_epochs(self.lr_step_epochs)
-            .with_lr_gamma(self.lr_gamma)
-            .with_seed(seed)
-    }
-}
-
-impl JobKind for ClassifierKind {
-    fn name(&self) -> &'static str {
-        "classifier"
-    }
-
-    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
-        Box::pin(run_stage::<Params, _, _>(
-            "classifier",
-            ctx,
-            train,
-            evaluate,
-        ))
-    }
-}
+/// The classifier family's hooks (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Classifier;
 
 /// Clips as the model reads them: log-mels (`[mels, frames]`) fitted to one length, the
 /// longest that every clip reaches but at least `crop_frames` (longer clips centre-cropped,
@@ -190,198 +127,155 @@ fn split_held_out<'a>(
     Ok((train, held))
 }
 
-async fn train(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
-    let started = Instant::now();
-    let key = ctx.job.job_key.clone();
-    let selected = device_of(&ctx)?;
-    let cfg = p.training(ctx.job.seed as u64);
-    let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
-    let resume = resume_point(&ctx, &cfg).await;
-    let resumed = resume
-        .as_ref()
-        .map(|(cp, sha)| (cp.progress.epoch, sha.clone()));
-    let resumed_from = resumed.as_ref().map_or(0, |(epoch, _)| *epoch);
-    let (k, d, params, train_cfg, seed) = (
-        key.clone(),
-        ds.clone(),
-        p.clone(),
-        cfg.clone(),
-        ctx.job.seed as u64,
-    );
-    let device = selected.device.clone();
-    let ((trained, macro_f1, n_train, n_held), sha) = train_uploading(
-        &ctx,
-        cfg.epochs,
-        p.checkpoint_every,
-        resumed,
-        move |reporter| {
-            let ((train_set, labels), (held_set, held_labels)) =
-                split_held_out(&d, &params, seed, &k)?;
-            let train_clips = fitted(&data, &d, &train_set, &params, &k)?;
-            let held_clips = fitted(&data, &d, &held_set, &params, &k)?;
-            let bad = |e: super::ClassifierError| JobError::permanent(format!("job {k}: {e}"));
-            let (clips, held) = (
-                train_clips.clips().map_err(bad)?,
-                held_clips.clips().map_err(bad)?,
-            );
-            let resume = resume.map(|(cp, _)| cp);
-            // A run resumed from its last epoch trains nothing more: its checkpoint holds the proxy.
-            let mut macro_f1 = resume
-                .as_ref()
-                .and_then(|cp| cp.proxy.as_ref())
-                .map(|p| p.value);
-            let trained = super::train(
-                &train_cfg,
-                &clips,
-                &labels,
-                &device,
-                resume.as_ref(),
-                |end| {
-                    reporter.epoch_end(end.epoch, end.loss, || {
-                        let mut cp = end.checkpoint().map_err(|e| e.to_string())?;
-                        if end.epoch == train_cfg.epochs {
-                            let f1 = end
-                                .best_model()
-                                .macro_f1(&held, &held_labels, &device)
-                                .map_err(|e| format!("macro-F1 on held-out clips: {e}"))?;
-                            macro_f1 = Some(f1);
-                            cp = cp.with_proxy(PROXY_METRIC, f1);
-                        }
-                        Ok(cp.encode())
-                    })
-                },
-            )
-            .map_err(bad)?;
-            Ok(Ran {
-                epochs_run: trained.losses.len(),
-                finished: trained.finished,
-                out: (trained, macro_f1, train_set.len(), held_set.len()),
+impl Evaluate for Classifier {
+    type Params = Params;
+    type Model = Model;
+    const KIND: Kind = KIND;
+
+    fn dataset(params: &Params) -> &DatasetSpec {
+        &params.dataset
+    }
+
+    fn proxies(&self, _: &Params) -> Vec<ProxyMetric> {
+        vec![PROXY]
+    }
+
+    /// Penultimate-layer embeddings of the centred crops, one row per clip.
+    fn embed(
+        &self,
+        input: &EvalInput<'_, Params>,
+        model: &Model,
+        set: &[&Entry],
+    ) -> Result<Vec<Array2<f64>>, JobError> {
+        let k = input.key;
+        let fitted = fitted(input.data, input.ds, set, input.params, k)?;
+        let embed = || -> Result<Vec<Array2<f64>>, String> {
+            let clips = fitted.clips().map_err(|e| e.to_string())?;
+            let e = model
+                .embeddings(&clips, input.device)
+                .map_err(|e| e.to_string())?;
+            (0..e.rows())
+                .map(|i| {
+                    Array2::from_shape_vec(
+                        (1, e.dim),
+                        e.row(i).iter().map(|&v| f64::from(v)).collect(),
+                    )
+                    .map_err(|e| e.to_string())
+                })
+                .collect()
+        };
+        embed().map_err(|e| JobError::retryable(format!("job {k}: {e}")))
+    }
+
+    /// The macro-F1 its training job recorded in the checkpoint.
+    fn measure(
+        &self,
+        input: &EvalInput<'_, Params>,
+        _: &Model,
+        _: &[ClipEmbedding],
+    ) -> Vec<Measured> {
+        let f1 = match input.recorded {
+            Some(v) if v.metric == PROXY.name => Ok(v.value),
+            _ => Err(format!(
+                "the checkpoint records no {} (it is not a finished run's last checkpoint)",
+                PROXY.name
+            )),
+        };
+        vec![(PROXY, f1)]
+    }
+}
+
+impl Train for Classifier {
+    type Config = ClassifierTrainingConfig;
+
+    fn config(p: &Params, seed: u64) -> ClassifierTrainingConfig {
+        let backbone = ResNetConfig::new()
+            .with_depth(p.depth)
+            .with_width_multiplier(p.width_multiplier)
+            .with_depth_multiplier(p.depth_multiplier);
+        let model = ClassifierConfig::new(backbone, p.machine_types.len())
+            .with_head(p.head)
+            .with_crop_frames(p.crop_frames)
+            .with_arcface_margin(p.arcface_margin)
+            .with_arcface_scale(p.arcface_scale);
+        ClassifierTrainingConfig::new(model, p.schedule.clone()).with_seed(seed)
+    }
+
+    fn schedule(p: &Params) -> &Schedule {
+        &p.schedule
+    }
+
+    fn train(
+        &self,
+        input: TrainInput<Self>,
+        reporter: &mut EpochReporter,
+    ) -> Result<Ran<Trained>, JobError> {
+        let TrainInput {
+            key: k,
+            seed,
+            params,
+            config,
+            data,
+            ds,
+            device,
+            resume,
+            ..
+        } = input;
+        let ((train_set, labels), (held_set, held_labels)) =
+            split_held_out(&ds, &params, seed, &k)?;
+        let train_clips = fitted(&data, &ds, &train_set, &params, &k)?;
+        let held_clips = fitted(&data, &ds, &held_set, &params, &k)?;
+        let bad = |e: super::ClassifierError| JobError::permanent(format!("job {k}: {e}"));
+        let (clips, held) = (
+            train_clips.clips().map_err(bad)?,
+            held_clips.clips().map_err(bad)?,
+        );
+        // A run resumed from its last epoch trains nothing more: its checkpoint holds the proxy.
+        let mut macro_f1 = resume
+            .as_ref()
+            .and_then(|cp| cp.proxy.as_ref())
+            .map(|p| p.value);
+        let epochs = config.schedule.epochs;
+        let trained = super::train(&config, &clips, &labels, &device, resume.as_ref(), |end| {
+            reporter.epoch_end(end.epoch, end.loss, || {
+                let mut cp = end.checkpoint().map_err(|e| e.to_string())?;
+                if end.epoch == epochs {
+                    let f1 = end
+                        .best_model()
+                        .macro_f1(&held, &held_labels, &device)
+                        .map_err(|e| format!("macro-F1 on held-out clips: {e}"))?;
+                    macro_f1 = Some(f1);
+                    cp = cp.with_proxy(PROXY.name, f1);
+                }
+                Ok(cp.encode())
             })
-        },
-    )
-    .await?;
-    let macro_f1 = macro_f1.ok_or_else(|| {
-        JobError::permanent(format!(
-            "job {key}: the final checkpoint {sha} records no {PROXY_METRIC}"
-        ))
-    })?;
-    let best_loss = trained
-        .losses
-        .get(trained.best_epoch.wrapping_sub(1))
-        .copied();
-    Ok(JobOutput {
-        proxy_metric: PROXY_METRIC.into(),
-        proxy_value: Some(macro_f1),
-        extra_json: json!({
-            "epochs": trained.losses.len(),
-            "best_epoch": trained.best_epoch,
-            "best_loss": best_loss,
-            "final_loss": trained.losses.last(),
-            "losses": trained.losses,
-            "resumed_from_epoch": resumed_from,
-            "train_clips": n_train,
-            "held_out_clips": n_held,
-            "machine_types": p.machine_types,
         })
-        .to_string(),
-        provenance_json: provenance(
-            &ctx,
-            &selected,
-            &ds,
-            json!({
-                "epochs_run": trained.losses.len(),
-                "best_loss": best_loss,
-                "best_epoch": trained.best_epoch,
-                "resumed_from_epoch": resumed_from,
-                "checkpoint": sha,
-                "config": cfg,
-                "wall_s": started.elapsed().as_secs_f64(),
-            }),
-        ),
-        artifacts: vec![sha],
-        ..Default::default()
-    })
-}
-
-/// Embeddings (penultimate layer, centred crop) of `set`, one row per clip.
-fn embed(model: &Classifier, fitted: &Fitted, device: &Device) -> Result<Vec<Array2<f64>>, String> {
-    let clips = fitted.clips().map_err(|e| e.to_string())?;
-    let e = model
-        .embeddings(&clips, device)
-        .map_err(|e| e.to_string())?;
-    (0..e.rows())
-        .map(|i| {
-            Array2::from_shape_vec((1, e.dim), e.row(i).iter().map(|&v| f64::from(v)).collect())
-                .map_err(|e| e.to_string())
-        })
-        .collect()
-}
-
-async fn evaluate(ctx: JobContext, p: Params) -> Result<JobOutput, JobError> {
-    let started = Instant::now();
-    let key = ctx.job.job_key.clone();
-    let machine = ctx.job.device.clone();
-    let selected = device_of(&ctx)?;
-    let cfg = p.training(ctx.job.seed as u64);
-    let (cp, sha) = input_checkpoint::<ClassifierTrainingConfig>(&ctx, &cfg).await?;
-    let proxy = match &cp.proxy {
-        Some(v) if v.metric == PROXY_METRIC => Ok(v.value),
-        _ => Err(format!(
-            "checkpoint {sha} records no {PROXY_METRIC} (it is not a finished run's last checkpoint)"
-        )),
-    };
-    let trained = cp.progress.clone();
-    let (data, ds) = open_dataset(&ctx, &p.dataset).await?;
-    ctx.progress
-        .send_modify(|pr| pr.message = "embedding and probing".into());
-    let (k, d, device, seed) = (
-        key.clone(),
-        ds.clone(),
-        selected.device.clone(),
-        ctx.job.seed as u64,
-    );
-    let mut out = blocking(&key, move || {
-        let train = clips(&d, &machine, Split::Train, Some(Label::Normal));
-        let test = clips(&d, &machine, Split::Test, None);
-        if train.is_empty() || test.is_empty() {
+        .map_err(bad)?;
+        if trained.finished && macro_f1.is_none() {
             return Err(JobError::permanent(format!(
-                "job {k}: machine type \"{machine}\" has {} training normals and {} test clips in {}; both are needed (machine types there: {})",
-                train.len(),
-                test.len(),
-                d.manifest.root.display(),
-                machine_types(&d)
+                "job {k}: the final checkpoint records no {}",
+                PROXY.name
             )));
         }
-        let model = cp.best_model(&device).map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
-        let mut embeddings = Vec::with_capacity(train.len() + test.len());
-        for (split, set) in [(report::Split::Train, &train), (report::Split::Test, &test)] {
-            let rows = embed(&model, &fitted(&data, &d, set, &p, &k)?, &device).map_err(|e| JobError::retryable(format!("job {k}: {e}")))?;
-            for (entry, rows) in set.iter().zip(rows) {
-                let is_anomaly = entry.label == Label::Anomaly;
-                embeddings.push(ClipEmbedding {
-                    entry: ManifestEntry { file: entry.path.clone(), section: format!("{:02}", entry.section), split, is_anomaly, line: 0 },
-                    rows,
-                });
-            }
-        }
-        Ok(probe_all(&embeddings, seed, PROXY_METRIC, proxy, train.len(), test.len()))
-    })
-    .await?;
-    out.provenance_json = provenance(
-        &ctx,
-        &selected,
-        &ds,
-        json!({
-            "checkpoint": sha,
-            "epochs_run": trained.epoch,
-            "best_loss": trained.best_loss,
-            "best_epoch": trained.best_epoch,
-            "train_s": trained.train_seconds,
-            "config": cfg,
-            "wall_s": started.elapsed().as_secs_f64(),
-        }),
-    );
-    Ok(out)
+        let mut extra = serde_json::Map::new();
+        extra.insert("train_clips".into(), json!(train_set.len()));
+        extra.insert("held_out_clips".into(), json!(held_set.len()));
+        extra.insert("machine_types".into(), json!(params.machine_types));
+        Ok(Ran {
+            epochs_run: trained.losses.len(),
+            finished: trained.finished,
+            out: Trained {
+                losses: trained.losses,
+                best_epoch: trained.best_epoch,
+                proxy: macro_f1,
+                extra,
+            },
+        })
+    }
+
+    fn load(cp: &Checkpoint<ClassifierTrainingConfig>, device: &Device) -> Result<Model, String> {
+        cp.best_model(device).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -4,23 +4,17 @@
 //! first N attempts with a retryable error.
 
 use crate::registry::{JobContext, JobError, JobKind, JobOutput};
+use asdsweep_shared::family::Kind;
+use asdsweep_shared::family::noop::{KIND, Params};
 use futures::future::BoxFuture;
 use std::time::Duration;
 
 /// The diagnostic kind (see the module docs).
 pub struct Noop;
 
-#[derive(Debug, serde::Deserialize)]
-struct Params {
-    #[serde(default)]
-    sleep_ms: u64,
-    #[serde(default)]
-    fail_times: u32,
-}
-
 impl JobKind for Noop {
-    fn name(&self) -> &'static str {
-        "noop"
+    fn kind(&self) -> Kind {
+        KIND
     }
 
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
