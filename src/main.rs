@@ -143,8 +143,10 @@ enum Command {
         /// Only jobs of this machine type, e.g. fan (training jobs shared by all machine types have `*`).
         #[arg(long)]
         device: Option<String>,
-        /// Only jobs that report this metric, and of the metric columns only this one (JSON keeps every field).
-        #[arg(long, value_enum)]
+        /// Only jobs that report this metric, and of the metric columns only this one (JSON keeps every field):
+        /// proxy_value, an ASD column (lp_in_auc, lp_in_pauc, lp_out_auc, lp_out_pauc, md_auc, md_pauc),
+        /// or any metric the results report by name — a proxy metric (ae_l1) or a further metric (si_sdr_0db).
+        #[arg(long, value_name = "NAME")]
         metric: Option<operator::Metric>,
         /// Output format: aligned table, CSV with a header, or a JSON array.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -156,6 +158,10 @@ enum Command {
         addr: CoordinatorAddr,
         /// Sweep id or name.
         sweep: String,
+        /// Correlate this metric instead of each family's main proxy metric: a proxy or further
+        /// metric the results report (e.g. si_sdr_0db), with its declared direction; rows without it are left out and counted.
+        #[arg(long, value_name = "NAME")]
+        proxy: Option<String>,
         /// Output format: aligned table, CSV (the columns of correlations.csv), or JSON.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -442,18 +448,22 @@ async fn run(command: Command) -> Result<()> {
         Command::Correlations {
             addr,
             sweep,
+            proxy,
             format,
         } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())
                 .await?
                 .correlations(pb::CorrelationsRequest {
                     sweep,
-                    ..Default::default()
+                    proxy: proxy.clone().unwrap_or_default(),
                 })
                 .await
                 .map_err(operator::Error::from)?
                 .into_inner();
-            print!("{}", operator::render_correlations(&r, format)?);
+            print!(
+                "{}",
+                operator::render_correlations_of(&r, proxy.as_deref(), format)?
+            );
         }
         Command::Cancel { addr, sweep } => {
             let r = operator::connect(&addr.coordinator, addr.token.as_deref())

@@ -3,7 +3,7 @@
 
 mod common;
 
-use asdsweep_coordinator::ids::SweepId;
+use asdsweep_coordinator::ids::{FencingToken, JobId, SweepId, WorkerId};
 use asdsweep_coordinator::queue::JobState;
 use asdsweep_coordinator::store::NewSweep;
 use asdsweep_shared::grid::{JobSpec, Stage};
@@ -28,7 +28,169 @@ on_sqlite_and_postgres!(
     higher_priority_jobs_are_leased_first,
     a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused,
     jobs_are_leased_only_to_workers_with_a_backend_their_family_allows,
+    further_metrics_and_the_proxy_direction_are_stored_with_their_result_all_or_nothing,
 );
+
+async fn further_metrics_and_the_proxy_direction_are_stored_with_their_result_all_or_nothing(
+    h: &Harness,
+) {
+    let coord = h.coordinator().await;
+    let sweep = launch(&coord.url(), &noop_spec("named", 2, 1, "", "")).await;
+    let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
+    let w = client
+        .register(pb::RegisterRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let mut leases = Vec::new();
+    for _ in 0..2 {
+        let lease = client
+            .lease(pb::LeaseRequest {
+                worker_id: w.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .lease
+            .unwrap();
+        leases.push((lease.job.unwrap().job_id, lease.token));
+    }
+    let named = |name: &str, value: Option<f64>, direction: pb::MetricDirection| pb::NamedMetric {
+        name: name.into(),
+        value,
+        direction: direction as i32,
+    };
+    let complete =
+        |(job_id, token): (i64, i64), metrics: Vec<pb::NamedMetric>| pb::CompleteRequest {
+            worker_id: w.clone(),
+            job_id,
+            token,
+            metrics: Some(pb::JobMetrics {
+                proxy_metric: "si_sdr".into(),
+                proxy_value: Some(7.5),
+                proxy_direction: pb::MetricDirection::HigherIsBetter as i32,
+                metrics,
+                ..Default::default()
+            }),
+        };
+    let good = vec![
+        named(
+            "si_sdr_5db",
+            Some(9.25),
+            pb::MetricDirection::HigherIsBetter,
+        ),
+        named("mixtures", Some(120.0), pb::MetricDirection::Unspecified),
+        named("si_sdr_m5db", None, pb::MetricDirection::HigherIsBetter),
+    ];
+    // Malformed metrics are refused before anything is stored.
+    let mut unknown_direction = named("x", Some(1.0), pb::MetricDirection::Unspecified);
+    unknown_direction.direction = 7;
+    for bad in [
+        vec![named("md_auc", Some(1.0), pb::MetricDirection::Unspecified)],
+        vec![named("si_sdr", Some(1.0), pb::MetricDirection::Unspecified)],
+        vec![good[0].clone(), good[0].clone()],
+        vec![unknown_direction],
+    ] {
+        let err = client.complete(complete(leases[1], bad)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    }
+    // A completion whose metrics the database refuses (the same name twice, past the
+    // service's check) stores nothing; the other completion, perhaps in the same batch, is kept.
+    let store = coord.store();
+    let twice = asdsweep_coordinator::store::NamedMetric {
+        name: "dup".into(),
+        value: Some(1.0),
+        direction: None,
+    };
+    let refused = asdsweep_coordinator::store::NewResult {
+        proxy_metric: "si_sdr".into(),
+        metrics: vec![twice.clone(), twice],
+        ..Default::default()
+    };
+    let mut grpc = client.clone();
+    let worker = WorkerId(w.clone());
+    let (kept, failed) = tokio::join!(
+        grpc.complete(complete(leases[0], good.clone())),
+        store.complete(
+            &worker,
+            JobId(leases[1].0),
+            FencingToken(leases[1].1),
+            refused
+        ),
+    );
+    kept.unwrap();
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        count(store, "SELECT COUNT(*) AS n FROM results").await,
+        1,
+        "the refused completion left no result"
+    );
+    assert_eq!(
+        count(store, "SELECT COUNT(*) AS n FROM result_metrics").await,
+        3
+    );
+    // Its lease still holds: completed again without further metrics, it succeeds.
+    client
+        .complete(pb::CompleteRequest {
+            metrics: Some(pb::JobMetrics {
+                proxy_metric: "count".into(),
+                ..Default::default()
+            }),
+            ..complete(leases[1], vec![])
+        })
+        .await
+        .unwrap();
+
+    let rows = store.results(SweepId(sweep.sweep_id)).await.unwrap();
+    let first = rows
+        .iter()
+        .find(|(j, _)| j.id == JobId(leases[0].0))
+        .and_then(|(_, r)| r.as_ref())
+        .unwrap();
+    assert_eq!(
+        first.result.proxy_direction.as_deref(),
+        Some("higher_is_better")
+    );
+    let names: Vec<&str> = first.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["mixtures", "si_sdr_5db", "si_sdr_m5db"],
+        "sorted by name"
+    );
+    let second = rows
+        .iter()
+        .find(|(j, _)| j.id == JobId(leases[1].0))
+        .and_then(|(_, r)| r.as_ref())
+        .unwrap();
+    assert!(second.metrics.is_empty() && second.result.proxy_direction.is_none());
+
+    // The results call hands them back as they were sent.
+    let mut sweeps = SweepServiceClient::connect(coord.url()).await.unwrap();
+    let wire = sweeps
+        .results(pb::ResultsRequest {
+            sweep: sweep.sweep_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    let m = wire
+        .iter()
+        .find_map(|r| r.metrics.clone().filter(|m| m.proxy_metric == "si_sdr"))
+        .unwrap();
+    assert_eq!(m.proxy_direction(), pb::MetricDirection::HigherIsBetter);
+    let mut sent = good.clone();
+    sent.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(m.metrics, sent);
+    let other = wire
+        .iter()
+        .find_map(|r| r.metrics.clone().filter(|m| m.proxy_metric == "count"))
+        .unwrap();
+    assert_eq!(other.proxy_direction(), pb::MetricDirection::Unspecified);
+    assert!(other.metrics.is_empty());
+    coord.shutdown().await;
+}
 
 async fn jobs_are_leased_only_to_workers_with_a_backend_their_family_allows(h: &Harness) {
     let coord = h.coordinator().await;
@@ -439,7 +601,7 @@ async fn a_completion_with_an_expired_token_is_rejected_and_the_newer_result_kep
         Code::FailedPrecondition
     );
     let rows = coord.store().results(SweepId(job.sweep_id)).await.unwrap();
-    let result = rows[0].1.as_ref().expect("a result");
+    let result = &rows[0].1.as_ref().expect("a result").result;
     assert_eq!(
         (result.md_auc, result.worker_id.as_str(), result.lease_token),
         (Some(0.9), new.as_str(), second.token)

@@ -72,10 +72,48 @@ const SPEC: &str = "version = 1\nname = \"report-demo\"\ndevices = [\"fan\", \"p
     [[family]]\nkind = \"noop\"\nname = \"ae\"\nconfigs = [{ name = \"c0\" }, { name = \"c1\" }, { name = \"c2\" }, { name = \"c3\" }, { name = \"c4\" }, { name = \"c5\" }]\n\
     [[family]]\nkind = \"noop\"\nname = \"ce\"\nconfigs = [{ name = \"c0\" }, { name = \"c1\" }, { name = \"c2\" }, { name = \"c3\" }, { name = \"c4\" }, { name = \"c5\" }, { name = \"broken\" }]\n";
 
+/// [`Synthetic`] as a worker that declares its proxy's direction reports it, with AE's
+/// squared reconstruction error as a further metric (declared lower-is-better).
+#[derive(Clone)]
+struct Declared;
+
+impl JobKind for Declared {
+    fn kind(&self) -> asdsweep_shared::family::Kind {
+        asdsweep_shared::family::noop::KIND
+    }
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<JobOutput, JobError>> {
+        let run = Synthetic.run(ctx);
+        Box::pin(async move {
+            let mut out = run.await?;
+            let lower = pb::MetricDirection::LowerIsBetter as i32;
+            if out.proxy_metric == "ae_l1" {
+                out.proxy_direction = lower;
+                out.metrics.push(pb::NamedMetric {
+                    name: "ae_mse".into(),
+                    value: out.proxy_value.map(|l1| l1 * l1),
+                    direction: lower,
+                });
+            } else {
+                out.proxy_direction = pb::MetricDirection::HigherIsBetter as i32;
+            }
+            Ok(out)
+        })
+    }
+}
+
 /// Runs the synthetic sweep to the end and writes its report into `out`.
 async fn finished_sweep_report(
     h: &Harness,
     out: &Path,
+) -> (asdsweep_coordinator::Coordinator, ReportSummary) {
+    finished_sweep_report_with(h, out, || Registry::new().with(Synthetic)).await
+}
+
+/// [`finished_sweep_report`] with the workers' job kinds from `registry`.
+async fn finished_sweep_report_with(
+    h: &Harness,
+    out: &Path,
+    registry: impl Fn() -> Registry,
 ) -> (asdsweep_coordinator::Coordinator, ReportSummary) {
     let coord = h.coordinator().await;
     let mut client = SweepServiceClient::connect(coord.url()).await.unwrap();
@@ -87,12 +125,7 @@ async fn finished_sweep_report(
         .await
         .unwrap();
     let workers: Vec<_> = (0..2)
-        .map(|i| {
-            spawn_worker(
-                worker_config(&coord.url(), &format!("w{i}")),
-                Registry::new().with(Synthetic),
-            )
-        })
+        .map(|i| spawn_worker(worker_config(&coord.url(), &format!("w{i}")), registry()))
         .collect();
     for (handle, _stop) in workers {
         handle.await.unwrap();
@@ -377,6 +410,150 @@ async fn report_html_renders_in_headless_chromium_with_one_svg_panel_per_family_
         dom.contains("synthetic failure: config &lt;broken&gt; &amp; co"),
         "failures are listed, escaped"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_directions_and_further_metrics_reach_results_and_correlations() {
+    let h = Harness::sqlite();
+    let out = h.dir.path().join("out");
+    let (coord, summary) =
+        finished_sweep_report_with(&h, &out, || Registry::new().with(Declared)).await;
+    let url = coord.url();
+    let results = std::fs::read_to_string(&summary.results_csv).unwrap();
+    assert!(
+        results
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",job,worker,proxy_direction,ae_mse"),
+        "{results}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary.correlations_json).unwrap())
+            .unwrap();
+    assert_eq!(written["directions"]["ae"], "lower_is_better");
+    assert_eq!(written["directions"]["ce"], "higher_is_better");
+
+    // `results --format json` shows each row's proxy, its direction and its further metrics.
+    let rows: serde_json::Value = serde_json::from_str(
+        &asdsweep(&[
+            "results",
+            "report-demo",
+            "--coordinator",
+            &url,
+            "--format",
+            "json",
+        ])
+        .await,
+    )
+    .unwrap();
+    let ae = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["family"] == "ae")
+        .unwrap();
+    assert_eq!(ae["proxy_direction"], "lower_is_better");
+    assert_eq!(ae["metrics"]["ae_mse"]["direction"], "lower_is_better");
+    let l1 = ae["proxy_value"].as_f64().unwrap();
+    assert_eq!(ae["metrics"]["ae_mse"]["value"].as_f64(), Some(l1 * l1));
+    // `--metric` takes a further metric's name.
+    let mse = asdsweep(&[
+        "results",
+        "report-demo",
+        "--coordinator",
+        &url,
+        "--metric",
+        "ae_mse",
+        "--format",
+        "csv",
+    ])
+    .await;
+    let lines: Vec<&str> = mse.lines().collect();
+    assert_eq!(
+        lines[0],
+        "job,state,attempts,family,config,device,seed,stage,proxy_metric,ae_mse,error"
+    );
+    assert_eq!(lines.len(), 1 + 6 * 2, "AE's evaluations: {mse}");
+
+    // `correlations --proxy` correlates that metric, with its declared direction.
+    let main: serde_json::Value = serde_json::from_str(
+        &asdsweep(&[
+            "correlations",
+            "report-demo",
+            "--coordinator",
+            &url,
+            "--format",
+            "json",
+        ])
+        .await,
+    )
+    .unwrap();
+    let by_mse: serde_json::Value = serde_json::from_str(
+        &asdsweep(&[
+            "correlations",
+            "report-demo",
+            "--coordinator",
+            &url,
+            "--proxy",
+            "ae_mse",
+            "--format",
+            "json",
+        ])
+        .await,
+    )
+    .unwrap();
+    assert_eq!(by_mse["proxy"], "ae_mse");
+    assert_eq!(
+        (&by_mse["rows_used"], &by_mse["rows_without_proxy"]),
+        (&12.into(), &12.into())
+    );
+    let tests = by_mse["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 6, "only AE reports ae_mse");
+    for t in tests {
+        let same = main["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["family"] == "ae" && m["asd_metric"] == t["asd_metric"])
+            .unwrap();
+        assert_eq!(
+            t["spearman_rho"], same["spearman_rho"],
+            "L1 and its square rank the configs alike, both lower-is-better"
+        );
+    }
+    let table = asdsweep(&[
+        "correlations",
+        "report-demo",
+        "--coordinator",
+        &url,
+        "--proxy",
+        "ae_mse",
+    ])
+    .await;
+    assert!(
+        table.contains("12 result rows with metric ae_mse as the proxy (12 without a value of ae_mse, left out)"),
+        "{table}"
+    );
+    let unknown = tokio::process::Command::new(env!("CARGO_BIN_EXE_asdsweep"))
+        .args([
+            "correlations",
+            "report-demo",
+            "--coordinator",
+            &url,
+            "--proxy",
+            "ae_msq",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("\"ae_msq\"") && err.contains("ae_l1, ae_mse, macro_f1"),
+        "{err}"
+    );
+    coord.shutdown().await;
 }
 
 on_sqlite_and_postgres!(the_report_and_the_family_counts_come_from_either_database);

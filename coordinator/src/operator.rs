@@ -218,52 +218,59 @@ fn human_duration(s: f64) -> String {
     }
 }
 
-/// A metric column that `asdsweep results --metric` selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum Metric {
-    /// The proxy metric's value.
-    ProxyValue,
-    /// Linear probe, in-domain AUC.
-    LpInAuc,
-    /// Linear probe, in-domain pAUC.
-    LpInPauc,
-    /// Linear probe, out-of-domain AUC.
-    LpOutAuc,
-    /// Linear probe, out-of-domain pAUC.
-    LpOutPauc,
-    /// Mahalanobis AUC.
-    MdAuc,
-    /// Mahalanobis pAUC.
-    MdPauc,
+/// A metric that `asdsweep results --metric` selects: `proxy_value`, one of the six ASD
+/// columns, or any metric a result reports by name — its proxy metric (`ae_l1`) or one of
+/// its further metrics (`si_sdr_0db`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric(String);
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Metric, String> {
+        let column = RESULT_COLUMNS.iter().position(|c| *c == name);
+        if name.is_empty() || column.is_some_and(|c| !METRIC_COLUMNS.contains(&c)) {
+            return Err(format!(
+                "\"{name}\" is no metric: name proxy_value, an ASD column ({}), or a metric the results report",
+                RESULT_COLUMNS[METRIC_COLUMNS.start + 1..METRIC_COLUMNS.end].join(", ")
+            ));
+        }
+        Ok(Metric(name.to_owned()))
+    }
 }
 
 impl Metric {
     /// The column name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::ProxyValue => "proxy_value",
-            Metric::LpInAuc => "lp_in_auc",
-            Metric::LpInPauc => "lp_in_pauc",
-            Metric::LpOutAuc => "lp_out_auc",
-            Metric::LpOutPauc => "lp_out_pauc",
-            Metric::MdAuc => "md_auc",
-            Metric::MdPauc => "md_pauc",
-        }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its column among [`RESULT_COLUMNS`], when it names one of the fixed metric columns.
+    fn column(&self) -> Option<usize> {
+        METRIC_COLUMNS
+            .into_iter()
+            .find(|&c| RESULT_COLUMNS[c] == self.0)
     }
 
     /// The metric's value in a result, if it has one.
-    pub fn value(self, m: &pb::JobMetrics) -> Option<f64> {
-        match self {
-            Metric::ProxyValue => m.proxy_value,
-            Metric::LpInAuc => m.lp_in_auc,
-            Metric::LpInPauc => m.lp_in_pauc,
-            Metric::LpOutAuc => m.lp_out_auc,
-            Metric::LpOutPauc => m.lp_out_pauc,
-            Metric::MdAuc => m.md_auc,
-            Metric::MdPauc => m.md_pauc,
+    pub fn value(&self, m: &pb::JobMetrics) -> Option<f64> {
+        match self.column() {
+            Some(c) => fixed_metric(m, c),
+            None => named_metric(m, &self.0).and_then(|(value, _)| value),
         }
     }
+}
+
+/// A result's metric `name` with its direction: its proxy metric if so named, else its
+/// further metric of that name.
+pub fn named_metric(m: &pb::JobMetrics, name: &str) -> Option<(Option<f64>, pb::MetricDirection)> {
+    if m.proxy_metric == name {
+        return Some((m.proxy_value, m.proxy_direction()));
+    }
+    m.metrics
+        .iter()
+        .find(|x| x.name == name)
+        .map(|x| (x.value, x.direction()))
 }
 
 /// Which rows and columns `asdsweep results` prints.
@@ -284,27 +291,34 @@ impl ResultFilter {
             && self.device.as_ref().is_none_or(|d| *d == r.device)
             && self
                 .metric
+                .as_ref()
                 .is_none_or(|m| r.metrics.as_ref().and_then(|x| m.value(x)).is_some())
     }
 }
 
-/// Renders the rows that pass a filter; with a metric, only that metric column is shown.
+/// Renders the rows that pass a filter; with a metric, of the metric columns only that
+/// one is shown (named as asked, between `proxy_metric` and `error`).
 pub fn render_filtered_results(
     rows: &[pb::ResultRow],
     filter: &ResultFilter,
     format: Format,
 ) -> Result<String> {
     let kept: Vec<pb::ResultRow> = rows.iter().filter(|r| filter.keeps(r)).cloned().collect();
-    let Some(metric) = filter.metric else {
+    let Some(metric) = &filter.metric else {
         return render_results(&kept, format);
     };
-    let columns: Vec<usize> = (0..RESULT_COLUMNS.len())
-        .filter(|&c| !(9..16).contains(&c) || RESULT_COLUMNS[c] == metric.as_str())
-        .collect();
+    let mut columns: Vec<Column> = (0..METRIC_COLUMNS.start).map(Column::Fixed).collect();
+    columns.push(match metric.column() {
+        Some(c) => Column::Fixed(c),
+        None => Column::Named(metric.as_str().to_owned()),
+    });
+    columns.push(Column::Fixed(ERROR_COLUMN));
     render_columns(&kept, format, &columns)
 }
 
-const RESULT_COLUMNS: [&str; 17] = [
+/// The columns of `asdsweep results --format csv` (and of the table) before the further
+/// metrics: each further metric name of the rows follows `proxy_direction`, sorted.
+pub const RESULT_COLUMNS: [&str; 18] = [
     "job",
     "state",
     "attempts",
@@ -322,90 +336,168 @@ const RESULT_COLUMNS: [&str; 17] = [
     "md_auc",
     "md_pauc",
     "error",
+    "proxy_direction",
 ];
 
-fn result_cells(r: &pb::ResultRow) -> Vec<String> {
+/// Keys of `asdsweep results --format json` rows that are no column.
+pub const RESULT_JSON_KEYS: [&str; 5] = ["kind", "worker", "extra", "provenance", "metrics"];
+
+/// The fixed metric columns of [`RESULT_COLUMNS`]: `proxy_value` and the six ASD metrics.
+const METRIC_COLUMNS: std::ops::Range<usize> = 9..16;
+
+/// The `error` column of [`RESULT_COLUMNS`].
+const ERROR_COLUMN: usize = 16;
+
+/// Columns shown in every table, even when empty: the job's key and identity.
+const KEY_COLUMNS: usize = 8;
+
+/// A column of `asdsweep results`.
+#[derive(Debug, Clone, PartialEq)]
+enum Column {
+    /// One of [`RESULT_COLUMNS`].
+    Fixed(usize),
+    /// A metric by name (see [`Metric`]); in the full listing, a further metric.
+    Named(String),
+}
+
+impl Column {
+    fn header(&self) -> &str {
+        match self {
+            Column::Fixed(c) => RESULT_COLUMNS[*c],
+            Column::Named(name) => name,
+        }
+    }
+}
+
+/// The value of fixed metric column `c` in a result.
+fn fixed_metric(m: &pb::JobMetrics, c: usize) -> Option<f64> {
+    match RESULT_COLUMNS[c] {
+        "proxy_value" => m.proxy_value,
+        "lp_in_auc" => m.lp_in_auc,
+        "lp_in_pauc" => m.lp_in_pauc,
+        "lp_out_auc" => m.lp_out_auc,
+        "lp_out_pauc" => m.lp_out_pauc,
+        "md_auc" => m.md_auc,
+        "md_pauc" => m.md_pauc,
+        _ => None,
+    }
+}
+
+/// A direction as `asdsweep results` prints it (empty, or null in JSON, when unspecified).
+fn direction_name(d: pb::MetricDirection) -> Option<&'static str> {
+    d.direction().map(|d| d.as_str())
+}
+
+fn result_cell(r: &pb::ResultRow, column: &Column) -> String {
     let num = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
     let m = r.metrics.clone().unwrap_or_default();
-    vec![
-        r.job_key.clone(),
-        r.state.clone(),
-        r.attempts.to_string(),
-        r.family.clone(),
-        r.config.clone(),
-        r.device.clone(),
-        r.seed.to_string(),
-        r.stage.clone(),
-        m.proxy_metric,
-        num(m.proxy_value),
-        num(m.lp_in_auc),
-        num(m.lp_in_pauc),
-        num(m.lp_out_auc),
-        num(m.lp_out_pauc),
-        num(m.md_auc),
-        num(m.md_pauc),
-        r.error.clone(),
-    ]
+    let c = match column {
+        Column::Fixed(c) => *c,
+        Column::Named(name) => {
+            return num(named_metric(&m, name).and_then(|(value, _)| value));
+        }
+    };
+    if METRIC_COLUMNS.contains(&c) {
+        return num(fixed_metric(&m, c));
+    }
+    match RESULT_COLUMNS[c] {
+        "job" => r.job_key.clone(),
+        "state" => r.state.clone(),
+        "attempts" => r.attempts.to_string(),
+        "family" => r.family.clone(),
+        "config" => r.config.clone(),
+        "device" => r.device.clone(),
+        "seed" => r.seed.to_string(),
+        "stage" => r.stage.clone(),
+        "proxy_metric" => m.proxy_metric,
+        "error" => r.error.clone(),
+        "proxy_direction" => direction_name(m.proxy_direction())
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    }
 }
 
-/// Renders result rows as a table, CSV or JSON.
+/// Renders result rows as a table, CSV or JSON: every column of [`RESULT_COLUMNS`], then
+/// one per further metric name of the rows, sorted.
 pub fn render_results(rows: &[pb::ResultRow], format: Format) -> Result<String> {
-    let all: Vec<usize> = (0..RESULT_COLUMNS.len()).collect();
-    render_columns(rows, format, &all)
+    let mut columns: Vec<Column> = (0..RESULT_COLUMNS.len()).map(Column::Fixed).collect();
+    let names: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.metrics.iter().flat_map(|m| &m.metrics))
+        .map(|m| m.name.as_str())
+        .collect();
+    columns.extend(names.into_iter().map(|n| Column::Named(n.to_owned())));
+    render_columns(rows, format, &columns)
 }
 
-/// Renders result rows with the given columns of [`RESULT_COLUMNS`] (JSON keeps every field).
-fn render_columns(rows: &[pb::ResultRow], format: Format, columns: &[usize]) -> Result<String> {
+/// One result row as `asdsweep results --format json` prints it.
+fn result_json(r: &pb::ResultRow) -> serde_json::Value {
+    let m = r.metrics.clone().unwrap_or_default();
+    let metrics: serde_json::Map<String, serde_json::Value> = m
+        .metrics
+        .iter()
+        .map(|x| {
+            (
+                x.name.clone(),
+                serde_json::json!({"value": x.value, "direction": direction_name(x.direction())}),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "job": r.job_key, "state": r.state, "attempts": r.attempts, "family": r.family,
+        "config": r.config, "device": r.device, "seed": r.seed, "stage": r.stage, "kind": r.kind,
+        "worker": r.worker, "error": if r.error.is_empty() { None } else { Some(&r.error) },
+        "proxy_metric": m.proxy_metric, "proxy_value": m.proxy_value,
+        "proxy_direction": direction_name(m.proxy_direction()),
+        "lp_in_auc": m.lp_in_auc, "lp_in_pauc": m.lp_in_pauc,
+        "lp_out_auc": m.lp_out_auc, "lp_out_pauc": m.lp_out_pauc,
+        "md_auc": m.md_auc, "md_pauc": m.md_pauc,
+        "metrics": metrics,
+        "extra": serde_json::from_str::<serde_json::Value>(&m.extra_json).ok(),
+        "provenance": serde_json::from_str::<serde_json::Value>(&m.provenance_json).ok(),
+    })
+}
+
+/// Renders result rows with the given columns (JSON keeps every field).
+fn render_columns(rows: &[pb::ResultRow], format: Format, columns: &[Column]) -> Result<String> {
     match format {
         Format::Json => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| {
-                    let m = r.metrics.clone().unwrap_or_default();
-                    serde_json::json!({
-                        "job": r.job_key, "state": r.state, "attempts": r.attempts, "family": r.family,
-                        "config": r.config, "device": r.device, "seed": r.seed, "stage": r.stage, "kind": r.kind,
-                        "worker": r.worker, "error": if r.error.is_empty() { None } else { Some(&r.error) },
-                        "proxy_metric": m.proxy_metric, "proxy_value": m.proxy_value,
-                        "lp_in_auc": m.lp_in_auc, "lp_in_pauc": m.lp_in_pauc,
-                        "lp_out_auc": m.lp_out_auc, "lp_out_pauc": m.lp_out_pauc,
-                        "md_auc": m.md_auc, "md_pauc": m.md_pauc,
-                        "extra": serde_json::from_str::<serde_json::Value>(&m.extra_json).ok(),
-                        "provenance": serde_json::from_str::<serde_json::Value>(&m.provenance_json).ok(),
-                    })
-                })
-                .collect();
+            let v: Vec<serde_json::Value> = rows.iter().map(result_json).collect();
             serde_json::to_string_pretty(&v)
                 .map(|s| s + "\n")
                 .map_err(|e| Error::Render(e.to_string()))
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(columns.iter().map(|&c| RESULT_COLUMNS[c]))
+            w.write_record(columns.iter().map(Column::header))
                 .map_err(|e| Error::Render(e.to_string()))?;
             for r in rows {
-                let cells = result_cells(r);
-                w.write_record(columns.iter().map(|&c| &cells[c]))
+                w.write_record(columns.iter().map(|c| result_cell(r, c)))
                     .map_err(|e| Error::Render(e.to_string()))?;
             }
             let bytes = w.into_inner().map_err(|e| Error::Render(e.to_string()))?;
             String::from_utf8(bytes).map_err(|e| Error::Render(e.to_string()))
         }
         Format::Table => {
-            let cells: Vec<Vec<String>> = rows.iter().map(result_cells).collect();
-            // Drop metric columns that are empty in every row.
-            let keep: Vec<usize> = columns
+            let cells: Vec<Vec<String>> = rows
                 .iter()
-                .copied()
-                .filter(|&c| c < 8 || cells.iter().any(|r| !r[c].is_empty()))
+                .map(|r| columns.iter().map(|c| result_cell(r, c)).collect())
+                .collect();
+            // Drop metric columns that are empty in every row.
+            let keep: Vec<usize> = (0..columns.len())
+                .filter(|&k| {
+                    matches!(columns[k], Column::Fixed(c) if c < KEY_COLUMNS)
+                        || cells.iter().any(|r| !r[k].is_empty())
+                })
                 .collect();
             let widths: Vec<usize> = keep
                 .iter()
-                .map(|&c| {
+                .map(|&k| {
                     cells
                         .iter()
-                        .map(|r| r[c].chars().count())
-                        .chain([RESULT_COLUMNS[c].len()])
+                        .map(|r| r[k].chars().count())
+                        .chain([columns[k].header().chars().count()])
                         .max()
                         .unwrap_or(0)
                 })
@@ -421,9 +513,9 @@ fn render_columns(rows: &[pb::ResultRow], format: Format, columns: &[usize]) -> 
                 l.truncate(l.trim_end().len());
                 l + "\n"
             };
-            out.push_str(&line(keep.iter().map(|&c| RESULT_COLUMNS[c]).collect()));
+            out.push_str(&line(keep.iter().map(|&k| columns[k].header()).collect()));
             for r in &cells {
-                out.push_str(&line(keep.iter().map(|&c| r[c].as_str()).collect()));
+                out.push_str(&line(keep.iter().map(|&k| r[k].as_str()).collect()));
             }
             Ok(out)
         }
@@ -432,6 +524,16 @@ fn render_columns(rows: &[pb::ResultRow], format: Format, columns: &[usize]) -> 
 
 /// Renders a sweep's correlations as a table, CSV (the columns of `correlations.csv`) or JSON.
 pub fn render_correlations(c: &pb::CorrelationsResponse, format: Format) -> Result<String> {
+    render_correlations_of(c, None, format)
+}
+
+/// [`render_correlations`] of the correlations of metric `proxy` in place of each
+/// family's main proxy (`asdsweep correlations --proxy NAME`): the table and JSON name it.
+pub fn render_correlations_of(
+    c: &pb::CorrelationsResponse,
+    proxy: Option<&str>,
+    format: Format,
+) -> Result<String> {
     match format {
         Format::Csv => report::correlations_csv(&c.lines, c.provisional)
             .map_err(|e| Error::Render(e.to_string())),
@@ -440,7 +542,8 @@ pub fn render_correlations(c: &pb::CorrelationsResponse, format: Format) -> Resu
                 c.lines.iter().map(report::CorrelationLine::from).collect();
             let v = serde_json::json!({
                 "sweep_id": c.sweep_id, "name": c.name, "provisional": c.provisional, "open_jobs": c.open_jobs,
-                "rows_used": c.rows_used, "rows_without_proxy": c.rows_without_proxy, "tests": lines,
+                "proxy": proxy, "rows_used": c.rows_used, "rows_without_proxy": c.rows_without_proxy,
+                "tests": lines,
             });
             serde_json::to_string_pretty(&v)
                 .map(|s| s + "\n")
@@ -450,17 +553,15 @@ pub fn render_correlations(c: &pb::CorrelationsResponse, format: Format) -> Resu
             let mut out = String::new();
             let _ = writeln!(
                 out,
-                "sweep {} \"{}\": {} result rows{}",
+                "sweep {} \"{}\": {} result rows{}{}",
                 c.sweep_id,
                 c.name,
                 c.rows_used,
-                if c.rows_without_proxy > 0 {
-                    format!(
-                        " ({} without a proxy value, left out)",
-                        c.rows_without_proxy
-                    )
-                } else {
-                    String::new()
+                proxy.map_or(String::new(), |p| format!(" with metric {p} as the proxy")),
+                match (c.rows_without_proxy, proxy) {
+                    (0, _) => String::new(),
+                    (n, None) => format!(" ({n} without a proxy value, left out)"),
+                    (n, Some(p)) => format!(" ({n} without a value of {p}, left out)"),
                 }
             );
             if c.provisional {
@@ -600,7 +701,7 @@ mod tests {
         let filter = ResultFilter {
             family: Some("ae".into()),
             device: None,
-            metric: Some(Metric::MdAuc),
+            metric: Some("md_auc".parse().unwrap()),
         };
         let out = render_filtered_results(&rows, &filter, Format::Csv).unwrap();
         let lines: Vec<&str> = out.lines().collect();
@@ -662,6 +763,113 @@ mod tests {
         assert_eq!(json["provisional"], true);
         assert_eq!(json["tests"][0]["spearman_rho"], 1.0);
         assert!(json["tests"][0]["pearson_r"].is_null(), "NaN becomes null");
+    }
+
+    /// A separation result: SI-SDR as its proxy, two further metrics, one without a value.
+    fn separation_row(config: &str, sdr_5db: Option<f64>) -> pb::ResultRow {
+        let named =
+            |name: &str, value: Option<f64>, direction: pb::MetricDirection| pb::NamedMetric {
+                name: name.into(),
+                value,
+                direction: direction as i32,
+            };
+        pb::ResultRow {
+            job_key: format!("sep/{config}/fan/s1/eval"),
+            family: "sep".into(),
+            config: config.into(),
+            device: "fan".into(),
+            state: "succeeded".into(),
+            metrics: Some(pb::JobMetrics {
+                proxy_metric: "si_sdr".into(),
+                proxy_value: Some(7.5),
+                proxy_direction: pb::MetricDirection::HigherIsBetter as i32,
+                md_auc: Some(0.8),
+                metrics: vec![
+                    named("si_sdr_5db", sdr_5db, pb::MetricDirection::HigherIsBetter),
+                    named("mixtures", Some(120.0), pb::MetricDirection::Unspecified),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn json_rows_carry_the_proxy_direction_and_the_further_metrics() {
+        let rows = [separation_row("a", Some(9.25)), row("dead", None, "boom")];
+        let v: serde_json::Value =
+            serde_json::from_str(&render_results(&rows, Format::Json).unwrap()).unwrap();
+        assert_eq!(v[0]["proxy_metric"], "si_sdr");
+        assert_eq!(v[0]["proxy_direction"], "higher_is_better");
+        assert_eq!(
+            v[0]["metrics"],
+            serde_json::json!({
+                "si_sdr_5db": {"value": 9.25, "direction": "higher_is_better"},
+                "mixtures": {"value": 120.0, "direction": null},
+            })
+        );
+        assert!(v[1]["proxy_direction"].is_null());
+        assert_eq!(v[1]["metrics"], serde_json::json!({}));
+        // CSV: the direction, then one column per further metric, sorted.
+        let csv = render_results(&rows, Format::Csv).unwrap();
+        assert!(
+            csv.lines()
+                .next()
+                .unwrap()
+                .ends_with(",md_pauc,error,proxy_direction,mixtures,si_sdr_5db"),
+            "{csv}"
+        );
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with(",higher_is_better,120.000000,9.250000"),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn a_further_metric_or_a_proxy_metric_can_be_selected_by_name() {
+        let rows = [
+            separation_row("a", Some(9.25)),
+            separation_row("b", None),
+            metric_row("ae", "fan", Some(0.9)),
+        ];
+        let only = |name: &str| ResultFilter {
+            metric: Some(name.parse().unwrap()),
+            ..Default::default()
+        };
+        let out = render_filtered_results(&rows, &only("si_sdr_5db"), Format::Csv).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "job,state,attempts,family,config,device,seed,stage,proxy_metric,si_sdr_5db,error",
+            "{out}"
+        );
+        assert_eq!(
+            lines.len(),
+            2,
+            "b has no value and ae no such metric: {out}"
+        );
+        assert!(lines[1].starts_with("sep/a/fan/s1/eval,") && lines[1].contains(",9.250000,"));
+        let table = render_filtered_results(&rows, &only("si_sdr_5db"), Format::Table).unwrap();
+        assert!(
+            table.contains("si_sdr_5db") && table.contains("9.250000") && !table.contains("md_auc"),
+            "{table}"
+        );
+        // A proxy metric's name selects its value in the rows whose proxy it is.
+        let out = render_filtered_results(&rows, &only("ae_l1"), Format::Csv).unwrap();
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(
+            out.lines()
+                .next()
+                .unwrap()
+                .ends_with(",proxy_metric,ae_l1,error")
+        );
+        assert!(out.lines().nth(1).unwrap().contains(",0.250000,"), "{out}");
+        // A column that is no metric is refused.
+        let err = "job".parse::<Metric>().unwrap_err();
+        assert!(err.contains("no metric") && err.contains("md_auc"), "{err}");
     }
 
     #[test]

@@ -6,19 +6,22 @@
 //! correlations are computed from those very bytes with [`parse_long_csv`],
 //! [`aggregate_devices`], [`correlate`] and [`alignment_report`] — the path
 //! `asdsweep analyze results.csv` takes — so the report always agrees with a
-//! re-analysis of its own `results.csv`.
+//! re-analysis of its own `results.csv`. Correlations of another proxy metric
+//! (`asdsweep correlations --proxy NAME`) take the same path through a `results.csv`
+//! whose proxy columns hold that metric ([`with_proxy`]).
 
 pub mod html;
 
-use crate::entity::{job, result, sweep};
+use crate::entity::{job, sweep};
 use crate::error::{Error, Result};
 use crate::ids::SweepId;
 use crate::queue::{JobState, SweepState};
-use crate::store::{Store, now_ms};
+use crate::store::{JobResult, NamedMetric, Store, now_ms};
 use asdsweep_shared::analysis::alignment::{FamilyAlignment, alignment_report};
 use asdsweep_shared::analysis::{
     AnalysisError, ConfigPoint, CorrelationRow, Direction, LongTable, SWEEP_ASD_METRICS,
-    SWEEP_KEY_COLUMNS, TestSettings, aggregate_devices, correlate, parse_long_csv,
+    SWEEP_DIRECTION_COLUMN, SWEEP_KEY_COLUMNS, TestSettings, aggregate_devices, correlate,
+    parse_long_csv,
 };
 use asdsweep_shared::proto as pb;
 use sea_orm::{FromQueryResult, Statement};
@@ -39,6 +42,34 @@ pub const PROVENANCE_COLUMNS: [(&str, &str); 6] = [
 
 /// Columns after the provenance: which job and worker produced the row.
 pub const TRACE_COLUMNS: [&str; 2] = ["job", "worker"];
+
+/// Longest name of a further metric, in bytes.
+pub const MAX_METRIC_NAME_BYTES: usize = 128;
+
+/// Why a further metric may not have this name, if it may not: a name must be 1 to
+/// [`MAX_METRIC_NAME_BYTES`] bytes without whitespace or control characters, and no
+/// column of `results.csv` or of `asdsweep results` (each further metric becomes a
+/// column of its own there, and `--metric NAME` must name one thing).
+pub fn metric_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > MAX_METRIC_NAME_BYTES {
+        return Some(format!(
+            "a metric name has 1 to {MAX_METRIC_NAME_BYTES} bytes"
+        ));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("a metric name has no whitespace or control characters".into());
+    }
+    let taken = SWEEP_KEY_COLUMNS
+        .iter()
+        .chain(&SWEEP_ASD_METRICS)
+        .chain(PROVENANCE_COLUMNS.iter().map(|(c, _)| c))
+        .chain(&TRACE_COLUMNS)
+        .chain(&[SWEEP_DIRECTION_COLUMN])
+        .chain(&crate::operator::RESULT_COLUMNS)
+        .chain(&crate::operator::RESULT_JSON_KEYS)
+        .any(|c| *c == name);
+    taken.then(|| "the name of a column of results.csv or of `asdsweep results`".into())
+}
 
 /// The file names a report writes into its directory.
 pub const RESULTS_CSV: &str = "results.csv";
@@ -64,6 +95,10 @@ pub struct ResultLine {
     pub proxy_metric: String,
     /// Proxy metric value.
     pub proxy_value: Option<f64>,
+    /// The proxy metric's declared direction.
+    pub proxy_direction: Option<Direction>,
+    /// Further named metrics, by name.
+    pub metrics: Vec<NamedMetric>,
     /// The six ASD metrics in [`SWEEP_ASD_METRICS`] order.
     pub asd: [Option<f64>; 6],
     /// Provenance values in [`PROVENANCE_COLUMNS`] order (empty when absent).
@@ -75,17 +110,19 @@ pub struct ResultLine {
 }
 
 /// The metric rows of a sweep: succeeded `eval` and `run` jobs with their results, in job order.
-pub fn result_lines(jobs: &[(job::Model, Option<result::Model>)]) -> Vec<ResultLine> {
+pub fn result_lines(jobs: &[(job::Model, Option<JobResult>)]) -> Vec<ResultLine> {
     jobs.iter()
         .filter(|(j, _)| j.stage == "eval" || j.stage == "run")
         .filter_map(|(j, r)| r.as_ref().map(|r| (j, r)))
-        .map(|(j, r)| ResultLine {
+        .map(|(j, JobResult { result: r, metrics })| ResultLine {
             family: j.family.clone(),
             config: j.config.clone(),
             device: j.device.clone(),
             seed: j.seed,
             proxy_metric: r.proxy_metric.clone(),
             proxy_value: r.proxy_value,
+            proxy_direction: r.declared_direction(),
+            metrics: metrics.clone(),
             asd: [
                 r.lp_in_auc,
                 r.lp_in_pauc,
@@ -121,15 +158,32 @@ fn csv_number(v: Option<f64>) -> String {
     }
 }
 
-/// Renders `results.csv`.
+/// The names of the further metrics of some lines, sorted, each once.
+pub fn metric_names(lines: &[ResultLine]) -> Vec<String> {
+    lines
+        .iter()
+        .flat_map(|l| l.metrics.iter().map(|m| m.name.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Renders `results.csv`: the columns of asdsweep 0.1 in their order (key and proxy,
+/// ASD metrics, provenance, job and worker), then `proxy_direction` (empty when the row
+/// declares none) and one column per further metric name of the sweep, sorted (empty
+/// where a row lacks it or has no value). A reader that takes columns by position or by
+/// name keeps working; the further metrics' directions are in `asdsweep results --format json`.
 pub fn results_csv(lines: &[ResultLine]) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
+    let names = metric_names(lines);
     let header: Vec<&str> = SWEEP_KEY_COLUMNS
         .iter()
         .chain(SWEEP_ASD_METRICS.iter())
         .copied()
         .chain(PROVENANCE_COLUMNS.iter().map(|(c, _)| *c))
         .chain(TRACE_COLUMNS)
+        .chain([SWEEP_DIRECTION_COLUMN])
+        .chain(names.iter().map(String::as_str))
         .collect();
     let csv_err = |e: csv::Error| Error::Report(format!("rendering {RESULTS_CSV}: {e}"));
     w.write_record(&header).map_err(csv_err)?;
@@ -146,6 +200,19 @@ pub fn results_csv(lines: &[ResultLine]) -> Result<String> {
         record.extend(l.provenance.iter().cloned());
         record.push(l.job.clone());
         record.push(l.worker.clone());
+        record.push(
+            l.proxy_direction
+                .map(|d| d.as_str().to_owned())
+                .unwrap_or_default(),
+        );
+        record.extend(names.iter().map(|name| {
+            csv_number(
+                l.metrics
+                    .iter()
+                    .find(|m| &m.name == name)
+                    .and_then(|m| m.value),
+            )
+        }));
         w.write_record(&record).map_err(csv_err)?;
     }
     let bytes = w
@@ -473,7 +540,7 @@ impl SweepFacts {
 /// Collects the facts from a sweep and its jobs.
 pub fn sweep_facts(
     sweep: &sweep::Model,
-    jobs: &[(job::Model, Option<result::Model>)],
+    jobs: &[(job::Model, Option<JobResult>)],
     lines: &[ResultLine],
 ) -> SweepFacts {
     let mut jobs_by_state: BTreeMap<String, u64> = JobState::ALL
@@ -552,9 +619,73 @@ pub struct Report {
 /// Builds a report from a sweep and its jobs with their results (the pure part of [`write_report`]).
 pub fn build_report(
     sweep: &sweep::Model,
-    jobs: &[(job::Model, Option<result::Model>)],
+    jobs: &[(job::Model, Option<JobResult>)],
 ) -> Result<Report> {
-    let lines = result_lines(jobs);
+    build_report_with_proxy(sweep, jobs, None)
+}
+
+/// The lines with each row's proxy replaced by its metric `name` and that metric's
+/// declared direction: the row's proxy metric if it is `name`, else its further metric
+/// `name`. A row without it, or whose value is missing, keeps no proxy value (the
+/// analysis leaves it out and counts it). Refused: a name that no row reports at all
+/// (when there are rows), and a metric that no row with a value declares a direction
+/// for (it is no proxy metric).
+pub fn with_proxy(lines: &[ResultLine], name: &str) -> Result<Vec<ResultLine>> {
+    let mut reported = false;
+    let mut declared = false;
+    let out: Vec<ResultLine> = lines
+        .iter()
+        .map(|l| {
+            let (value, direction) = if l.proxy_metric == name {
+                reported = true;
+                (l.proxy_value, l.proxy_direction)
+            } else if let Some(m) = l.metrics.iter().find(|m| m.name == name) {
+                reported = true;
+                (m.value, m.direction)
+            } else {
+                (None, None)
+            };
+            declared |= value.is_some() && direction.is_some();
+            ResultLine {
+                proxy_metric: name.to_owned(),
+                proxy_value: value,
+                proxy_direction: direction,
+                ..l.clone()
+            }
+        })
+        .collect();
+    if !reported && !lines.is_empty() {
+        let mut known: BTreeSet<&str> = lines.iter().map(|l| l.proxy_metric.as_str()).collect();
+        known.extend(
+            lines
+                .iter()
+                .flat_map(|l| l.metrics.iter().map(|m| m.name.as_str())),
+        );
+        return Err(Error::InvalidArgument(format!(
+            "no result reports a metric \"{name}\" (reported: {})",
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if reported && !declared && out.iter().any(|l| l.proxy_value.is_some()) {
+        return Err(Error::InvalidArgument(format!(
+            "metric \"{name}\" has no declared direction: it is no proxy metric to correlate"
+        )));
+    }
+    Ok(out)
+}
+
+/// [`build_report`] with each row's proxy replaced by its metric `proxy` ([`with_proxy`]);
+/// `None`: each family's main proxy. The report's `lines` and `results_csv` are then the
+/// replaced ones, the text its analysis read.
+pub fn build_report_with_proxy(
+    sweep: &sweep::Model,
+    jobs: &[(job::Model, Option<JobResult>)],
+    proxy: Option<&str>,
+) -> Result<Report> {
+    let mut lines = result_lines(jobs);
+    if let Some(name) = proxy {
+        lines = with_proxy(&lines, name)?;
+    }
     let facts = sweep_facts(sweep, jobs, &lines);
     let results_csv = results_csv(&lines)?;
     let analysis = analyse(&results_csv)?;
@@ -740,10 +871,15 @@ pub async fn write_report(
     write_report_files(&build_report(sweep, &jobs)?, out_dir)
 }
 
-/// A sweep's correlations so far, for `asdsweep correlations`.
-pub async fn correlations(store: &Store, sweep: &sweep::Model) -> Result<pb::CorrelationsResponse> {
+/// A sweep's correlations so far, for `asdsweep correlations`: of each family's main proxy,
+/// or with `proxy`, of that metric ([`with_proxy`]).
+pub async fn correlations(
+    store: &Store,
+    sweep: &sweep::Model,
+    proxy: Option<&str>,
+) -> Result<pb::CorrelationsResponse> {
     let jobs = store.results(sweep.id).await?;
-    Ok(build_report(sweep, &jobs)?.correlations_response())
+    Ok(build_report_with_proxy(sweep, &jobs, proxy)?.correlations_response())
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -859,18 +995,26 @@ mod tests {
         }
     }
 
+    /// A result as a worker reports it: `ae_l1` declared lower-is-better, `macro_f1`
+    /// higher-is-better, anything else undeclared; no further metrics.
     pub(crate) fn result(
         job_id: i64,
         proxy_metric: &str,
         proxy: Option<f64>,
         auc: f64,
-    ) -> result::Model {
-        result::Model {
+    ) -> JobResult {
+        let direction = match proxy_metric {
+            "ae_l1" => Some(Direction::LowerIsBetter),
+            "macro_f1" => Some(Direction::HigherIsBetter),
+            _ => None,
+        };
+        let result = crate::entity::result::Model {
             id: job_id,
             job_id,
             sweep_id: 1,
             proxy_metric: proxy_metric.into(),
             proxy_value: proxy,
+            proxy_direction: direction.map(|d| d.as_str().to_owned()),
             lp_in_auc: Some(auc),
             lp_in_pauc: Some(auc - 0.1),
             lp_out_auc: Some(auc - 0.05),
@@ -886,6 +1030,10 @@ mod tests {
             worker_id: "w-1".into(),
             lease_token: 1,
             created_at_ms: 0,
+        };
+        JobResult {
+            result,
+            metrics: Vec::new(),
         }
     }
 
@@ -903,7 +1051,7 @@ mod tests {
     }
 
     /// Two families × 4 configs × 2 machine types; AE's loss falls as its AUC rises.
-    pub(crate) fn synthetic_jobs() -> Vec<(job::Model, Option<result::Model>)> {
+    pub(crate) fn synthetic_jobs() -> Vec<(job::Model, Option<JobResult>)> {
         let mut jobs = Vec::new();
         let mut id = 0;
         for (family, metric) in [("ae", "ae_l1"), ("ce", "macro_f1")] {
@@ -951,7 +1099,7 @@ mod tests {
         let mut rows = text.lines();
         let header = rows.next().unwrap();
         assert!(header.starts_with("family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc,"));
-        assert!(header.ends_with("spec_hash,dataset_fingerprint,backend,compute_device,code_version,wall_s,job,worker"), "{header}");
+        assert!(header.ends_with("spec_hash,dataset_fingerprint,backend,compute_device,code_version,wall_s,job,worker,proxy_direction"), "{header}");
         let first: Vec<&str> = rows.next().unwrap().split(',').collect();
         assert_eq!(&first[..5], ["ae", "c1", "fan", "1", "ae_l1"]);
         assert_eq!(first[9], "", "a missing metric is an empty cell");
@@ -1064,6 +1212,119 @@ mod tests {
                 .to_string()
                 .contains("\"..\"")
         );
+    }
+
+    /// [`synthetic_jobs`] where each CE evaluation also reports `xent`, a cross-entropy
+    /// declared lower-is-better that falls as the config's AUC rises, and `clips`, a
+    /// count with no direction; AE's rows report neither.
+    fn jobs_with_further_metrics() -> Vec<(job::Model, Option<JobResult>)> {
+        let mut jobs = synthetic_jobs();
+        for (j, r) in jobs.iter_mut() {
+            let Some(r) = r.as_mut().filter(|_| j.family == "ce" && j.stage == "eval") else {
+                continue;
+            };
+            let quality = (r.result.proxy_value.unwrap() - 0.5) * 10.0;
+            r.metrics = vec![
+                NamedMetric {
+                    name: "clips".into(),
+                    value: Some(40.0),
+                    direction: None,
+                },
+                NamedMetric {
+                    name: "xent".into(),
+                    value: Some(2.0 - quality / 5.0),
+                    direction: Some(Direction::LowerIsBetter),
+                },
+            ];
+        }
+        jobs
+    }
+
+    #[test]
+    fn results_csv_appends_the_proxy_direction_and_one_column_per_further_metric() {
+        let text = results_csv(&result_lines(&jobs_with_further_metrics())).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header[..20].join(","),
+            "family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc,spec_hash,dataset_fingerprint,backend,compute_device,code_version,wall_s,job,worker"
+        );
+        assert_eq!(header[20..], ["proxy_direction", "clips", "xent"]);
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        let ae = rows.iter().find(|r| &r[0] == "ae").unwrap();
+        assert_eq!((&ae[20], &ae[21], &ae[22]), ("lower_is_better", "", ""));
+        let ce = rows.iter().find(|r| &r[0] == "ce").unwrap();
+        assert_eq!((&ce[20], &ce[21], &ce[22]), ("higher_is_better", "40", "2"));
+        // The analysis reads the declared directions back.
+        let analysis = analyse(&text).unwrap();
+        assert_eq!(analysis.directions["ae"], Direction::LowerIsBetter);
+        assert_eq!(analysis.directions["ce"], Direction::HigherIsBetter);
+    }
+
+    #[test]
+    fn correlations_of_a_named_proxy_use_that_metric_and_its_declared_direction() {
+        let jobs = jobs_with_further_metrics();
+        let main = build_report(&sweep(), &jobs).unwrap();
+        let xent = build_report_with_proxy(&sweep(), &jobs, Some("xent")).unwrap();
+        assert_eq!(main.correlations.len(), 2 * 6);
+        assert_eq!(
+            xent.correlations.len(),
+            6,
+            "only CE reports xent: one family"
+        );
+        assert!(xent.correlations.iter().all(|l| l.family == "ce"));
+        let response = xent.correlations_response();
+        assert_eq!((response.rows_used, response.rows_without_proxy), (8, 8));
+        // CE's name says higher-is-better; xent declares lower, and is negated.
+        assert_eq!(xent.analysis.directions["ce"], Direction::LowerIsBetter);
+        let rho = |r: &Report, family: &str| {
+            r.correlations
+                .iter()
+                .find(|l| l.family == family && l.asd_metric == "lp_in_auc")
+                .unwrap()
+                .spearman_rho
+        };
+        assert!(rho(&xent, "ce") > 0.7, "lower xent goes with higher AUC");
+        assert!((rho(&xent, "ce") - rho(&main, "ce")).abs() < 1e-12);
+        assert!(
+            xent.results_csv.contains(",xent,"),
+            "the analysed text names it"
+        );
+
+        // A main proxy may be named too: only the families whose proxy it is.
+        let f1 = build_report_with_proxy(&sweep(), &jobs, Some("macro_f1")).unwrap();
+        assert_eq!(f1.analysis.rows_used, 8);
+        assert!(f1.correlations.iter().all(|l| l.family == "ce"));
+
+        let unknown = build_report_with_proxy(&sweep(), &jobs, Some("xnet"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("\"xnet\"") && unknown.contains("ae_l1, clips, macro_f1, xent"),
+            "{unknown}"
+        );
+        let count = build_report_with_proxy(&sweep(), &jobs, Some("clips"))
+            .unwrap_err()
+            .to_string();
+        assert!(count.contains("no declared direction"), "{count}");
+    }
+
+    #[test]
+    fn further_metric_names_must_not_take_a_column_name() {
+        assert_eq!(metric_name_problem("si_sdr_0db"), None);
+        for taken in [
+            "md_auc",
+            "worker",
+            "proxy_direction",
+            "state",
+            "metrics",
+            "job",
+        ] {
+            assert!(metric_name_problem(taken).is_some(), "{taken}");
+        }
+        assert!(metric_name_problem("").is_some());
+        assert!(metric_name_problem("a b").is_some());
+        assert!(metric_name_problem(&"x".repeat(MAX_METRIC_NAME_BYTES + 1)).is_some());
     }
 
     #[test]

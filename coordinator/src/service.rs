@@ -2,11 +2,14 @@
 //! [`crate::store`]; errors become statuses in `impl From<Error> for Status`.
 
 use crate::artifact::ArtifactStore;
-use crate::entity::{job, result};
+use crate::entity::job;
 use crate::error::Error;
 use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
 use crate::queue::SweepState;
-use crate::store::{HeartbeatOutcome, NewResult, NewWorker, Store, SweepProgress, now_ms};
+use crate::store::{
+    HeartbeatOutcome, JobResult, NamedMetric, NewResult, NewWorker, Store, SweepProgress, now_ms,
+};
+use asdsweep_shared::analysis::Direction;
 use asdsweep_shared::proto::{
     self as pb, artifact_service_server::ArtifactService, sweep_service_server::SweepService,
     worker_service_server::WorkerService,
@@ -77,11 +80,45 @@ fn json_or_empty(text: &str, what: &str) -> Result<serde_json::Value, Status> {
         .map_err(|e| Status::invalid_argument(format!("{what} is not valid JSON: {e}")))
 }
 
+/// A direction on the wire; a value this build does not know is refused, not dropped.
+fn wire_direction(value: i32, what: &str) -> Result<Option<Direction>, Status> {
+    pb::MetricDirection::try_from(value)
+        .map(pb::MetricDirection::direction)
+        .map_err(|_| Status::invalid_argument(format!("{what}: unknown metric direction {value}")))
+}
+
+/// A direction as sent on the wire.
+fn direction_to_wire(d: Option<Direction>) -> i32 {
+    d.map_or(pb::MetricDirection::Unspecified, pb::MetricDirection::from) as i32
+}
+
 fn metrics_to_result(m: pb::JobMetrics) -> Result<NewResult, Status> {
     for sha in &m.artifacts {
         crate::artifact::check_sha256(sha)?;
     }
+    let mut metrics: Vec<NamedMetric> = Vec::with_capacity(m.metrics.len());
+    for n in m.metrics {
+        if let Some(problem) = crate::report::metric_name_problem(&n.name) {
+            return Err(Status::invalid_argument(format!(
+                "metric \"{}\": {problem}",
+                n.name.escape_debug()
+            )));
+        }
+        if n.name == m.proxy_metric || metrics.iter().any(|x| x.name == n.name) {
+            return Err(Status::invalid_argument(format!(
+                "metric \"{}\" is reported twice (a further metric must not repeat another or the proxy metric)",
+                n.name
+            )));
+        }
+        metrics.push(NamedMetric {
+            direction: wire_direction(n.direction, &format!("metric \"{}\"", n.name))?,
+            name: n.name,
+            value: n.value,
+        });
+    }
     Ok(NewResult {
+        proxy_direction: wire_direction(m.proxy_direction, "proxy_direction")?,
+        metrics,
         proxy_metric: m.proxy_metric,
         proxy_value: m.proxy_value,
         lp_in_auc: m.lp_in_auc,
@@ -96,8 +133,8 @@ fn metrics_to_result(m: pb::JobMetrics) -> Result<NewResult, Status> {
     })
 }
 
-/// A stored result as wire metrics.
-pub fn result_to_metrics(r: &result::Model) -> pb::JobMetrics {
+/// A stored result and its further metrics as wire metrics.
+pub fn result_to_metrics(JobResult { result: r, metrics }: &JobResult) -> pb::JobMetrics {
     pb::JobMetrics {
         proxy_metric: r.proxy_metric.clone(),
         proxy_value: r.proxy_value,
@@ -110,7 +147,15 @@ pub fn result_to_metrics(r: &result::Model) -> pb::JobMetrics {
         extra_json: r.extra.to_string(),
         provenance_json: r.provenance.to_string(),
         artifacts: serde_json::from_value(r.artifacts.clone()).unwrap_or_default(),
-        ..Default::default()
+        proxy_direction: direction_to_wire(r.declared_direction()),
+        metrics: metrics
+            .iter()
+            .map(|m| pb::NamedMetric {
+                name: m.name.clone(),
+                value: m.value,
+                direction: direction_to_wire(m.direction),
+            })
+            .collect(),
     }
 }
 
@@ -374,7 +419,7 @@ impl SweepService for Services {
                 error: j.last_error.unwrap_or_default(),
                 metrics: r.as_ref().map(result_to_metrics),
                 worker: r
-                    .map(|r| r.worker_id)
+                    .map(|r| r.result.worker_id)
                     .or(j.worker_id.map(|w| w.0))
                     .unwrap_or_default(),
             })
@@ -386,9 +431,11 @@ impl SweepService for Services {
         &self,
         req: Request<pb::CorrelationsRequest>,
     ) -> Result<Response<pb::CorrelationsResponse>, Status> {
-        let sweep = self.store.resolve_sweep(&req.into_inner().sweep).await?;
+        let r = req.into_inner();
+        let sweep = self.store.resolve_sweep(&r.sweep).await?;
+        let proxy = (!r.proxy.is_empty()).then_some(r.proxy.as_str());
         Ok(Response::new(
-            crate::report::correlations(&self.store, &sweep).await?,
+            crate::report::correlations(&self.store, &sweep, proxy).await?,
         ))
     }
 

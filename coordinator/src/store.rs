@@ -9,7 +9,7 @@
 //! by the job's fencing token, so a late call from an expired lease changes
 //! nothing.
 
-use crate::entity::{job, job_dep, result, sweep, worker};
+use crate::entity::{job, job_dep, result, result_metric, sweep, worker};
 use crate::error::{Error, Result};
 use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
 use crate::queue::{
@@ -17,6 +17,7 @@ use crate::queue::{
     judge_lease,
 };
 use asdsweep_migrations::{Migrator, MigratorTrait};
+use asdsweep_shared::analysis::Direction;
 use asdsweep_shared::grid::{self, JobSpec};
 use asdsweep_shared::spec::{Backend, QueueSpec, Spec};
 use futures::future::BoxFuture;
@@ -379,6 +380,10 @@ pub struct NewResult {
     pub proxy_metric: String,
     /// Proxy value.
     pub proxy_value: Option<f64>,
+    /// Direction of the proxy metric as its family declares it; `None` when undeclared.
+    pub proxy_direction: Option<Direction>,
+    /// Further named metrics (names unique), stored in `result_metrics`.
+    pub metrics: Vec<NamedMetric>,
     /// LP in-domain AUC.
     pub lp_in_auc: Option<f64>,
     /// LP in-domain pAUC.
@@ -397,6 +402,36 @@ pub struct NewResult {
     pub provenance: Json,
     /// Artifacts produced.
     pub artifacts: Vec<String>,
+}
+
+/// A further named metric of a result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NamedMetric {
+    /// Name, unique within its result.
+    pub name: String,
+    /// Value; `None` when it could not be measured.
+    pub value: Option<f64>,
+    /// Direction when it is a proxy metric; `None` otherwise.
+    pub direction: Option<Direction>,
+}
+
+impl From<result_metric::Model> for NamedMetric {
+    fn from(m: result_metric::Model) -> Self {
+        NamedMetric {
+            direction: m.declared_direction(),
+            name: m.name,
+            value: m.value,
+        }
+    }
+}
+
+/// A job's recorded result with its further metrics, as [`Store::results`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobResult {
+    /// The `results` row.
+    pub result: result::Model,
+    /// Its further metrics, by name.
+    pub metrics: Vec<NamedMetric>,
 }
 
 /// A sweep's progress.
@@ -845,11 +880,8 @@ impl Store {
         .collect())
     }
 
-    /// Every job of a sweep with its result, in job order.
-    pub async fn results(
-        &self,
-        sweep_id: SweepId,
-    ) -> Result<Vec<(job::Model, Option<result::Model>)>> {
+    /// Every job of a sweep with its result and that result's further metrics, in job order.
+    pub async fn results(&self, sweep_id: SweepId) -> Result<Vec<(job::Model, Option<JobResult>)>> {
         let jobs = job::Entity::find()
             .filter(job::Column::SweepId.eq(sweep_id))
             .order_by_asc(job::Column::Id)
@@ -862,10 +894,29 @@ impl Store {
             .into_iter()
             .map(|r| (r.job_id, r))
             .collect();
+        let mut metrics: HashMap<i64, Vec<NamedMetric>> = HashMap::new();
+        for m in result_metric::Entity::find()
+            .from_raw_sql(self.stmt(
+                "SELECT m.* FROM result_metrics m JOIN results r ON r.id = m.result_id \
+                 WHERE r.sweep_id = $1",
+                vec![sweep_id.into()],
+            ))
+            .all(&self.db)
+            .await?
+        {
+            metrics.entry(m.result_id).or_default().push(m.into());
+        }
+        // Sorted here, not in SQL: Postgres may collate names otherwise than SQLite.
+        for named in metrics.values_mut() {
+            named.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         Ok(jobs
             .into_iter()
             .map(|j| {
-                let r = results.remove(&j.id.0);
+                let r = results.remove(&j.id.0).map(|result| JobResult {
+                    metrics: metrics.remove(&result.id).unwrap_or_default(),
+                    result,
+                });
                 (j, r)
             })
             .collect())

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_queue;
 mod m20261125_000002_job_checkpoint;
 mod m20261203_000003_job_backends;
+mod m20261203_000004_result_metrics;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_queue::Migration),
             Box::new(m20261125_000002_job_checkpoint::Migration),
             Box::new(m20261203_000003_job_backends::Migration),
+            Box::new(m20261203_000004_result_metrics::Migration),
         ]
     }
 }

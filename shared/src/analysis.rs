@@ -62,8 +62,34 @@ pub enum Direction {
     LowerIsBetter,
 }
 
+impl Direction {
+    /// The name `results.csv` and the coordinator's database use: `higher_is_better` or
+    /// `lower_is_better` (as serialised).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::HigherIsBetter => "higher_is_better",
+            Direction::LowerIsBetter => "lower_is_better",
+        }
+    }
+
+    /// The direction named by [`Direction::as_str`]; `None` for any other text.
+    pub fn parse(text: &str) -> Option<Direction> {
+        match text {
+            "higher_is_better" => Some(Direction::HigherIsBetter),
+            "lower_is_better" => Some(Direction::LowerIsBetter),
+            _ => None,
+        }
+    }
+}
+
 /// The study's direction for a family name: AE losses and contrastive uniformity are
 /// lower-is-better, everything else higher-is-better.
+///
+/// A guess from a name, for tables that declare no direction: a plain long-format table,
+/// and a `results.csv` written before `proxy_direction` existed (asdsweep 0.1, or a row
+/// whose worker declared none). A sweep's `results.csv` declares each row's direction as
+/// its family states it, and [`LongTable::direction`] takes that instead. The study
+/// authors' `results_summary.csv` has directions of its own (`authors::METRIC_TYPES`).
 pub fn default_direction(family: &str) -> Direction {
     let f = family.to_lowercase();
     let is_ae = f == "ae"
@@ -94,6 +120,9 @@ pub struct LongRow {
     pub seed: Option<String>,
     /// Name of the proxy metric (a sweep's `results.csv`); `None` in the plain long format.
     pub proxy_metric: Option<String>,
+    /// The proxy metric's direction as the row declares it (a sweep's `results.csv`,
+    /// column `proxy_direction`); `None` when it declares none.
+    pub proxy_direction: Option<Direction>,
     /// Raw proxy metric.
     pub proxy: f64,
     /// ASD metrics in the table's column order (NaN when missing).
@@ -132,34 +161,20 @@ pub const SWEEP_KEY_COLUMNS: [&str; 6] = [
     "proxy_value",
 ];
 
-/// Direction of a proxy metric named by the workers, when the name is known: losses,
-/// reconstruction errors and uniformity are lower-is-better; F1, SI-SDR and mAP higher.
-pub fn metric_direction(proxy_metric: &str) -> Option<Direction> {
-    match proxy_metric {
-        "ae_l1" | "ae_mse" | "ae_train_mse" | "uniformity" => Some(Direction::LowerIsBetter),
-        "macro_f1" | "f1" | "si_sdr" | "map" | "mAP" | "accuracy" => {
-            Some(Direction::HigherIsBetter)
-        }
-        _ => None,
-    }
-}
+/// The optional column of a sweep's `results.csv` that declares each row's proxy direction
+/// ([`Direction::as_str`], empty when undeclared); files of asdsweep 0.1 lack it.
+pub const SWEEP_DIRECTION_COLUMN: &str = "proxy_direction";
 
 impl LongTable {
-    /// A family's proxy direction: from its proxy metric's name when every row of the
-    /// family names the same known metric, else from the family name ([`default_direction`]).
+    /// A family's proxy direction: the one its rows declare (they agree: see
+    /// [`parse_long_csv`]), else [`default_direction`] of the family name, for a table
+    /// that declares none.
     pub fn direction(&self, family: &str) -> Direction {
-        let mut metrics = self
-            .rows
+        self.rows
             .iter()
             .filter(|r| r.family == family)
-            .map(|r| r.proxy_metric.as_deref());
-        let first = metrics.next().flatten();
-        match first {
-            Some(m) if metrics.all(|other| other == Some(m)) => {
-                metric_direction(m).unwrap_or_else(|| default_direction(family))
-            }
-            _ => default_direction(family),
-        }
+            .find_map(|r| r.proxy_direction)
+            .unwrap_or_else(|| default_direction(family))
     }
 }
 
@@ -182,7 +197,8 @@ pub fn read_long_csv(path: &Path) -> Result<LongTable, AnalysisError> {
 }
 
 /// Parses a long-format CSV (or a sweep's `results.csv`) from any reader; `shown` names
-/// the source in errors. [`read_long_csv`] is this on a file.
+/// the source in errors. [`read_long_csv`] is this on a file. A `results.csv` whose rows
+/// of one family declare opposite proxy directions is refused.
 pub fn parse_long_csv(input: impl std::io::Read, shown: &str) -> Result<LongTable, AnalysisError> {
     let shown = shown.to_string();
     let io = |source| AnalysisError::Io {
@@ -255,6 +271,7 @@ pub fn parse_long_csv(input: impl std::io::Read, shown: &str) -> Result<LongTabl
             device: record[2].to_string(),
             seed: None,
             proxy_metric: None,
+            proxy_direction: None,
             proxy,
             asd,
         });
@@ -270,8 +287,9 @@ pub fn parse_long_csv(input: impl std::io::Read, shown: &str) -> Result<LongTabl
 }
 
 /// Reads the rows of a sweep's `results.csv` (header already read): the six ASD metric
-/// columns are found by name, provenance columns are ignored, rows without a proxy value
-/// are counted and left out.
+/// columns and the optional [`SWEEP_DIRECTION_COLUMN`] are found by name, provenance and
+/// further-metric columns are ignored, rows without a proxy value are counted and left
+/// out. The rows of one family must not declare opposite directions.
 fn read_sweep_results<R: std::io::Read>(
     mut reader: csv::Reader<R>,
     header: &[String],
@@ -291,6 +309,9 @@ fn read_sweep_results<R: std::io::Read>(
             })?;
         columns.push(k);
     }
+    let direction_column = header.iter().position(|h| h == SWEEP_DIRECTION_COLUMN);
+    // Each family's first declared direction and its line.
+    let mut declared: BTreeMap<String, (Direction, u64)> = BTreeMap::new();
     let mut rows = Vec::new();
     let mut skipped = 0;
     for record in reader.records() {
@@ -337,6 +358,26 @@ fn read_sweep_results<R: std::io::Read>(
                 .ok_or_else(|| row_err(format!("{name} `{}` is not a number", &record[k])))?;
             asd.push(v);
         }
+        let proxy_direction = match direction_column.map(|k| &record[k]) {
+            None | Some("") => None,
+            Some(text) => Some(Direction::parse(text).ok_or_else(|| {
+                row_err(format!(
+                    "{SWEEP_DIRECTION_COLUMN} `{text}` is neither higher_is_better nor lower_is_better"
+                ))
+            })?),
+        };
+        if let Some(d) = proxy_direction {
+            let (first, first_line) = *declared.entry(record[0].to_string()).or_insert((d, line));
+            if first != d {
+                return Err(row_err(format!(
+                    "family {} declares its proxy {} here but {} on line {first_line}: \
+                     a family's rows must agree on their proxy's direction",
+                    &record[0],
+                    d.as_str(),
+                    first.as_str()
+                )));
+            }
+        }
         let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
         rows.push(LongRow {
             family: record[0].to_string(),
@@ -344,6 +385,7 @@ fn read_sweep_results<R: std::io::Read>(
             device: record[2].to_string(),
             seed: non_empty(&record[3]),
             proxy_metric: non_empty(&record[4]),
+            proxy_direction,
             proxy,
             asd,
         });
@@ -648,15 +690,63 @@ mod tests {
     }
 
     #[test]
-    fn a_known_proxy_metric_decides_the_direction_over_the_family_name() {
+    fn a_declared_proxy_direction_decides_over_the_family_name() {
         let t = table(
-            "family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc\n\
-             mymodel,a,fan,1,ae_l1,1.0,0.6,,,,,\nce,a,fan,1,macro_f1,0.5,0.6,,,,,\nodd,a,fan,1,whatever,0.5,0.6,,,,,\n",
+            "family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc,job,proxy_direction\n\
+             mymodel,a,fan,1,ae_l1,1.0,0.6,,,,,,j1,lower_is_better\n\
+             ae,a,fan,1,score,0.5,0.6,,,,,,j2,higher_is_better\n\
+             ae,b,fan,1,score,0.7,0.6,,,,,,j3,\n\
+             odd,a,fan,1,whatever,0.5,0.6,,,,,,j4,\n",
         )
         .unwrap();
+        assert_eq!(t.rows[0].proxy_direction, Some(Direction::LowerIsBetter));
         assert_eq!(t.direction("mymodel"), Direction::LowerIsBetter);
-        assert_eq!(t.direction("ce"), Direction::HigherIsBetter);
+        assert_eq!(
+            t.direction("ae"),
+            Direction::HigherIsBetter,
+            "a row that declares none takes its family's declared direction"
+        );
         assert_eq!(t.direction("odd"), default_direction("odd"));
+    }
+
+    #[test]
+    fn a_results_csv_that_declares_no_direction_falls_back_to_the_family_name() {
+        // As asdsweep 0.1 wrote it: no proxy_direction column, and no guess from `ae_l1`.
+        let t = table(
+            "family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc\n\
+             mymodel,a,fan,1,ae_l1,1.0,0.6,,,,,\nae,a,fan,1,ae_l1,0.5,0.6,,,,,\n",
+        )
+        .unwrap();
+        assert_eq!(t.rows[0].proxy_direction, None);
+        assert_eq!(t.direction("mymodel"), Direction::HigherIsBetter);
+        assert_eq!(t.direction("ae"), Direction::LowerIsBetter);
+    }
+
+    #[test]
+    fn rows_of_a_family_that_declare_opposite_directions_are_refused() {
+        let header = "family,config,device,seed,proxy_metric,proxy_value,lp_in_auc,lp_in_pauc,lp_out_auc,lp_out_pauc,md_auc,md_pauc,proxy_direction\n";
+        let err = table(&format!(
+            "{header}ae,a,fan,1,x,1,0.6,,,,,,lower_is_better\nae,b,fan,1,y,1,0.6,,,,,,higher_is_better\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("family ae") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = table(&format!("{header}ae,a,fan,1,x,1,0.6,,,,,,up\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2:") && err.contains("`up`"), "{err}");
+        assert_eq!(
+            Direction::parse("lower_is_better"),
+            Some(Direction::LowerIsBetter)
+        );
+        assert_eq!(
+            serde_json::to_value(Direction::HigherIsBetter).unwrap(),
+            Direction::HigherIsBetter.as_str(),
+            "the serialised name is the one results.csv uses"
+        );
     }
 
     #[test]

@@ -119,8 +119,8 @@ pub struct AnalyzeArgs {
     /// With --authors-summary: also test all families pooled (`All`, outside the BH family).
     #[arg(long)]
     pub include_all_group: bool,
-    /// Long format: families whose proxy is lower-is-better (negated); default: from results.csv's proxy_metric
-    /// when known (ae_l1, uniformity, …), else AE and contrastive family names.
+    /// Long format: families whose proxy is lower-is-better (negated); default: the direction results.csv's
+    /// proxy_direction column declares, else (a table that declares none) AE and contrastive family names.
     #[arg(long, num_args = 1..)]
     pub lower_is_better: Vec<String>,
     /// Long format: families whose proxy is higher-is-better, overriding the default.

@@ -4,5 +4,6 @@ pub mod artifact;
 pub mod job;
 pub mod job_dep;
 pub mod result;
+pub mod result_metric;
 pub mod sweep;
 pub mod worker;

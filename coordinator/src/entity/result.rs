@@ -1,4 +1,5 @@
 //! The one result of a succeeded job.
+use asdsweep_shared::analysis::Direction;
 use sea_orm::entity::prelude::*;
 
 /// Row of `results`.
@@ -40,6 +41,16 @@ pub struct Model {
     pub lease_token: i64,
     /// When it was recorded.
     pub created_at_ms: i64,
+    /// Direction of the proxy metric as the job's family declared it (`higher_is_better`,
+    /// `lower_is_better`); NULL when none was declared. See [`Model::declared_direction`].
+    pub proxy_direction: Option<String>,
+}
+
+impl Model {
+    /// The declared direction of the proxy metric; `None` when none was declared.
+    pub fn declared_direction(&self) -> Option<Direction> {
+        self.proxy_direction.as_deref().and_then(Direction::parse)
+    }
 }
 
 /// No relations are navigated through the ORM.

@@ -4,7 +4,8 @@
 //! number of statements (one `SELECT` and one `UPDATE … RETURNING` for any
 //! number of claims; one `UPDATE … RETURNING` for any number of heartbeats; an
 //! `UPDATE`, one multi-row `INSERT` and at most one unblocking `UPDATE` for any
-//! number of completions). On SQLite the group-commit writer hands them every
+//! number of completions, plus a `SELECT` and an `INSERT` of their further metrics
+//! when they have any). On SQLite the group-commit writer hands them every
 //! call of a kind that is waiting; elsewhere (and when a batch fails and its
 //! calls are retried one by one) they get batches of one. The SQL is the same
 //! on SQLite and Postgres: parameters are bound with their types, so
@@ -14,7 +15,7 @@ use super::{
     ArtifactsRow, Claimed, HeartbeatOutcome, NewResult, deps_done, lease_problem, sql_sources,
     sql_state, sql_target, stmt,
 };
-use crate::entity::{job, result};
+use crate::entity::{job, result, result_metric};
 use crate::error::{Error, Result};
 use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
 use crate::queue::{Event, JobState, LeaseVerdict, judge_lease};
@@ -255,6 +256,12 @@ pub(super) async fn heartbeat_many(
 }
 
 #[derive(Debug, FromQueryResult)]
+struct ResultId {
+    id: i64,
+    job_id: i64,
+}
+
+#[derive(Debug, FromQueryResult)]
 struct Finished {
     id: JobId,
     sweep_id: SweepId,
@@ -262,8 +269,10 @@ struct Finished {
 }
 
 /// Records the results of `done` (each job at most once per call): the jobs
-/// whose token is current end `succeeded` with their result inserted, and their
-/// dependents whose dependencies are now all done become pending. A completion
+/// whose token is current end `succeeded` with their result and its further
+/// metrics inserted, and their dependents whose dependencies are now all done
+/// become pending; all in `db`'s transaction, which a failed statement undoes
+/// as a whole (the writer then retries each call alone). A completion
 /// repeated after it was accepted is answered `Ok`; any other stale one gets its
 /// lease problem and is recorded nowhere.
 pub(super) async fn complete_many(
@@ -319,6 +328,7 @@ pub(super) async fn complete_many(
             sweep_id: Set(f.sweep_id.0),
             proxy_metric: Set(r.proxy_metric.clone()),
             proxy_value: Set(r.proxy_value),
+            proxy_direction: Set(r.proxy_direction.map(|d| d.as_str().to_owned())),
             lp_in_auc: Set(r.lp_in_auc),
             lp_in_pauc: Set(r.lp_in_pauc),
             lp_out_auc: Set(r.lp_out_auc),
@@ -335,12 +345,13 @@ pub(super) async fn complete_many(
         });
         out.push(Ok(()));
     }
-    // Results have 16 columns: stay well under SQLite's bound-parameter limit.
+    // Results have 17 columns: stay well under SQLite's bound-parameter limit.
     for chunk in rows.chunks(super::INSERT_CHUNK / 2) {
         result::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(db)
             .await?;
     }
+    insert_metrics(db, done, &finished).await?;
     if !unblock.is_empty() {
         let sql = format!(
             "UPDATE jobs SET state = {to} WHERE {from} \
@@ -358,6 +369,60 @@ pub(super) async fn complete_many(
         .await?;
     }
     Ok(out)
+}
+
+/// Inserts the further metrics of the completions in `done` that just finished,
+/// under the ids their results were given.
+async fn insert_metrics(
+    db: &impl ConnectionTrait,
+    done: &[Completion],
+    finished: &HashMap<JobId, Finished>,
+) -> Result<()> {
+    let with_metrics: Vec<&Completion> = done
+        .iter()
+        .filter(|c| finished.contains_key(&c.job_id) && !c.result.metrics.is_empty())
+        .collect();
+    if with_metrics.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT id, job_id FROM results WHERE job_id IN ({})",
+        placeholders(1, with_metrics.len())
+    );
+    let ids: HashMap<i64, i64> = ResultId::find_by_statement(stmt(
+        db,
+        &sql,
+        with_metrics
+            .iter()
+            .map(|c| Value::from(c.job_id.0))
+            .collect(),
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.job_id, r.id))
+    .collect();
+    let mut rows = Vec::new();
+    for c in with_metrics {
+        let result_id = *ids.get(&c.job_id.0).ok_or_else(|| {
+            Error::Db(sea_orm::DbErr::Custom(format!(
+                "the result of job {} just inserted is missing",
+                c.job_id
+            )))
+        })?;
+        rows.extend(c.result.metrics.iter().map(|m| result_metric::ActiveModel {
+            result_id: Set(result_id),
+            name: Set(m.name.clone()),
+            value: Set(m.value),
+            direction: Set(m.direction.map(|d| d.as_str().to_owned())),
+        }));
+    }
+    for chunk in rows.chunks(super::INSERT_CHUNK) {
+        result_metric::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Splits calls into rounds in which every job appears at most once, keeping
