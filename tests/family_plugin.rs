@@ -254,7 +254,30 @@ async fn echo_family_runs_end_to_end() {
             row["proxy_value"].as_f64().is_some_and(f64::is_finite),
             "{row}"
         );
+        assert_eq!(row["proxy_direction"], "higher_is_better", "{row}");
+        let spread = &row["metrics"]["echo_spread"];
+        assert_eq!(spread["direction"], "lower_is_better", "{row}");
+        assert!(spread["value"].as_f64().is_some_and(|v| v >= 0.0), "{row}");
         assert!(row["md_auc"].as_f64().is_some(), "the probes ran: {row}");
     }
+    // The further proxy can be correlated in place of the main one.
+    let addr = coord.url();
+    let out = tokio::task::spawn_blocking(move || {
+        processes::asdsweep(&[
+            "correlations",
+            "echo-sweep",
+            "--proxy",
+            "echo_spread",
+            "--format",
+            "json",
+            "--coordinator",
+            &addr,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", processes::text(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["proxy"], "echo_spread", "{c}");
     coord.shutdown().await;
 }
