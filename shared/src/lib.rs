@@ -29,6 +29,7 @@ pub mod npy;
 pub mod probe;
 pub mod spec;
 pub mod stats;
+pub mod stft;
 pub mod synth;
 pub mod throughput;
 
