@@ -25,6 +25,7 @@ pub mod family;
 pub mod grid;
 pub mod logmel;
 pub mod metrics;
+pub mod mixture;
 pub mod npy;
 pub mod probe;
 pub mod spec;
