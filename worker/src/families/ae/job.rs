@@ -14,10 +14,11 @@ use asdsweep_shared::dataset::{Entry, Label, Split};
 use asdsweep_shared::family::autoencoder::{KIND, PROXY, Params};
 use asdsweep_shared::family::{Kind, ProxyMetric, Schedule};
 use asdsweep_shared::logmel::stack_frames;
+use asdsweep_shared::metrics::proxy::mean_l1_error;
 use asdsweep_shared::probe::report::{self, ClipEmbedding};
 use asdsweep_shared::spec::DatasetSpec;
 use burn::tensor::{Device, Tensor, TensorData};
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use serde_json::json;
 
 /// The autoencoder family's hooks (see the module docs).
@@ -93,28 +94,32 @@ impl Evaluate for Autoencoder {
             .collect()
     }
 
-    /// Mean L1 reconstruction error over every row of the test normals: the mean absolute
-    /// residual, which is what the clips' embeddings are.
+    /// Mean L1 reconstruction error over every row of the test normals ([`mean_l1_error`]),
+    /// from the clips' embeddings, which are their residuals.
     fn measure(
         &self,
         input: &EvalInput<'_, Params>,
         _: &Model,
         clips: &[ClipEmbedding],
     ) -> Vec<Measured> {
-        let normals: Vec<&Array2<f64>> = clips
+        let normals: Vec<_> = clips
             .iter()
             .filter(|c| c.entry.split == report::Split::Test && !c.entry.is_anomaly)
-            .map(|c| &c.rows)
+            .map(|c| c.rows.view())
             .collect();
-        let values: usize = normals.iter().map(|r| r.len()).sum();
-        let l1 = if values == 0 {
+        let l1 = if normals.is_empty() {
             Err(format!(
                 "machine type \"{}\" has no normal test clips",
                 input.machine
             ))
         } else {
-            let sum: f64 = normals.iter().flat_map(|r| r.iter()).map(|v| v.abs()).sum();
-            Ok(sum / values as f64)
+            // The residual is x − x̂, so its mean L1 distance from zero is mean |x − x̂|.
+            ndarray::concatenate(Axis(0), &normals)
+                .map_err(|e| e.to_string())
+                .and_then(|residual| {
+                    let zero = Array2::<f64>::zeros(residual.dim());
+                    mean_l1_error(residual.view(), zero.view()).map_err(|e| e.to_string())
+                })
         };
         vec![(PROXY, l1)]
     }
