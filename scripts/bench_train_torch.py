@@ -1,23 +1,27 @@
 #!/usr/bin/env python3
-"""PyTorch counterpart of `asdsweep bench train`: training steps/s of the same two models,
+"""PyTorch counterpart of `asdsweep bench train`: training steps/s of the same models,
 timed the same way, so burn-flex can be compared with PyTorch on the same CPU and threads.
 
 - ae: the study's autoencoder (the DCASE baseline `AENet` of `ae_baseline_utils.py`), hidden
   128, latent 8, 640-dim input, batch 512, MSE reconstruction loss, AdamW lr 5e-4;
 - resnet18: the study's classifier network (`models/resnet_oth.py`): a full-width
   torchvision-layout ResNet-18 with a 1-channel 7x7/2 stem and `fc` to 7 classes, batch 32 on
-  1x128x313 inputs, cross-entropy on its logits, AdamW lr 1e-5.
+  1x128x313 inputs, cross-entropy on its logits, AdamW lr 1e-5;
+- separator: the study's separator (`TSCNet_Cont`) at C 64 with 2 two-stage conformer blocks,
+  batch 12 on 2-s mixtures (STFT 201 bins x 161 frames), the separation loss against a random
+  target, AdamW lr 5e-4 (training mode: dropout 0.2 and batch statistics, as in training).
 
 Both are this project's own PyTorch implementations of those architectures, imported from
 tests/fixtures/gen/model_fixtures.py (the modules the model parity fixtures are made with;
-its docstring lists the facts they follow; its ResNet is checked there against torchvision's).
+its docstring lists the facts they follow; its ResNet is checked there against torchvision's)
+and tests/fixtures/gen/separation_fixtures.py (the separator's parity-fixture modules).
 
 A step: zero the gradients, forward, loss, backward, AdamW step, `loss.item()` (as the Rust
 side reads its loss back). One fixed random batch (seeded). WARMUP untimed steps, then REPEATS
 timed runs of STEPS steps; the figure is the median run. Prints one JSON object per model.
 
 Usage (torch 2.9.0 and safetensors 0.8.0 in a venv; see tests/fixtures/gen/model_fixtures.py):
-    python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|all] [--steps N]
+    python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|separator|all] [--steps N]
         [--warmup N] [--repeats 3]
 """
 
@@ -34,9 +38,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gen"))
 from model_fixtures import AENet, ResNet  # noqa: E402  (our modules, the study's layouts)
+from separation_fixtures import Separator, loss_terms  # noqa: E402
 
 CLASSES = 7  # machine types of DCASE 2022 Task 2
-DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
+DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1), "separator": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
 
 
 def workload(name, gen):
@@ -59,6 +64,18 @@ def workload(name, gen):
         def loss_fn():
             logits, _ = model(x)
             return F.cross_entropy(logits, y)
+
+        return model, x, opt, loss_fn
+    if name == "separator":
+        model = Separator(64, 2)
+        x = torch.rand(12, 2, 201, 161, generator=gen) * 2 - 1
+        y = torch.rand(12, 2, 201, 161, generator=gen) * 2 - 1
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, eps=1e-8)
+
+        def loss_fn():
+            estimate, _ = model(x)
+            log_mag, pow_mag, smooth_l1 = loss_terms(estimate, y)
+            return log_mag + pow_mag + 0.05 * smooth_l1
 
         return model, x, opt, loss_fn
     raise ValueError(name)
@@ -107,9 +124,9 @@ def bench(name, steps, warmup, repeats, threads, seed):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["ae", "resnet18", "all"], default="all")
-    p.add_argument("--steps", type=int, help="timed steps per run (default: 100 ae, 3 resnet18)")
-    p.add_argument("--warmup", type=int, help="untimed warm-up steps (default: 10 ae, 1 resnet18)")
+    p.add_argument("--model", choices=["ae", "resnet18", "separator", "all"], default="all")
+    p.add_argument("--steps", type=int, help="timed steps per run (default: 100 ae, 3 resnet18 and separator)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up steps (default: 10 ae, 1 the others)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs; the figure is their median")
     p.add_argument("--threads", type=int, default=os.cpu_count(),
                    help="torch.set_num_threads (default: all cores)")

@@ -196,6 +196,10 @@ enum Command {
     Probe(cli::analysis::ProbeArgs),
     /// Proxy-vs-ASD correlations (Pearson, Spearman, Kendall, BH) and the alignment report.
     Analyze(cli::analysis::AnalyzeArgs),
+    /// Separate a mixture with a separation checkpoint, to hear what it does.
+    Separate(cli::separation::SeparateArgs),
+    /// Mix a target and an interferer at an SNR, as the separation family trains.
+    Mix(cli::separation::MixArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -491,6 +495,8 @@ async fn run(command: Command) -> Result<()> {
         Command::Features(args) => cli::audio::run_features(args)?,
         Command::Data(DataCommand::Check(args)) => cli::audio::run_data_check(args)?,
         Command::Synth(args) => cli::audio::run_synth(args)?,
+        Command::Separate(args) => cli::separation::run_separate(&args)?,
+        Command::Mix(args) => cli::separation::run_mix(&args)?,
         Command::Bench(BenchCommand::Features(args)) => cli::audio::run_bench_features(args)?,
         Command::Bench(BenchCommand::Train(args)) => cli::bench::run_bench_train(&args)?,
         Command::EvaluateScores(args) => cli::analysis::run_evaluate_scores(&args)?,

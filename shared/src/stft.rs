@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use ndarray::Array2;
-use realfft::num_complex::Complex64;
+pub use realfft::num_complex::Complex64;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 /// Why a transform cannot be taken.

@@ -11,7 +11,9 @@ pub enum BenchModel {
     Ae,
     /// ResNet-18 (full width, cross-entropy head, 7 classes) at batch 32 on 1×128×313 log-mel images.
     Resnet18,
-    /// Both, autoencoder first.
+    /// The separator (C 64, 2 two-stage conformer blocks) at batch 12 on 2-s mixtures (161 frames × 201 bins).
+    Separator,
+    /// The autoencoder, then ResNet-18 (not the separator, which takes minutes on a 2-core CPU).
     All,
 }
 
@@ -26,10 +28,10 @@ pub struct BenchTrainArgs {
     /// Model(s) to time.
     #[arg(long, value_enum, default_value_t = BenchModel::All)]
     pub model: BenchModel,
-    /// Timed steps per run [default: 100 for ae, 3 for resnet18, which takes seconds per step on a 2-core CPU].
+    /// Timed steps per run [default: 100 for ae, 3 for resnet18 and the separator, which take seconds per step on a 2-core CPU].
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Untimed warm-up steps before the first run [default: 10 for ae, 1 for resnet18].
+    /// Untimed warm-up steps before the first run [default: 10 for ae, 1 for the others].
     #[arg(long)]
     pub warmup: Option<usize>,
     /// Timed runs per model; the reported figure is their median.
@@ -51,6 +53,7 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
     let workloads = match args.model {
         BenchModel::Ae => vec![Workload::study_autoencoder()],
         BenchModel::Resnet18 => vec![Workload::study_resnet18()],
+        BenchModel::Separator => vec![Workload::study_separator()],
         BenchModel::All => vec![Workload::study_autoencoder(), Workload::study_resnet18()],
     };
     let threads = args
@@ -59,7 +62,7 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
     for workload in &workloads {
         let (steps, warmup) = match workload {
             Workload::Autoencoder { .. } => (100, 10),
-            Workload::Classifier { .. } => (3, 1),
+            Workload::Classifier { .. } | Workload::Separator { .. } => (3, 1),
         };
         let options = BenchOptions {
             warmup: args.warmup.unwrap_or(warmup),

@@ -18,6 +18,7 @@ use crate::families::ConfigError;
 use crate::families::ae::AeConfig;
 use crate::families::classifier::{ClassifierConfig, HeadKind};
 use crate::families::resnet::ResNetConfig;
+use crate::families::separation::{SeparatorConfig, loss};
 
 /// Machine types of DCASE 2022 Task 2, the classification family's classes.
 pub const STUDY_CLASSES: usize = 7;
@@ -68,6 +69,18 @@ pub enum Workload {
         /// AdamW learning rate.
         lr: f64,
     },
+    /// The separation family on `[batch, 2, frames, bins]` mixture STFTs, against random
+    /// target STFTs of the same shape, with the family's loss.
+    Separator {
+        /// Model shape.
+        model: SeparatorConfig,
+        /// Mixtures per step.
+        batch: usize,
+        /// STFT frames of a mixture (2 s at hop 200: 161).
+        frames: usize,
+        /// AdamW learning rate.
+        lr: f64,
+    },
 }
 
 impl Workload {
@@ -92,18 +105,31 @@ impl Workload {
         }
     }
 
+    /// The study's separator at C 64, cb 2, batch 12 on 2-s mixtures (161 frames × 201 bins).
+    pub fn study_separator() -> Workload {
+        Workload::Separator {
+            model: SeparatorConfig::new(64, 2),
+            batch: 12,
+            frames: 161,
+            lr: 5e-4,
+        }
+    }
+
     /// Short name (`ae`, `resnet18`, …) used in reports.
     pub fn name(&self) -> String {
         match self {
             Workload::Autoencoder { .. } => "ae".into(),
             Workload::Classifier { backbone, .. } => format!("resnet{}", backbone.depth),
+            Workload::Separator { .. } => "separator".into(),
         }
     }
 
     /// Samples per step.
     pub fn batch(&self) -> usize {
         match self {
-            Workload::Autoencoder { batch, .. } | Workload::Classifier { batch, .. } => *batch,
+            Workload::Autoencoder { batch, .. }
+            | Workload::Classifier { batch, .. }
+            | Workload::Separator { batch, .. } => *batch,
         }
     }
 
@@ -117,6 +143,12 @@ impl Workload {
                 frames,
                 ..
             } => vec![*batch, 1, *mels, *frames],
+            Workload::Separator {
+                model,
+                batch,
+                frames,
+                ..
+            } => vec![*batch, 2, *frames, model.bins],
         }
     }
 }
@@ -328,6 +360,33 @@ fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), 
                 let grads = GradientsParams::from_grads(loss.backward(), &net);
                 // By value, as training does: the old parameters are not kept alive, so the
                 // update may reuse their buffers.
+                slot = Some(optim.step(*lr, net, grads));
+                value
+            }))
+        }
+        Workload::Separator {
+            model,
+            batch,
+            frames,
+            lr,
+        } => {
+            let mut slot = Some(model.init(&device, o.seed));
+            let shape = [*batch, 2, *frames, model.bins];
+            let x = Tensor::<4>::from_data(TensorData::new(values, shape), &device);
+            let target = random_values(x.shape().num_elements(), o.seed ^ 0x5eed);
+            let y = Tensor::<4>::from_data(TensorData::new(target, shape), &device);
+            // As `separation::train`: AdamW with PyTorch's weight decay and epsilon.
+            let mut optim = AdamWConfig::new()
+                .with_weight_decay(0.01)
+                .with_epsilon(1e-8)
+                .init();
+            Ok(timed_runs(o, || {
+                let net = slot
+                    .take()
+                    .expect("the step loop puts the model back after every step");
+                let loss = loss(net.forward(x.clone()).estimate, y.clone()).total();
+                let value: f32 = loss.clone().into_scalar::<f32>();
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
                 slot = Some(optim.step(*lr, net, grads));
                 value
             }))

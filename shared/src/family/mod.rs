@@ -10,10 +10,12 @@
 //! - [`noop`]: the diagnostic family (sleeps, fails on purpose; measures nothing).
 //! - [`autoencoder`]: the study's autoencoder, trained per machine type.
 //! - [`classifier`]: the study's classification family, trained across machine types.
+//! - [`separation`]: the study's source-separation family, trained per machine type.
 
 pub mod autoencoder;
 pub mod classifier;
 pub mod noop;
+pub mod separation;
 
 use std::any::Any;
 use std::fmt;
@@ -189,6 +191,7 @@ pub fn builtin() -> Vec<Declaration> {
         Declaration::of::<noop::Noop>(noop::KIND),
         Declaration::of::<autoencoder::Autoencoder>(autoencoder::KIND),
         Declaration::of::<classifier::Classifier>(classifier::KIND),
+        Declaration::of::<separation::Separation>(separation::KIND),
     ]
 }
 

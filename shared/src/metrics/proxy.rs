@@ -7,8 +7,19 @@ use super::MetricsError;
 
 /// Scale-invariant SDR in dB as `torchmetrics.functional.scale_invariant_signal_distortion_ratio`
 /// with `zero_mean = false`:
-/// `α = (⟨ŝ,s⟩ + ε)/(‖s‖² + ε)`, `SI-SDR = 10·log10((‖αs‖² + ε)/(‖αs − ŝ‖² + ε))`, ε = f64 machine epsilon.
+/// `α = (⟨ŝ,s⟩ + ε)/(‖s‖² + ε)`, `SI-SDR = 10·log10((‖αs‖² + ε)/(‖αs − ŝ‖² + ε))`, on f64
+/// signals: ε = f64 machine epsilon.
 pub fn si_sdr(estimate: &[f64], target: &[f64]) -> Result<f64, MetricsError> {
+    si_sdr_eps(estimate, target, f64::EPSILON)
+}
+
+/// [`si_sdr`] as torchmetrics gives it for f32 signals (audio as the study's separation
+/// proxy measures it): ε = f32 machine epsilon, summed in f64.
+pub fn si_sdr_f32(estimate: &[f64], target: &[f64]) -> Result<f64, MetricsError> {
+    si_sdr_eps(estimate, target, f64::from(f32::EPSILON))
+}
+
+fn si_sdr_eps(estimate: &[f64], target: &[f64], eps: f64) -> Result<f64, MetricsError> {
     if estimate.len() != target.len() {
         return Err(MetricsError::LengthMismatch {
             what: "estimate",
@@ -28,7 +39,6 @@ pub fn si_sdr(estimate: &[f64], target: &[f64]) -> Result<f64, MetricsError> {
             return Err(MetricsError::NonFinite { what, index });
         }
     }
-    let eps = f64::EPSILON;
     let dot: f64 = estimate.iter().zip(target).map(|(e, t)| e * t).sum();
     let energy: f64 = target.iter().map(|t| t * t).sum();
     let alpha = (dot + eps) / (energy + eps);

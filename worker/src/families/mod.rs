@@ -11,6 +11,7 @@
 //! - [`resnet`]: the ResNet backbones (torchvision layout, as the study trains them).
 //! - [`arcface`]: the ArcFace head and loss.
 //! - [`classifier`]: the classification family (ResNet + cross-entropy or ArcFace head).
+//! - [`separation`]: the source-separation family (conformer separator, SI-SDR proxy).
 //! - [`pytorch`]: importing the study's PyTorch weights (safetensors) with burn's store.
 
 pub mod ae;
@@ -22,6 +23,7 @@ pub mod noop;
 pub mod probes;
 pub mod pytorch;
 pub mod resnet;
+pub mod separation;
 pub mod skeleton;
 pub mod training;
 
@@ -34,6 +36,7 @@ pub fn builtin() -> Registry {
         .with(noop::Noop)
         .with(Trainable(ae::job::Autoencoder))
         .with(Trainable(classifier::job::Classifier))
+        .with(Trainable(separation::job::Separation))
 }
 
 use burn::module::{Module, ModuleVisitor, Param};

@@ -1,0 +1,269 @@
+//! The source-separation family, as the study's `train_separation.py`: one separator
+//! ([`model`]) per target machine type per config, trained on mixtures of a target clip
+//! and an interferer of another machine type ([`asdsweep_shared::mixture`]) to give back
+//! the target's STFT; loss = L1 of log magnitudes + MSE of compressed magnitudes +
+//! 0.05·SmoothL1 of the real/imaginary parts ([`loss`]); AdamW with step decay; the state
+//! with the lowest epoch loss is kept. Its proxy metric is SI-SDR on held-out mixtures
+//! ([`job`]).
+
+pub mod attention;
+pub mod job;
+pub mod model;
+#[cfg(test)]
+mod parity;
+
+pub use model::{Separated, Separator, SeparatorConfig};
+
+use super::checkpoint::TrainingConfig;
+use asdsweep_shared::family::Schedule;
+use burn::lr_scheduler::step::StepLrSchedulerConfig;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::Config;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use std::ops::ControlFlow;
+
+/// How a separator is trained.
+#[derive(Config, Debug, PartialEq)]
+pub struct SeparationTrainingConfig {
+    /// Model shape.
+    pub model: SeparatorConfig,
+    /// Epochs, batch size, learning rate and its step decay (the study's:
+    /// [`asdsweep_shared::family::separation::study_schedule`]).
+    pub schedule: Schedule,
+    /// AdamW weight decay (PyTorch's default, 0.01).
+    #[config(default = 0.01)]
+    pub weight_decay: f32,
+    /// Seed for initialisation, shuffling and the mixtures' draws.
+    #[config(default = 1)]
+    pub seed: u64,
+}
+
+impl TrainingConfig for SeparationTrainingConfig {
+    const MAGIC: &'static [u8] = b"asdsweep-separation-checkpoint\n";
+    const FAMILY: &'static str = "a separator";
+}
+
+/// A decoded separator checkpoint.
+pub type Checkpoint = super::checkpoint::Checkpoint<SeparationTrainingConfig>;
+
+impl SeparationTrainingConfig {
+    /// The kept (lowest-loss) separator of `cp`, on `device`, without autodiff.
+    pub fn best_model(cp: &Checkpoint, device: &Device) -> Result<Separator, String> {
+        cp.load_best(cp.config.model.init(device, cp.config.seed))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The loss's three terms (element means) and their sum as trained on.
+pub struct Loss {
+    /// L1 between log(|Ŝ| + 1e-6) and log(|S| + 1e-6).
+    pub log_magnitude: Tensor<1>,
+    /// MSE between |Ŝ|^0.3 and |S|^0.3.
+    pub compressed: Tensor<1>,
+    /// SmoothL1 (β 0.5) between the real/imaginary parts.
+    pub complex: Tensor<1>,
+}
+
+impl Loss {
+    /// `log_magnitude + compressed + 0.05·complex`.
+    pub fn total(self) -> Tensor<1> {
+        self.log_magnitude + self.compressed + self.complex.mul_scalar(0.05)
+    }
+}
+
+/// Magnitudes `sqrt(re² + im² + 1e-8)` of `[B, 2, …]` real/imaginary parts.
+fn magnitude(ri: Tensor<4>) -> Tensor<4> {
+    ri.powi_scalar(2).sum_dim(1).add_scalar(1e-8).sqrt()
+}
+
+/// The study's separation loss between an estimate and the clean target, both real and
+/// imaginary parts `[B, 2, T, F]`.
+pub fn loss(estimate: Tensor<4>, target: Tensor<4>) -> Loss {
+    let (m_est, m_tgt) = (magnitude(estimate.clone()), magnitude(target.clone()));
+    let log_magnitude = (m_est.clone().add_scalar(1e-6).log() - m_tgt.clone().add_scalar(1e-6).log())
+        .abs()
+        .mean();
+    let compressed = (m_est.powf_scalar(0.3) - m_tgt.powf_scalar(0.3))
+        .powi_scalar(2)
+        .mean();
+    // SmoothL1 with β: ½d²/β below β, |d| − ½β above; with c = min(|d|, β) it is
+    // ½c²/β + (|d| − c), one expression for both sides.
+    const BETA: f64 = 0.5;
+    let d = (estimate - target).abs();
+    let c = d.clone().clamp_max(BETA);
+    let complex = (c.clone().powi_scalar(2).mul_scalar(0.5 / BETA) + d - c).mean();
+    Loss {
+        log_magnitude,
+        compressed,
+        complex,
+    }
+}
+
+/// One training batch: mixtures and clean targets as real/imaginary STFT parts, each
+/// `[items, 2, frames, bins]` row-major.
+pub struct Batch {
+    /// The mixtures' STFTs.
+    pub mixture: Vec<f32>,
+    /// The targets' STFTs.
+    pub target: Vec<f32>,
+    /// Items in the batch.
+    pub items: usize,
+    /// Frames per item.
+    pub frames: usize,
+}
+
+/// Why training could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SeparationError {
+    /// The training items could not be made.
+    #[error("training data: {0}")]
+    Data(String),
+    /// A checkpoint does not belong to this run or cannot be decoded.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// burn refused a setting (e.g. the learning-rate schedule).
+    #[error("training setting: {0}")]
+    Setting(String),
+}
+
+impl From<super::checkpoint::CheckpointError> for SeparationError {
+    fn from(e: super::checkpoint::CheckpointError) -> SeparationError {
+        SeparationError::Checkpoint(e.0)
+    }
+}
+
+/// The state of a run at the end of an epoch, handed to `on_epoch`.
+pub type EpochEnd<'a> = super::checkpoint::EpochEnd<'a, SeparationTrainingConfig, Separator>;
+
+/// The outcome of a run.
+pub struct Trained {
+    /// The state with the lowest epoch loss (without autodiff).
+    pub model: Separator,
+    /// Mean training loss per epoch, from epoch 1 (including epochs of a resumed checkpoint).
+    pub losses: Vec<f32>,
+    /// Epoch (1-based) whose state was kept.
+    pub best_epoch: usize,
+    /// False when `on_epoch` stopped the run before its last epoch.
+    pub finished: bool,
+}
+
+/// The batches of an epoch over `items` shuffled from (seed, epoch): full batches of
+/// `batch` (the study drops the last short one), or one short batch when there are fewer
+/// items than a batch.
+pub fn epoch_batches(items: usize, batch: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..items).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64);
+    order.shuffle(&mut rng);
+    let batch = batch.max(1);
+    if items < batch {
+        return if items == 0 { Vec::new() } else { vec![order] };
+    }
+    order
+        .chunks_exact(batch)
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+/// Trains on `items` training items, from scratch or from `resume`: `make_batch(epoch,
+/// indices)` builds each batch (the mixtures are drawn from the seed, the epoch and the
+/// item, so a resumed run sees the same data), `on_epoch` is called after each epoch and
+/// [`ControlFlow::Break`] stops the run there (cancellation).
+pub fn train(
+    cfg: &SeparationTrainingConfig,
+    items: usize,
+    device: &Device,
+    resume: Option<&Checkpoint>,
+    mut make_batch: impl FnMut(usize, &[usize]) -> Result<Batch, String>,
+    mut on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
+) -> Result<Trained, SeparationError> {
+    if items == 0 {
+        return Err(SeparationError::Data("no training items".into()));
+    }
+    let bins = cfg.model.bins;
+    let inner = device.clone();
+    let device = device.clone().autodiff();
+    let mut model = cfg.model.init(&device, cfg.seed);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .with_epsilon(1e-8)
+        .init();
+    let mut schedule =
+        StepLrSchedulerConfig::new(cfg.schedule.lr, cfg.schedule.lr_step_epochs.max(1))
+            .with_gamma(cfg.schedule.lr_gamma)
+            .init()
+            .map_err(SeparationError::Setting)?;
+    let mut best: super::checkpoint::Best<Separator> = None;
+    let mut losses = Vec::with_capacity(cfg.schedule.epochs);
+    let mut train_seconds = 0.0;
+    if let Some(c) = resume {
+        let restored = c.restore(cfg, model, optim, || Ok(cfg.model.init(&inner, cfg.seed)))?;
+        (model, optim, best, losses, train_seconds) = (
+            restored.model,
+            restored.optim,
+            restored.best,
+            restored.losses,
+            restored.train_seconds,
+        );
+        // The schedule is a pure function of the epoch: replay it to where the run stopped.
+        for _ in 0..c.progress.epoch {
+            schedule.step();
+        }
+    }
+    for epoch in losses.len() + 1..=cfg.schedule.epochs {
+        let started = std::time::Instant::now();
+        let lr = schedule.step();
+        let (mut sum, mut seen) = (0.0f64, 0usize);
+        for indices in epoch_batches(items, cfg.schedule.batch_size, cfg.seed, epoch) {
+            let b = make_batch(epoch, &indices).map_err(SeparationError::Data)?;
+            let shape = [b.items, 2, b.frames, bins];
+            let x = Tensor::<4>::from_data(TensorData::new(b.mixture, shape), &device);
+            let y = Tensor::<4>::from_data(TensorData::new(b.target, shape), &device);
+            let loss = loss(model.forward(x).estimate, y).total();
+            let value: f32 = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr.clone(), model, grads);
+            sum += f64::from(value) * b.items as f64;
+            seen += b.items;
+        }
+        let epoch_loss = if seen == 0 {
+            f32::NAN
+        } else {
+            (sum / seen as f64) as f32
+        };
+        losses.push(epoch_loss);
+        if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
+            best = Some((epoch_loss, epoch, model.valid()));
+        }
+        train_seconds += started.elapsed().as_secs_f64();
+        let end = EpochEnd {
+            epoch,
+            loss: epoch_loss,
+            cfg,
+            model: &model,
+            optim: &optim,
+            best: &best,
+            losses: &losses,
+            train_seconds,
+        };
+        if on_epoch(&end).is_break() && epoch < cfg.schedule.epochs {
+            let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
+            return Ok(Trained {
+                model,
+                losses,
+                best_epoch,
+                finished: false,
+            });
+        }
+    }
+    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
+    Ok(Trained {
+        model,
+        losses,
+        best_epoch,
+        finished: true,
+    })
+}
