@@ -34,7 +34,7 @@ epochs = 1
 batch_size = 4
 checkpoint_every = 1
 proxy_mixtures = 2
-configs = [{{ name = "c8-cb1", channels = 8, blocks = 1 }}]
+configs = [{{ name = "c4-cb1", channels = 4, blocks = 1 }}]
 "#
         ),
     )
@@ -42,7 +42,11 @@ configs = [{{ name = "c8-cb1", channels = 8, blocks = 1 }}]
     let (_server, addr) = serve(dir.path());
     let out = asdsweep(&["launch", spec.to_str().unwrap(), "--coordinator", &addr]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("(4 jobs)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("(4 jobs)"),
+        "{}",
+        text(&out.stdout)
+    );
     let log = dir.path().join("w.log");
     let _w = worker(&addr, &data, &dir.path().join("cache"), &log);
     wait_finished(&addr, "sep-e2e", Duration::from_secs(600), &[log]);
@@ -53,7 +57,16 @@ configs = [{{ name = "c8-cb1", channels = 8, blocks = 1 }}]
         assert_eq!(r["state"], "succeeded", "{r:#}");
         let p = &r["provenance"];
         assert_eq!(p["dataset_fingerprint"], fingerprint.as_str(), "{r:#}");
-        for key in ["spec_hash", "seed", "backend", "device", "code_version", "epochs_run", "best_loss", "checkpoint"] {
+        for key in [
+            "spec_hash",
+            "seed",
+            "backend",
+            "device",
+            "code_version",
+            "epochs_run",
+            "best_loss",
+            "checkpoint",
+        ] {
             assert!(!p[key].is_null(), "provenance.{key} missing in {r:#}");
         }
     }
@@ -62,7 +75,10 @@ configs = [{{ name = "c8-cb1", channels = 8, blocks = 1 }}]
             .iter()
             .find(|r| r["stage"] == "train" && r["device"] == machine)
             .unwrap_or_else(|| panic!("a training job for {machine}: {rows:#?}"));
-        assert!(train["extra"]["train_clips"].as_u64() >= Some(6), "{train:#}");
+        assert!(
+            train["extra"]["train_clips"].as_u64() >= Some(6),
+            "{train:#}"
+        );
         assert_eq!(train["extra"]["interferer_types"], 1, "{train:#}");
         let eval = rows
             .iter()
@@ -91,7 +107,14 @@ configs = [{{ name = "c8-cb1", channels = 8, blocks = 1 }}]
             .as_f64()
             .expect("the unprocessed mixtures' SI-SDR");
         assert!(unprocessed.is_finite() && sdr.is_finite(), "{eval:#}");
-        for key in ["lp_in_auc", "lp_in_pauc", "lp_out_auc", "lp_out_pauc", "md_auc", "md_pauc"] {
+        for key in [
+            "lp_in_auc",
+            "lp_in_pauc",
+            "lp_out_auc",
+            "lp_out_pauc",
+            "md_auc",
+            "md_pauc",
+        ] {
             let v = eval[key]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{key} missing in {eval:#}"));
@@ -145,18 +168,43 @@ configs = [{{ name = "c8-cb1", channels = 8, blocks = 1 }}]
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
-    assert!(said.contains("SI-SDR against") && said.contains("estimate"), "{said}");
+    assert!(
+        said.contains("SI-SDR against") && said.contains("estimate"),
+        "{said}"
+    );
     let written = std::fs::metadata(&estimate).unwrap().len();
     let mixed = std::fs::metadata(&mixture).unwrap().len();
     assert_eq!(written, mixed, "the estimate is as long as the mixture");
 
     // A sha without --artifacts, and a file that is no checkpoint, are named.
-    let out = asdsweep(&["separate", "--checkpoint", &sha, mixture.to_str().unwrap(), "--out", estimate.to_str().unwrap()]);
+    let out = asdsweep(&[
+        "separate",
+        "--checkpoint",
+        &sha,
+        mixture.to_str().unwrap(),
+        "--out",
+        estimate.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--artifacts"), "{}", text(&out.stderr));
-    let out = asdsweep(&["separate", "--checkpoint", mixture.to_str().unwrap(), mixture.to_str().unwrap(), "--out", estimate.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("--artifacts"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = asdsweep(&[
+        "separate",
+        "--checkpoint",
+        mixture.to_str().unwrap(),
+        mixture.to_str().unwrap(),
+        "--out",
+        estimate.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("checkpoint"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("checkpoint"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -234,7 +234,8 @@ mod tests {
 
     #[test]
     fn defaults_are_the_studys_and_each_config_becomes_one_job_with_every_machine_type() {
-        let s = section(serde_json::json!([{ "name": "sep_cb2_ch64", "channels": 64, "blocks": 2 }]));
+        let s =
+            section(serde_json::json!([{ "name": "sep_cb2_ch64", "channels": 64, "blocks": 2 }]));
         assert_eq!(s.name(), "separation");
         assert_eq!((s.epochs, s.batch_size, s.lr_step_epochs), (200, 12, 40));
         assert_eq!((s.lr, s.lr_gamma, s.proxy_mixtures), (5e-4, 0.5, 1000));
@@ -256,7 +257,13 @@ mod tests {
         let names: Vec<_> = s.proxies().iter().map(|m| m.name).collect();
         assert_eq!(
             names,
-            ["si_sdr", "si_sdr_m5db", "si_sdr_0db", "si_sdr_5db", "si_sdr_unprocessed"]
+            [
+                "si_sdr",
+                "si_sdr_m5db",
+                "si_sdr_0db",
+                "si_sdr_5db",
+                "si_sdr_unprocessed"
+            ]
         );
     }
 

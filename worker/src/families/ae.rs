@@ -10,11 +10,11 @@ pub mod job;
 
 pub use checkpoint::{Checkpoint, Progress};
 
+use super::checkpoint::{EpochSum, run_epochs};
 use asdsweep_shared::family::Schedule;
-use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::Config;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
@@ -145,9 +145,6 @@ pub enum AeError {
     /// A checkpoint does not belong to this run or cannot be decoded.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
-    /// burn refused a setting (e.g. the learning-rate schedule).
-    #[error("training setting: {0}")]
-    Setting(String),
 }
 
 impl From<super::checkpoint::CheckpointError> for AeError {
@@ -162,20 +159,8 @@ pub use std::ops::ControlFlow;
 /// The state of a run at the end of an epoch, handed to `on_epoch`.
 pub type EpochEnd<'a> = super::checkpoint::EpochEnd<'a, AeTrainingConfig, Autoencoder>;
 
-/// The lowest-loss state so far: loss, epoch, and the model without autodiff.
-type Best = super::checkpoint::Best<Autoencoder>;
-
 /// The outcome of a run.
-pub struct Trained {
-    /// The state with the lowest epoch loss (without autodiff).
-    pub model: Autoencoder,
-    /// Mean training loss per epoch, from epoch 1 (including epochs of a resumed checkpoint).
-    pub losses: Vec<f32>,
-    /// Epoch (1-based) whose state was kept.
-    pub best_epoch: usize,
-    /// False when `on_epoch` stopped the run before its last epoch.
-    pub finished: bool,
-}
+pub type Trained = super::checkpoint::Run<Autoencoder>;
 
 /// Trains on `rows` (row-major, `n × input_dim`), from scratch or from `resume`, calling
 /// `on_epoch` after each epoch; [`ControlFlow::Break`] stops the run there (cancellation).
@@ -187,7 +172,7 @@ pub fn train(
     rows: &[f32],
     device: &Device,
     resume: Option<&Checkpoint>,
-    mut on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
+    on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
 ) -> Result<Trained, AeError> {
     let dim = cfg.model.input_dim;
     if dim == 0 || !rows.len().is_multiple_of(dim) {
@@ -202,45 +187,20 @@ pub fn train(
             "{n} rows; batch normalisation needs at least 2"
         )));
     }
-    let inner = device.clone();
-    let device = device.clone().autodiff();
-    let mut model = cfg.model.init(&device, cfg.seed);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .with_epsilon(1e-8)
-        .init();
-    let mut schedule =
-        StepLrSchedulerConfig::new(cfg.schedule.lr, cfg.schedule.lr_step_epochs.max(1))
-            .with_gamma(cfg.schedule.lr_gamma)
-            .init()
-            .map_err(AeError::Setting)?;
-    let mut best: Best = None;
-    let mut losses = Vec::with_capacity(cfg.schedule.epochs);
-    let mut train_seconds = 0.0;
-    if let Some(c) = resume {
-        let restored = c.restore(cfg, model, optim, || Ok(cfg.model.init(&inner, cfg.seed)))?;
-        (model, optim, best, losses, train_seconds) = (
-            restored.model,
-            restored.optim,
-            restored.best,
-            restored.losses,
-            restored.train_seconds,
-        );
-        // The schedule is a pure function of the epoch: replay it to where the run stopped.
-        for _ in 0..c.progress.epoch {
-            schedule.step();
-        }
-    }
+    let train_device = device.clone().autodiff();
+    let model = cfg.model.init(&train_device, cfg.seed);
+    let fresh = || Ok(cfg.model.init(device, cfg.seed));
     let mut order: Vec<usize> = Vec::with_capacity(n);
-    for epoch in losses.len() + 1..=cfg.schedule.epochs {
-        let started = std::time::Instant::now();
-        let lr = schedule.step();
+    let epoch = |epoch: usize, lr: f64, mut model: Autoencoder, optim: &mut ModuleOptimizer| {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
         rng.set_stream(epoch as u64);
         order.clear();
         order.extend(0..n);
         order.shuffle(&mut rng);
-        let (mut sum, mut seen) = (0.0f64, 0usize);
+        let mut sum = EpochSum {
+            loss: 0.0,
+            items: 0,
+        };
         for batch in order.chunks(cfg.schedule.batch_size.max(2)) {
             // BatchNorm needs more than one row to estimate a variance.
             if batch.len() < 2 {
@@ -250,51 +210,26 @@ pub fn train(
             for &i in batch {
                 buf.extend_from_slice(&rows[i * dim..(i + 1) * dim]);
             }
-            let x = Tensor::<2>::from_data(TensorData::new(buf, [batch.len(), dim]), &device);
+            let x = Tensor::<2>::from_data(TensorData::new(buf, [batch.len(), dim]), &train_device);
             let loss = (model.forward(x.clone()) - x).powi_scalar(2).mean();
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr.clone(), model, grads);
-            sum += value as f64 * batch.len() as f64;
-            seen += batch.len();
+            model = optim.step(lr, model, grads);
+            sum.loss += value as f64 * batch.len() as f64;
+            sum.items += batch.len();
         }
-        let epoch_loss = if seen == 0 {
-            f32::NAN
-        } else {
-            (sum / seen as f64) as f32
-        };
-        losses.push(epoch_loss);
-        if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
-            best = Some((epoch_loss, epoch, model.valid()));
-        }
-        train_seconds += started.elapsed().as_secs_f64();
-        let end = EpochEnd {
-            epoch,
-            loss: epoch_loss,
-            cfg,
-            model: &model,
-            optim: &optim,
-            best: &best,
-            losses: &losses,
-            train_seconds,
-        };
-        if on_epoch(&end).is_break() && epoch < cfg.schedule.epochs {
-            let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-            return Ok(Trained {
-                model,
-                losses,
-                best_epoch,
-                finished: false,
-            });
-        }
-    }
-    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-    Ok(Trained {
+        Ok::<_, AeError>((model, sum))
+    };
+    run_epochs(
+        cfg,
+        &cfg.schedule,
+        cfg.weight_decay,
         model,
-        losses,
-        best_epoch,
-        finished: true,
-    })
+        fresh,
+        resume,
+        epoch,
+        on_epoch,
+    )
 }
 
 #[cfg(test)]

@@ -7,13 +7,19 @@
 //! little-endian `u64`, the header (JSON), then the model record, the optimizer record and
 //! the best model's record, whose lengths the header gives. Anything else — a truncated
 //! blob, extra bytes, another magic — is refused with a message saying so.
+//!
+//! [`run_epochs`] is the epoch loop every trained family runs: optimizer, learning-rate
+//! schedule, resume from such a checkpoint, the kept best state and the per-epoch hook.
 
+use super::step_decay;
+use asdsweep_shared::family::Schedule;
 use burn::module::Module;
-use burn::optim::{ModuleOptimizer, OptimizerRecord};
+use burn::optim::{AdamWConfig, ModuleOptimizer, OptimizerRecord};
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 
 const VERSION: u32 = 1;
 
@@ -274,6 +280,104 @@ impl<C: TrainingConfig> Checkpoint<C> {
             train_seconds: self.progress.train_seconds,
         })
     }
+}
+
+/// The outcome of a training run ([`run_epochs`]).
+pub struct Run<M> {
+    /// The state with the lowest epoch loss (without autodiff).
+    pub model: M,
+    /// Mean training loss per epoch, from epoch 1 (including epochs of a resumed checkpoint).
+    pub losses: Vec<f32>,
+    /// Epoch (1-based) whose state was kept.
+    pub best_epoch: usize,
+    /// False when `on_epoch` stopped the run before its last epoch.
+    pub finished: bool,
+}
+
+/// What one epoch's steps summed: the loss times the items of each batch, and the items.
+pub struct EpochSum {
+    /// Σ batch loss × batch items.
+    pub loss: f64,
+    /// Items trained on.
+    pub items: usize,
+}
+
+/// The epoch loop every trained family shares: AdamW (PyTorch's epsilon, `weight_decay`),
+/// the learning rate of each epoch under the schedule's step decay, resume from a
+/// checkpoint of the same settings (weights, optimizer state, best state, loss curve), the
+/// lowest-loss state kept, and `on_epoch` after each epoch ([`ControlFlow::Break`] stops
+/// the run there: cancellation). `model` is freshly built on the autodiff device; `fresh`
+/// builds one without autodiff (for a resumed best state). `epoch(e, lr, model, optim)`
+/// runs epoch `e`'s steps and gives the model back with its summed loss; an epoch without
+/// items has loss NaN.
+#[allow(clippy::too_many_arguments)]
+pub fn run_epochs<C: TrainingConfig, M: Module, E: From<CheckpointError>>(
+    cfg: &C,
+    schedule: &Schedule,
+    weight_decay: f32,
+    model: M,
+    fresh: impl FnOnce() -> Result<M, CheckpointError>,
+    resume: Option<&Checkpoint<C>>,
+    mut epoch: impl FnMut(usize, f64, M, &mut ModuleOptimizer) -> Result<(M, EpochSum), E>,
+    mut on_epoch: impl FnMut(&EpochEnd<'_, C, M>) -> ControlFlow<()>,
+) -> Result<Run<M>, E> {
+    let mut model = model;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(weight_decay)
+        .with_epsilon(1e-8)
+        .init();
+    let mut best: Best<M> = None;
+    let mut losses = Vec::with_capacity(schedule.epochs);
+    let mut train_seconds = 0.0;
+    if let Some(c) = resume {
+        let restored = c.restore(cfg, model, optim, fresh)?;
+        (model, optim, best, losses, train_seconds) = (
+            restored.model,
+            restored.optim,
+            restored.best,
+            restored.losses,
+            restored.train_seconds,
+        );
+    }
+    let finish = |best: Best<M>, model: &M, losses, finished| {
+        let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
+        Run {
+            model,
+            losses,
+            best_epoch,
+            finished,
+        }
+    };
+    for e in losses.len() + 1..=schedule.epochs {
+        let started = std::time::Instant::now();
+        let lr = step_decay(schedule.lr, schedule.lr_gamma, schedule.lr_step_epochs, e);
+        let sum;
+        (model, sum) = epoch(e, lr, model, &mut optim)?;
+        let epoch_loss = if sum.items == 0 {
+            f32::NAN
+        } else {
+            (sum.loss / sum.items as f64) as f32
+        };
+        losses.push(epoch_loss);
+        if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
+            best = Some((epoch_loss, e, model.valid()));
+        }
+        train_seconds += started.elapsed().as_secs_f64();
+        let end = EpochEnd {
+            epoch: e,
+            loss: epoch_loss,
+            cfg,
+            model: &model,
+            optim: &optim,
+            best: &best,
+            losses: &losses,
+            train_seconds,
+        };
+        if on_epoch(&end).is_break() && e < schedule.epochs {
+            return Ok(finish(best, &model, losses, false));
+        }
+    }
+    Ok(finish(best, &model, losses, true))
 }
 
 /// The state of a run at the end of an epoch, handed to the training loop's `on_epoch`.

@@ -25,16 +25,16 @@ use asdsweep_shared::metrics::MetricsError;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::Config;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use super::ConfigError;
 use super::arcface::{ArcFace, ArcFaceConfig, STUDY_MARGIN, STUDY_SCALE, arcface_loss};
-use super::checkpoint::{CheckpointError, TrainingConfig};
+use super::checkpoint::{CheckpointError, EpochSum, TrainingConfig, run_epochs};
 use super::resnet::{ResNet, ResNetConfig};
-use super::{ConfigError, step_decay};
 
 /// Clips per forward pass when computing embeddings and predictions.
 const EVAL_BATCH: usize = 64;
@@ -460,16 +460,7 @@ fn check_labels(clips: &Clips, labels: &[usize], classes: usize) -> Result<(), C
 }
 
 /// The outcome of training.
-pub struct Trained {
-    /// The state with the lowest epoch loss, in evaluation mode on the plain device.
-    pub model: Classifier,
-    /// Mean training loss per epoch, from epoch 1 (including epochs of a resumed checkpoint).
-    pub losses: Vec<f32>,
-    /// Epoch (1-based) whose state was kept.
-    pub best_epoch: usize,
-    /// False when `on_epoch` stopped the run before its last epoch.
-    pub finished: bool,
-}
+pub type Trained = super::checkpoint::Run<Classifier>;
 
 /// Trains on `clips` labelled `labels` (class indices), from scratch or from `resume`,
 /// calling `on_epoch` after each epoch; [`ControlFlow::Break`] stops the run there
@@ -482,7 +473,7 @@ pub fn train(
     labels: &[usize],
     device: &Device,
     resume: Option<&Checkpoint>,
-    mut on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
+    on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
 ) -> Result<Trained, ClassifierError> {
     if clips.is_empty() {
         return Err(ClassifierError::NoClips("train on"));
@@ -504,28 +495,12 @@ pub fn train(
         });
     }
     let train_device = device.clone().autodiff();
-    let mut model = cfg.model.init(&train_device, cfg.seed)?;
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .with_epsilon(1e-8)
-        .init();
-    let mut best: super::checkpoint::Best<Classifier> = None;
-    let mut losses = Vec::with_capacity(cfg.schedule.epochs);
-    let mut train_seconds = 0.0;
-    if let Some(c) = resume {
-        let restored = c.restore(cfg, model, optim, || {
-            cfg.model
-                .init(device, cfg.seed)
-                .map_err(|e| CheckpointError(e.to_string()))
-        })?;
-        (model, optim, best, losses, train_seconds) = (
-            restored.model,
-            restored.optim,
-            restored.best,
-            restored.losses,
-            restored.train_seconds,
-        );
-    }
+    let model = cfg.model.init(&train_device, cfg.seed)?;
+    let fresh = || {
+        cfg.model
+            .init(device, cfg.seed)
+            .map_err(|e| CheckpointError(e.to_string()))
+    };
     let n = clips.len();
     let usable = if n >= cfg.schedule.batch_size {
         n - n % cfg.schedule.batch_size
@@ -533,16 +508,16 @@ pub fn train(
         n
     };
     let mut order: Vec<usize> = Vec::with_capacity(n);
-    for epoch in losses.len() + 1..=cfg.schedule.epochs {
-        let started = std::time::Instant::now();
-        let s = &cfg.schedule;
-        let lr = step_decay(s.lr, s.lr_gamma, s.lr_step_epochs, epoch);
+    let epoch = |epoch: usize, lr: f64, mut model: Classifier, optim: &mut ModuleOptimizer| {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
         rng.set_stream(epoch as u64);
         order.clear();
         order.extend(0..n);
         order.shuffle(&mut rng);
-        let (mut sum, mut seen) = (0.0f64, 0usize);
+        let mut sum = EpochSum {
+            loss: 0.0,
+            items: 0,
+        };
         for batch in order[..usable].chunks(cfg.schedule.batch_size) {
             let offsets: Vec<usize> = batch
                 .iter()
@@ -556,42 +531,21 @@ pub fn train(
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
-            sum += value as f64 * batch.len() as f64;
-            seen += batch.len();
+            sum.loss += value as f64 * batch.len() as f64;
+            sum.items += batch.len();
         }
-        let epoch_loss = (sum / seen as f64) as f32;
-        losses.push(epoch_loss);
-        if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
-            best = Some((epoch_loss, epoch, model.valid()));
-        }
-        train_seconds += started.elapsed().as_secs_f64();
-        let end = EpochEnd {
-            epoch,
-            loss: epoch_loss,
-            cfg,
-            model: &model,
-            optim: &optim,
-            best: &best,
-            losses: &losses,
-            train_seconds,
-        };
-        if on_epoch(&end).is_break() && epoch < cfg.schedule.epochs {
-            let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-            return Ok(Trained {
-                model,
-                losses,
-                best_epoch,
-                finished: false,
-            });
-        }
-    }
-    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-    Ok(Trained {
+        Ok::<_, ClassifierError>((model, sum))
+    };
+    run_epochs(
+        cfg,
+        &cfg.schedule,
+        cfg.weight_decay,
         model,
-        losses,
-        best_epoch,
-        finished: true,
-    })
+        fresh,
+        resume,
+        epoch,
+        on_epoch,
+    )
 }
 
 #[cfg(test)]

@@ -53,7 +53,9 @@ impl RelativeAttention {
         RelativeAttention {
             norm: LayerNormConfig::new(dim).init(device),
             q: LinearConfig::new(dim, dim).with_bias(false).init(device),
-            kv: LinearConfig::new(dim, 2 * dim).with_bias(false).init(device),
+            kv: LinearConfig::new(dim, 2 * dim)
+                .with_bias(false)
+                .init(device),
             out: LinearConfig::new(dim, dim).init(device),
             rel: EmbeddingConfig::new(2 * max_relative + 1, dim / heads).init(device),
             dropout: DropoutConfig::new(dropout).init(),
@@ -94,10 +96,7 @@ impl RelativeAttention {
             .swap_dims(0, 1)
             .reshape([n, heads, len, len]);
         let weights = softmax(content + relative, 3);
-        let mixed = weights
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([n, len, dim]);
+        let mixed = weights.matmul(v).swap_dims(1, 2).reshape([n, len, dim]);
         self.dropout.forward(self.out.forward(mixed))
     }
 }

@@ -36,8 +36,9 @@ pub const SEGMENTS: usize = 5;
 /// Samples of an evaluated clip (padded or cut to this).
 pub const EVAL_SAMPLES: usize = SEGMENTS * TRAINING_SAMPLES;
 
-/// Segments separated per forward pass in evaluation.
-const EVAL_BATCH: usize = 20;
+/// Segments separated per forward pass in evaluation (two 10-s clips; the attention scores
+/// of one pass at C 64 take ~0.4 GB each).
+const EVAL_BATCH: usize = 10;
 
 /// The separation family's hooks (see the module docs).
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +146,8 @@ pub fn separate(model: &Separator, signal: &[f32], device: &Device) -> Result<Ve
 /// Separates `signal` (at [`SAMPLE_RATE`]) with the kept state of a separation checkpoint
 /// (its bytes as a `train` job uploads them), on the CPU: what `asdsweep separate` runs.
 pub fn separate_with_checkpoint(checkpoint: &[u8], signal: &[f32]) -> Result<Vec<f32>, String> {
-    let cp = Checkpoint::<SeparationTrainingConfig>::decode(checkpoint).map_err(|e| e.to_string())?;
+    let cp =
+        Checkpoint::<SeparationTrainingConfig>::decode(checkpoint).map_err(|e| e.to_string())?;
     let device = Device::flex();
     let model = SeparationTrainingConfig::best_model(&cp, &device)?;
     separate(&model, signal, &device)
@@ -365,13 +367,20 @@ impl Train for Separation {
                 frames,
             })
         };
-        let trained = super::train(&config, targets.len(), &device, resume.as_ref(), make_batch, |end| {
-            reporter.epoch_end(end.epoch, end.loss, || {
-                end.checkpoint()
-                    .map(|c| c.encode())
-                    .map_err(|e| e.to_string())
-            })
-        })
+        let trained = super::train(
+            &config,
+            targets.len(),
+            &device,
+            resume.as_ref(),
+            make_batch,
+            |end| {
+                reporter.epoch_end(end.epoch, end.loss, || {
+                    end.checkpoint()
+                        .map(|c| c.encode())
+                        .map_err(|e| e.to_string())
+                })
+            },
+        )
         .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
         let mut extra = serde_json::Map::new();
         extra.insert("train_clips".into(), json!(targets.len()));
@@ -385,7 +394,10 @@ impl Train for Separation {
         .ran(trained.finished))
     }
 
-    fn load(cp: &Checkpoint<SeparationTrainingConfig>, device: &Device) -> Result<Separator, String> {
+    fn load(
+        cp: &Checkpoint<SeparationTrainingConfig>,
+        device: &Device,
+    ) -> Result<Separator, String> {
         SeparationTrainingConfig::best_model(cp, device)
     }
 }

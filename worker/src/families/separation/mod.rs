@@ -15,10 +15,9 @@ mod parity;
 pub use model::{Separated, Separator, SeparatorConfig};
 
 use super::checkpoint::TrainingConfig;
+use super::checkpoint::{EpochSum, run_epochs};
 use asdsweep_shared::family::Schedule;
-use burn::lr_scheduler::step::StepLrSchedulerConfig;
-use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::Config;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
@@ -83,9 +82,10 @@ fn magnitude(ri: Tensor<4>) -> Tensor<4> {
 /// imaginary parts `[B, 2, T, F]`.
 pub fn loss(estimate: Tensor<4>, target: Tensor<4>) -> Loss {
     let (m_est, m_tgt) = (magnitude(estimate.clone()), magnitude(target.clone()));
-    let log_magnitude = (m_est.clone().add_scalar(1e-6).log() - m_tgt.clone().add_scalar(1e-6).log())
-        .abs()
-        .mean();
+    let log_magnitude = (m_est.clone().add_scalar(1e-6).log()
+        - m_tgt.clone().add_scalar(1e-6).log())
+    .abs()
+    .mean();
     let compressed = (m_est.powf_scalar(0.3) - m_tgt.powf_scalar(0.3))
         .powi_scalar(2)
         .mean();
@@ -139,16 +139,7 @@ impl From<super::checkpoint::CheckpointError> for SeparationError {
 pub type EpochEnd<'a> = super::checkpoint::EpochEnd<'a, SeparationTrainingConfig, Separator>;
 
 /// The outcome of a run.
-pub struct Trained {
-    /// The state with the lowest epoch loss (without autodiff).
-    pub model: Separator,
-    /// Mean training loss per epoch, from epoch 1 (including epochs of a resumed checkpoint).
-    pub losses: Vec<f32>,
-    /// Epoch (1-based) whose state was kept.
-    pub best_epoch: usize,
-    /// False when `on_epoch` stopped the run before its last epoch.
-    pub finished: bool,
-}
+pub type Trained = super::checkpoint::Run<Separator>;
 
 /// The batches of an epoch over `items` shuffled from (seed, epoch): full batches of
 /// `batch` (the study drops the last short one), or one short batch when there are fewer
@@ -162,10 +153,7 @@ pub fn epoch_batches(items: usize, batch: usize, seed: u64, epoch: usize) -> Vec
     if items < batch {
         return if items == 0 { Vec::new() } else { vec![order] };
     }
-    order
-        .chunks_exact(batch)
-        .map(<[usize]>::to_vec)
-        .collect()
+    order.chunks_exact(batch).map(<[usize]>::to_vec).collect()
 }
 
 /// Trains on `items` training items, from scratch or from `resume`: `make_batch(epoch,
@@ -178,92 +166,154 @@ pub fn train(
     device: &Device,
     resume: Option<&Checkpoint>,
     mut make_batch: impl FnMut(usize, &[usize]) -> Result<Batch, String>,
-    mut on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
+    on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
 ) -> Result<Trained, SeparationError> {
     if items == 0 {
         return Err(SeparationError::Data("no training items".into()));
     }
     let bins = cfg.model.bins;
-    let inner = device.clone();
-    let device = device.clone().autodiff();
-    let mut model = cfg.model.init(&device, cfg.seed);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .with_epsilon(1e-8)
-        .init();
-    let mut schedule =
-        StepLrSchedulerConfig::new(cfg.schedule.lr, cfg.schedule.lr_step_epochs.max(1))
-            .with_gamma(cfg.schedule.lr_gamma)
-            .init()
-            .map_err(SeparationError::Setting)?;
-    let mut best: super::checkpoint::Best<Separator> = None;
-    let mut losses = Vec::with_capacity(cfg.schedule.epochs);
-    let mut train_seconds = 0.0;
-    if let Some(c) = resume {
-        let restored = c.restore(cfg, model, optim, || Ok(cfg.model.init(&inner, cfg.seed)))?;
-        (model, optim, best, losses, train_seconds) = (
-            restored.model,
-            restored.optim,
-            restored.best,
-            restored.losses,
-            restored.train_seconds,
-        );
-        // The schedule is a pure function of the epoch: replay it to where the run stopped.
-        for _ in 0..c.progress.epoch {
-            schedule.step();
-        }
-    }
-    for epoch in losses.len() + 1..=cfg.schedule.epochs {
-        let started = std::time::Instant::now();
-        let lr = schedule.step();
-        let (mut sum, mut seen) = (0.0f64, 0usize);
+    let train_device = device.clone().autodiff();
+    let model = cfg.model.init(&train_device, cfg.seed);
+    let fresh = || Ok(cfg.model.init(device, cfg.seed));
+    let epoch = |epoch: usize, lr: f64, mut model: Separator, optim: &mut ModuleOptimizer| {
+        let mut sum = EpochSum {
+            loss: 0.0,
+            items: 0,
+        };
         for indices in epoch_batches(items, cfg.schedule.batch_size, cfg.seed, epoch) {
             let b = make_batch(epoch, &indices).map_err(SeparationError::Data)?;
             let shape = [b.items, 2, b.frames, bins];
-            let x = Tensor::<4>::from_data(TensorData::new(b.mixture, shape), &device);
-            let y = Tensor::<4>::from_data(TensorData::new(b.target, shape), &device);
+            let x = Tensor::<4>::from_data(TensorData::new(b.mixture, shape), &train_device);
+            let y = Tensor::<4>::from_data(TensorData::new(b.target, shape), &train_device);
             let loss = loss(model.forward(x).estimate, y).total();
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr.clone(), model, grads);
-            sum += f64::from(value) * b.items as f64;
-            seen += b.items;
+            model = optim.step(lr, model, grads);
+            sum.loss += f64::from(value) * b.items as f64;
+            sum.items += b.items;
         }
-        let epoch_loss = if seen == 0 {
-            f32::NAN
-        } else {
-            (sum / seen as f64) as f32
-        };
-        losses.push(epoch_loss);
-        if best.as_ref().is_none_or(|(l, _, _)| epoch_loss < *l) {
-            best = Some((epoch_loss, epoch, model.valid()));
-        }
-        train_seconds += started.elapsed().as_secs_f64();
-        let end = EpochEnd {
-            epoch,
-            loss: epoch_loss,
-            cfg,
-            model: &model,
-            optim: &optim,
-            best: &best,
-            losses: &losses,
-            train_seconds,
-        };
-        if on_epoch(&end).is_break() && epoch < cfg.schedule.epochs {
-            let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-            return Ok(Trained {
-                model,
-                losses,
-                best_epoch,
-                finished: false,
-            });
+        Ok((model, sum))
+    };
+    run_epochs(
+        cfg,
+        &cfg.schedule,
+        cfg.weight_decay,
+        model,
+        fresh,
+        resume,
+        epoch,
+        on_epoch,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    #[test]
+    fn an_epoch_is_full_batches_of_a_seeded_shuffle_or_one_short_batch() {
+        let a = epoch_batches(10, 4, 7, 1);
+        assert_eq!(
+            a.len(),
+            2,
+            "the short last batch is dropped, as the study's drop_last"
+        );
+        assert!(a.iter().all(|b| b.len() == 4));
+        assert_eq!(
+            a,
+            epoch_batches(10, 4, 7, 1),
+            "same seed and epoch, same order"
+        );
+        assert_ne!(
+            a,
+            epoch_batches(10, 4, 7, 2),
+            "another epoch, another order"
+        );
+        let short = epoch_batches(3, 12, 7, 1);
+        assert_eq!(short.len(), 1);
+        let mut items = short[0].clone();
+        items.sort();
+        assert_eq!(
+            items,
+            [0, 1, 2],
+            "fewer items than a batch: one batch of all"
+        );
+        assert!(epoch_batches(0, 4, 7, 1).is_empty());
+    }
+
+    /// Random STFT-shaped items (`frames` × 201), the same for the same (epoch, item).
+    fn items(frames: usize) -> impl FnMut(usize, &[usize]) -> Result<Batch, String> {
+        move |epoch, indices| {
+            let per = 2 * frames * 201;
+            let (mut mixture, mut target) = (Vec::new(), Vec::new());
+            for &i in indices {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((epoch * 100 + i) as u64);
+                let t: Vec<f32> = (0..per).map(|_| rng.random_range(-1.0..1.0)).collect();
+                mixture.extend(t.iter().map(|v| v + rng.random_range(-0.5..0.5)));
+                target.extend(t);
+            }
+            Ok(Batch {
+                mixture,
+                target,
+                items: indices.len(),
+                frames,
+            })
         }
     }
-    let (_, best_epoch, model) = best.unwrap_or((f32::NAN, 0, model.valid()));
-    Ok(Trained {
-        model,
-        losses,
-        best_epoch,
-        finished: true,
-    })
+
+    fn tiny(epochs: usize) -> SeparationTrainingConfig {
+        let schedule = Schedule {
+            epochs,
+            batch_size: 2,
+            lr: 1e-2,
+            ..asdsweep_shared::family::separation::study_schedule()
+        };
+        SeparationTrainingConfig::new(SeparatorConfig::new(4, 0), schedule).with_seed(3)
+    }
+
+    #[test]
+    fn a_run_stopped_after_an_epoch_and_resumed_from_its_checkpoint_repeats_the_loss_curve() {
+        let device = Device::flex();
+        let cfg = tiny(3);
+        let whole = train(&cfg, 4, &device, None, items(6), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(whole.losses.len(), 3);
+        assert!(whole.finished && whole.losses.iter().all(|l| l.is_finite()));
+        assert!(whole.losses[2] < whole.losses[0], "{:?}", whole.losses);
+
+        let mut saved = None;
+        let first = train(&cfg, 4, &device, None, items(6), |end| {
+            saved = Some(end.checkpoint().unwrap().encode());
+            ControlFlow::Break(())
+        })
+        .unwrap();
+        assert!(!first.finished);
+        assert_eq!(first.losses.len(), 1);
+        let cp = Checkpoint::decode(&saved.unwrap()).unwrap();
+        let resumed = train(&cfg, 4, &device, Some(&cp), items(6), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(
+            resumed.losses, whole.losses,
+            "the same curve, resumed or not"
+        );
+        assert_eq!(resumed.best_epoch, whole.best_epoch);
+
+        // A checkpoint of another config is refused by name.
+        let other = SeparationTrainingConfig::new(SeparatorConfig::new(8, 0), cfg.schedule.clone());
+        let err = train(&other, 4, &device, Some(&cp), items(6), |_| {
+            ControlFlow::Continue(())
+        })
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(
+            err.contains("checkpoint") && err.contains("trained with"),
+            "{err}"
+        );
+    }
 }

@@ -4,9 +4,9 @@
 //! decoders — a magnitude mask applied with the mixture's phase and a complex residual.
 //!
 //! Tensors are `[batch, channels, time, frequency]`. burn's layers are used where they
-//! exist; what it lacks is here, small: the causal (time) padding is an asymmetric conv
-//! padding, the sub-pixel upsampling is [`SubPixel`], the relative-position attention is
-//! [`super::attention::RelativeAttention`].
+//! exist; what it lacks is here, small: the causal (time) padding is a zero pad before
+//! the conv ([`ConvNormAct`]), the sub-pixel upsampling is [`SubPixel`], the
+//! relative-position attention is [`super::attention::RelativeAttention`].
 
 use super::attention::RelativeAttention;
 use crate::conv::conv2d;
@@ -69,12 +69,16 @@ impl ConformerConfig {
     }
 }
 
-/// Conv → instance norm (affine) → PReLU: the unit every stage is made of.
+/// Conv → instance norm (affine) → PReLU: the unit every dense block is made of. The
+/// input is first zero-padded by `causal` frames at the start of the time axis (only the
+/// past is seen); the conv's own padding stays symmetric, which keeps it on
+/// [`conv2d`]'s fast weight gradient.
 #[derive(Module, Debug)]
 struct ConvNormAct {
     conv: Conv2d,
     norm: InstanceNorm,
     act: PRelu,
+    causal: usize,
 }
 
 fn instance_norm(channels: usize, device: &Device) -> InstanceNorm {
@@ -90,16 +94,22 @@ fn prelu(channels: usize, device: &Device) -> PRelu {
 }
 
 impl ConvNormAct {
-    fn new(conv: Conv2dConfig, device: &Device) -> ConvNormAct {
+    fn new(conv: Conv2dConfig, causal: usize, device: &Device) -> ConvNormAct {
         let out = conv.channels[1];
         ConvNormAct {
             conv: conv.init(device),
             norm: instance_norm(out, device),
             act: prelu(out, device),
+            causal,
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = if self.causal > 0 {
+            x.pad([(self.causal, 0), (0, 0)], 0.0)
+        } else {
+            x
+        };
         self.act.forward(self.norm.forward(conv2d(&self.conv, x)))
     }
 }
@@ -117,11 +127,12 @@ impl DilatedDense {
         let layers = (0..depth)
             .map(|i| {
                 let dilation = 1 << i;
+                // Kernel (2, 3) over (time, frequency): the frame `dilation` back and this
+                // one, one bin each side in frequency.
                 let conv = Conv2dConfig::new([channels * (i + 1), channels], [2, 3])
                     .with_dilation([dilation, 1])
-                    // (top, left, bottom, right): the past only in time, one bin each side in frequency.
-                    .with_padding(PaddingConfig2d::Explicit(dilation, 1, 0, 1));
-                ConvNormAct::new(conv, device)
+                    .with_padding(PaddingConfig2d::Explicit(0, 1, 0, 1));
+                ConvNormAct::new(conv, dilation, device)
             })
             .collect();
         DilatedDense { layers }
@@ -295,7 +306,10 @@ impl TwoStage {
         let [b, c, t, f] = x.dims();
         let x = x.permute([0, 3, 2, 1]).reshape([b * f, t, c]);
         let x = self.time.forward(x.clone()) + x;
-        let x = x.reshape([b, f, t, c]).permute([0, 2, 1, 3]).reshape([b * t, f, c]);
+        let x = x
+            .reshape([b, f, t, c])
+            .permute([0, 2, 1, 3])
+            .reshape([b * t, f, c]);
         let x = self.freq.forward(x.clone()) + x;
         x.reshape([b, t, f, c]).permute([0, 3, 1, 2])
     }
@@ -456,9 +470,7 @@ impl Separator {
         let re = spec.clone().narrow(1, 0, 1);
         let im = spec.clone().narrow(1, 1, 1);
         let magnitude = (re.clone().powi_scalar(2) + im.clone().powi_scalar(2)).sqrt();
-        let mut h = self
-            .encoder
-            .forward(Tensor::cat(vec![magnitude, spec], 1));
+        let mut h = self.encoder.forward(Tensor::cat(vec![magnitude, spec], 1));
         let mut features = Vec::with_capacity(2 + self.blocks.len());
         let mut block_features = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {

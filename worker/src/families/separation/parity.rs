@@ -79,7 +79,10 @@ fn conformer_case(case: &str) {
         .with_heads(c["heads"].as_u64().unwrap() as usize)
         .with_max_relative(c["max_rel"].as_u64().unwrap() as usize);
     let dim = c["dim"].as_u64().unwrap() as usize;
-    let block = load(Conformer::new(dim, &cfg, &device), fx["weights"].as_str().unwrap());
+    let block = load(
+        Conformer::new(dim, &cfg, &device),
+        fx["weights"].as_str().unwrap(),
+    );
     let out = block.forward(array(&fx["input"], &device));
     assert_close(out, array(&fx["output"], &device), 1e-4, case);
 }
@@ -99,13 +102,19 @@ fn the_dilated_dense_block_and_the_dense_encoder_match_pytorch_within_1e_4() {
     let device = Device::flex();
     let fx = &FIXTURES["dilated_dense"];
     let c = fx["config"]["C"].as_u64().unwrap() as usize;
-    let dense = load(DilatedDense::new(c, 4, &device), "dilated_dense.safetensors");
+    let dense = load(
+        DilatedDense::new(c, 4, &device),
+        "dilated_dense.safetensors",
+    );
     let out = dense.forward(array(&fx["input"], &device));
     assert_close(out, array(&fx["output"], &device), 1e-4, "dilated dense");
 
     let fx = &FIXTURES["dense_encoder"];
     let c = fx["config"]["C"].as_u64().unwrap() as usize;
-    let encoder = load(DenseEncoder::new(c, 4, &device), "dense_encoder.safetensors");
+    let encoder = load(
+        DenseEncoder::new(c, 4, &device),
+        "dense_encoder.safetensors",
+    );
     let out = encoder.forward(array(&fx["input"], &device));
     assert_close(out, array(&fx["output"], &device), 1e-4, "dense encoder");
 }
@@ -150,8 +159,16 @@ fn the_loss_and_each_of_its_terms_match_pytorch_within_1e_5() {
     let scalar = |t: Tensor<1>| t.into_scalar::<f32>();
     let expect = |k: &str| fx[k]["data"][0].as_f64().unwrap() as f32;
     for (what, ours, theirs) in [
-        ("log magnitude", scalar(l.log_magnitude.clone()), expect("log_mag")),
-        ("compressed", scalar(l.compressed.clone()), expect("pow_mag")),
+        (
+            "log magnitude",
+            scalar(l.log_magnitude.clone()),
+            expect("log_mag"),
+        ),
+        (
+            "compressed",
+            scalar(l.compressed.clone()),
+            expect("pow_mag"),
+        ),
         ("smooth L1", scalar(l.complex.clone()), expect("smooth_l1")),
         ("total", scalar(l.total()), expect("loss")),
     ] {
@@ -170,7 +187,11 @@ fn si_sdr_of_f32_signals_matches_the_torchmetrics_formula_within_1e_4_db() {
             .as_array()
             .unwrap()
             .chunks(1000)
-            .map(|r| r.iter().map(|x| f64::from(x.as_f64().unwrap() as f32)).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|x| f64::from(x.as_f64().unwrap() as f32))
+                    .collect()
+            })
             .collect()
     };
     let (estimates, targets) = (rows("estimate"), rows("target"));
