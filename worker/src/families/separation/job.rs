@@ -20,12 +20,13 @@ use asdsweep_shared::metrics::proxy::si_sdr_f32;
 use asdsweep_shared::mixture::{Draw, TRAINING_SAMPLES, crop_or_pad, mix};
 use asdsweep_shared::probe::report::ClipEmbedding;
 use asdsweep_shared::spec::DatasetSpec;
-use asdsweep_shared::stft::Stft;
+use asdsweep_shared::stft::{Complex64, Stft};
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde_json::json;
+use std::sync::OnceLock;
 
 /// The sample rate the separator works at (clips at another rate are resampled).
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -64,83 +65,136 @@ fn push_stft(stft: &Stft, signal: &[f32], out: &mut Vec<f32>) -> Result<usize, S
     Ok(spec.nrows())
 }
 
-/// Runs `segments` (each [`TRAINING_SAMPLES`] long) through the separator in batches:
-/// each segment's estimate (back through the inverse STFT, [`TRAINING_SAMPLES`] samples)
-/// when `separate`, and its features (`C·(2 + cb)`).
-fn run_segments(
-    model: &Separator,
-    segments: &[&[f32]],
-    device: &Device,
-    separate: bool,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), String> {
-    let stft = Stft::separation();
-    let bins = stft.bins();
-    let (mut estimates, mut features) = (Vec::new(), Vec::new());
-    for chunk in segments.chunks(EVAL_BATCH) {
-        let specs: Vec<(Vec<f32>, usize)> = chunk
-            .par_iter()
-            .map(|s| {
-                let mut v = Vec::new();
-                push_stft(&stft, s, &mut v).map(|frames| (v, frames))
-            })
-            .collect::<Result<_, _>>()?;
-        let frames = specs[0].1;
-        let input: Vec<f32> = specs.into_iter().flat_map(|(v, _)| v).collect();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input, [chunk.len(), 2, frames, bins]),
+/// One separated segment: the estimate (back through the inverse STFT, [`TRAINING_SAMPLES`]
+/// samples; empty when not asked for) and the features (`C·(2 + cb)`).
+#[derive(Clone)]
+struct Separated {
+    estimate: Vec<f32>,
+    features: Vec<f32>,
+}
+
+/// A separator on a device, running 2-s segments in batches. An all-zero segment (the
+/// padding of a clip shorter than 10 s) is run once and its result reused: in evaluation
+/// the model is a fixed function of its input, so every all-zero segment gives the same.
+pub struct Segments<'a> {
+    model: &'a Separator,
+    device: &'a Device,
+    zero: OnceLock<Result<Separated, String>>,
+}
+
+impl<'a> Segments<'a> {
+    /// Runs `model` on `device`.
+    pub fn new(model: &'a Separator, device: &'a Device) -> Segments<'a> {
+        Segments {
+            model,
             device,
-        );
-        let out = model.forward(x);
-        let dim = out.features.dims()[1];
-        let f: Vec<f32> = out
-            .features
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| format!("reading the features: {e:?}"))?;
-        features.extend(f.chunks(dim).map(<[f32]>::to_vec));
-        if separate {
-            let est: Vec<f32> = out
-                .estimate
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("reading the estimate: {e:?}"))?;
-            let per = 2 * frames * bins;
-            let signals: Vec<Vec<f32>> = est
-                .par_chunks(per)
-                .map(|ri| {
-                    let (re, im) = ri.split_at(frames * bins);
-                    let spec = Array2::from_shape_fn((frames, bins), |(t, f)| {
-                        asdsweep_shared::stft::Complex64::new(
-                            f64::from(re[t * bins + f]),
-                            f64::from(im[t * bins + f]),
-                        )
-                    });
-                    stft.inverse(&spec, None)
-                        .map(|s| s.into_iter().map(|v| v as f32).collect())
-                        .map_err(|e| e.to_string())
-                })
-                .collect::<Result<_, String>>()?;
-            estimates.extend(signals);
+            zero: OnceLock::new(),
         }
     }
-    Ok((estimates, features))
+
+    /// Each segment's estimate (when `separate`) and features, in order.
+    fn run(&self, segments: &[&[f32]], separate: bool) -> Result<Vec<Separated>, String> {
+        let live: Vec<&[f32]> = segments
+            .iter()
+            .copied()
+            .filter(|s| s.iter().any(|v| *v != 0.0))
+            .collect();
+        let mut done = self.batched(&live, separate)?.into_iter();
+        segments
+            .iter()
+            .map(|s| {
+                if s.iter().any(|v| *v != 0.0) {
+                    Ok(done.next().expect("one result per live segment"))
+                } else {
+                    self.zero
+                        .get_or_init(|| {
+                            let zero = vec![0.0; s.len()];
+                            let mut one = self.batched(&[&zero], true)?;
+                            Ok(one.remove(0))
+                        })
+                        .clone()
+                }
+            })
+            .collect()
+    }
+
+    fn batched(&self, segments: &[&[f32]], separate: bool) -> Result<Vec<Separated>, String> {
+        let stft = Stft::separation();
+        let bins = stft.bins();
+        let mut out = Vec::with_capacity(segments.len());
+        for chunk in segments.chunks(EVAL_BATCH) {
+            let specs: Vec<(Vec<f32>, usize)> = chunk
+                .par_iter()
+                .map(|s| {
+                    let mut v = Vec::new();
+                    push_stft(&stft, s, &mut v).map(|frames| (v, frames))
+                })
+                .collect::<Result<_, _>>()?;
+            let frames = specs[0].1;
+            let input: Vec<f32> = specs.into_iter().flat_map(|(v, _)| v).collect();
+            let x = Tensor::<4>::from_data(
+                TensorData::new(input, [chunk.len(), 2, frames, bins]),
+                self.device,
+            );
+            let result = self.model.forward(x);
+            let dim = result.features.dims()[1];
+            let features: Vec<f32> = result
+                .features
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| format!("reading the features: {e:?}"))?;
+            let estimates: Vec<Vec<f32>> = if separate {
+                let est: Vec<f32> = result
+                    .estimate
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| format!("reading the estimate: {e:?}"))?;
+                est.par_chunks(2 * frames * bins)
+                    .map(|ri| {
+                        let (re, im) = ri.split_at(frames * bins);
+                        let spec = Array2::from_shape_fn((frames, bins), |(t, f)| {
+                            Complex64::new(f64::from(re[t * bins + f]), f64::from(im[t * bins + f]))
+                        });
+                        stft.inverse(&spec, None)
+                            .map(|s| s.into_iter().map(|v| v as f32).collect())
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<_, String>>()?
+            } else {
+                vec![Vec::new(); chunk.len()]
+            };
+            out.extend(
+                estimates
+                    .into_iter()
+                    .zip(features.chunks(dim))
+                    .map(|(estimate, f)| Separated {
+                        estimate,
+                        features: f.to_vec(),
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Separates a signal of any length in consecutive [`TRAINING_SAMPLES`] segments (the
+    /// last zero-padded) and returns the estimate at the signal's length.
+    pub fn separate(&self, signal: &[f32]) -> Result<Vec<f32>, String> {
+        let n = signal.len().div_ceil(TRAINING_SAMPLES).max(1);
+        let padded = crop_or_pad(signal, 0, n * TRAINING_SAMPLES);
+        let segments: Vec<&[f32]> = padded.chunks(TRAINING_SAMPLES).collect();
+        let mut out: Vec<f32> = self
+            .run(&segments, true)?
+            .into_iter()
+            .flat_map(|s| s.estimate)
+            .collect();
+        out.truncate(signal.len());
+        Ok(out)
+    }
 }
 
 /// `signal` padded or cut to [`EVAL_SAMPLES`], as its [`SEGMENTS`] segments.
 fn segments_of(signal: &[f32]) -> Vec<f32> {
     crop_or_pad(signal, 0, EVAL_SAMPLES)
-}
-
-/// Separates a signal of any length in consecutive [`TRAINING_SAMPLES`] segments (the
-/// last zero-padded) and returns the estimate at the signal's length.
-pub fn separate(model: &Separator, signal: &[f32], device: &Device) -> Result<Vec<f32>, String> {
-    let n = signal.len().div_ceil(TRAINING_SAMPLES).max(1);
-    let padded = crop_or_pad(signal, 0, n * TRAINING_SAMPLES);
-    let segments: Vec<&[f32]> = padded.chunks(TRAINING_SAMPLES).collect();
-    let (estimates, _) = run_segments(model, &segments, device, true)?;
-    let mut out: Vec<f32> = estimates.concat();
-    out.truncate(signal.len());
-    Ok(out)
 }
 
 /// Separates `signal` (at [`SAMPLE_RATE`]) with the kept state of a separation checkpoint
@@ -150,7 +204,7 @@ pub fn separate_with_checkpoint(checkpoint: &[u8], signal: &[f32]) -> Result<Vec
         Checkpoint::<SeparationTrainingConfig>::decode(checkpoint).map_err(|e| e.to_string())?;
     let device = Device::flex();
     let model = SeparationTrainingConfig::best_model(&cp, &device)?;
-    separate(&model, signal, &device)
+    Segments::new(&model, &device).separate(signal)
 }
 
 /// The other machine types' training normals, by type, for interferers; types without
@@ -193,6 +247,7 @@ fn proxy_si_sdrs(
             "no training normals of a machine type other than \"{machine}\" to mix with"
         ));
     }
+    let runner = Segments::new(model, input.device);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(input.seed);
     let (mut per_snr, mut unprocessed) = (Vec::new(), Vec::new());
     for (snr, _) in PROXY_SNRS_DB {
@@ -207,8 +262,12 @@ fn proxy_si_sdrs(
                 f64::from(snr),
             );
             let segments: Vec<&[f32]> = m.mixture.chunks(TRAINING_SAMPLES).collect();
-            let (estimates, _) = run_segments(model, &segments, input.device, true)?;
-            let estimate: Vec<f64> = estimates.concat().into_iter().map(f64::from).collect();
+            let estimate: Vec<f64> = runner
+                .run(&segments, true)?
+                .into_iter()
+                .flat_map(|s| s.estimate)
+                .map(f64::from)
+                .collect();
             let target: Vec<f64> = m.target.iter().copied().map(f64::from).collect();
             let mixture: Vec<f64> = m.mixture.iter().copied().map(f64::from).collect();
             values.push(si_sdr_f32(&estimate, &target).map_err(|e| e.to_string())?);
@@ -246,6 +305,7 @@ impl Evaluate for Separation {
     ) -> Result<Vec<Array2<f64>>, JobError> {
         let k = input.key;
         let per_batch = EVAL_BATCH / SEGMENTS;
+        let runner = Segments::new(model, input.device);
         let mut rows = Vec::with_capacity(set.len());
         for group in set.chunks(per_batch) {
             let signals: Vec<Vec<f32>> = group
@@ -257,10 +317,16 @@ impl Evaluate for Separation {
                 .iter()
                 .flat_map(|s| s.chunks(TRAINING_SAMPLES))
                 .collect();
-            let (_, features) = run_segments(model, &segments, input.device, false)
+            let separated = runner
+                .run(&segments, false)
                 .map_err(|e| JobError::retryable(format!("job {k}: {e}")))?;
-            for clip in features.chunks(SEGMENTS) {
-                let row: Vec<f64> = clip.iter().flatten().copied().map(f64::from).collect();
+            for clip in separated.chunks(SEGMENTS) {
+                let row: Vec<f64> = clip
+                    .iter()
+                    .flat_map(|s| &s.features)
+                    .copied()
+                    .map(f64::from)
+                    .collect();
                 rows.push(Array2::from_shape_vec((1, row.len()), row).expect("one row"));
             }
         }
@@ -399,5 +465,45 @@ impl Train for Separation {
         device: &Device,
     ) -> Result<Separator, String> {
         SeparationTrainingConfig::best_model(cp, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_segments_are_run_once_and_give_what_running_them_gives() {
+        let device = Device::flex();
+        let model = SeparatorConfig::new(4, 0).init(&device, 5);
+        let tone: Vec<f32> = (0..TRAINING_SAMPLES)
+            .map(|i| 0.3 * (i as f32 * 0.05).sin())
+            .collect();
+        let zero = vec![0.0; TRAINING_SAMPLES];
+        let runner = Segments::new(&model, &device);
+        let memo = runner.run(&[&zero, &tone, &zero], true).unwrap();
+        assert!(runner.zero.get().is_some(), "the zero segment was memoised");
+        let direct = Segments::new(&model, &device)
+            .batched(&[&zero, &tone], true)
+            .unwrap();
+        for (got, want) in [
+            (&memo[0], &direct[0]),
+            (&memo[1], &direct[1]),
+            (&memo[2], &direct[0]),
+        ] {
+            assert_eq!(got.estimate.len(), TRAINING_SAMPLES);
+            assert_eq!(got.features.len(), 4 * 2);
+            for (a, b) in got
+                .estimate
+                .iter()
+                .zip(&want.estimate)
+                .chain(got.features.iter().zip(&want.features))
+            {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+        // A 3-s signal comes back at its length.
+        let signal: Vec<f32> = tone.iter().chain(&tone[..16_000]).copied().collect();
+        assert_eq!(runner.separate(&signal).unwrap().len(), 48_000);
     }
 }
