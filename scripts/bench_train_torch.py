@@ -22,7 +22,7 @@ timed runs of STEPS steps; the figure is the median run. Prints one JSON object 
 
 Usage (torch 2.9.0 and safetensors 0.8.0 in a venv; see tests/fixtures/gen/model_fixtures.py):
     python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|separator|all] [--steps N]
-        [--warmup N] [--repeats 3]
+        [--warmup N] [--repeats 3] [--batch N]
 """
 
 import argparse
@@ -44,10 +44,10 @@ CLASSES = 7  # machine types of DCASE 2022 Task 2
 DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1), "separator": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
 
 
-def workload(name, gen):
+def workload(name, gen, batch=None):
     if name == "ae":
         model = AENet(input_dim=640, hidden=128, latent=8)
-        x = torch.rand(512, 640, generator=gen) * 2 - 1
+        x = torch.rand(batch or 512, 640, generator=gen) * 2 - 1
         opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, eps=1e-8)
 
         def loss_fn():
@@ -57,8 +57,9 @@ def workload(name, gen):
         return model, x, opt, loss_fn
     if name == "resnet18":
         model = ResNet(CLASSES, depth=18)
-        x = torch.rand(32, 1, 128, 313, generator=gen) * 2 - 1
-        y = torch.randint(0, CLASSES, (32,), generator=gen)
+        b = batch or 32
+        x = torch.rand(b, 1, 128, 313, generator=gen) * 2 - 1
+        y = torch.randint(0, CLASSES, (b,), generator=gen)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01, eps=1e-8)
 
         def loss_fn():
@@ -68,8 +69,9 @@ def workload(name, gen):
         return model, x, opt, loss_fn
     if name == "separator":
         model = Separator(64, 2)
-        x = torch.rand(12, 2, 201, 161, generator=gen) * 2 - 1
-        y = torch.rand(12, 2, 201, 161, generator=gen) * 2 - 1
+        b = batch or 12
+        x = torch.rand(b, 2, 201, 161, generator=gen) * 2 - 1
+        y = torch.rand(b, 2, 201, 161, generator=gen) * 2 - 1
         opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, eps=1e-8)
 
         def loss_fn():
@@ -81,10 +83,10 @@ def workload(name, gen):
     raise ValueError(name)
 
 
-def bench(name, steps, warmup, repeats, threads, seed):
+def bench(name, steps, warmup, repeats, threads, seed, batch=None):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model, x, opt, loss_fn = workload(name, gen)
+    model, x, opt, loss_fn = workload(name, gen, batch)
     model.train()
 
     def step():
@@ -131,8 +133,9 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count(),
                    help="torch.set_num_threads (default: all cores)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--batch", type=int, help="samples per step instead of the study's batch")
     a = p.parse_args()
-    for key in ("steps", "repeats", "threads"):
+    for key in ("steps", "repeats", "threads", "batch"):
         value = getattr(a, key)
         if value is not None and value < 1:
             p.error(f"--{key} must be at least 1")
@@ -141,7 +144,7 @@ def main():
     for name in names:
         steps, warmup = DEFAULTS[name]
         report = bench(name, a.steps or steps, a.warmup if a.warmup is not None else warmup,
-                       a.repeats, a.threads, a.seed)
+                       a.repeats, a.threads, a.seed, a.batch)
         print(json.dumps(report), flush=True)
 
 

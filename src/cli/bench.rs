@@ -34,6 +34,10 @@ pub struct BenchTrainArgs {
     /// Untimed warm-up steps before the first run [default: 10 for ae, 1 for the others].
     #[arg(long)]
     pub warmup: Option<usize>,
+    /// Samples per step instead of the model's study batch (e.g. a smaller one where the
+    /// study's does not fit in memory).
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Timed runs per model; the reported figure is their median.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -59,6 +63,16 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if args.batch == Some(0) {
+        anyhow::bail!("--batch must be at least 1");
+    }
+    let workloads: Vec<Workload> = workloads
+        .into_iter()
+        .map(|w| match args.batch {
+            Some(n) => w.with_batch(n),
+            None => w,
+        })
+        .collect();
     for workload in &workloads {
         let (steps, warmup) = match workload {
             Workload::Autoencoder { .. } => (100, 10),

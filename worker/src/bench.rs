@@ -124,6 +124,16 @@ impl Workload {
         }
     }
 
+    /// The same workload at another batch size.
+    pub fn with_batch(mut self, n: usize) -> Workload {
+        match &mut self {
+            Workload::Autoencoder { batch, .. }
+            | Workload::Classifier { batch, .. }
+            | Workload::Separator { batch, .. } => *batch = n,
+        }
+        self
+    }
+
     /// Samples per step.
     pub fn batch(&self) -> usize {
         match self {
