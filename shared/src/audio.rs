@@ -294,6 +294,16 @@ pub fn decode_wav_file(path: &Path) -> Result<Audio> {
     decode_wav_bytes(bytes, path)
 }
 
+/// Decodes the WAV at `path` into f32 mono at `rate` Hz, resampled ([`resample`]) when
+/// stored at another rate.
+pub fn decode_wav_file_at(path: &Path, rate: u32) -> Result<Vec<f32>> {
+    let audio = decode_wav_file(path)?;
+    if audio.sample_rate == rate {
+        return Ok(audio.samples);
+    }
+    resample(&audio.samples, audio.sample_rate, rate)
+}
+
 /// Decodes WAV `bytes` (named `path` in errors) into f32 mono at the native rate.
 pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
     let info = parse_wav_header(&bytes, path)?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use asdsweep_coordinator::artifact::{ArtifactStore, check_sha256};
-use asdsweep_shared::audio::{decode_wav_file, resample, write_wav_pcm16};
+use asdsweep_shared::audio::{decode_wav_file_at, write_wav_pcm16};
 use asdsweep_shared::metrics::proxy::si_sdr_f32;
 use asdsweep_shared::mixture::{crop_or_pad, level_db, mix};
 use asdsweep_worker::families::separation::job::{SAMPLE_RATE, separate_with_checkpoint};
@@ -52,12 +52,8 @@ pub struct MixArgs {
 
 /// A WAV's samples at the separator's rate.
 fn read(path: &Path) -> anyhow::Result<Vec<f32>> {
-    let audio = decode_wav_file(path).with_context(|| format!("reading {}", path.display()))?;
-    if audio.sample_rate == SAMPLE_RATE {
-        return Ok(audio.samples);
-    }
-    resample(&audio.samples, audio.sample_rate, SAMPLE_RATE)
-        .with_context(|| format!("resampling {} to {SAMPLE_RATE} Hz", path.display()))
+    decode_wav_file_at(path, SAMPLE_RATE)
+        .with_context(|| format!("reading {} at {SAMPLE_RATE} Hz", path.display()))
 }
 
 fn checkpoint_bytes(args: &SeparateArgs) -> anyhow::Result<Vec<u8>> {

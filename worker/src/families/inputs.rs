@@ -35,6 +35,24 @@ pub fn clips<'a>(
         .collect()
 }
 
+/// A machine type's training normals (what a per-machine-type family trains on); none is
+/// a permanent error of job `key` that names the machine types the dataset does hold.
+pub fn training_normals<'a>(
+    ds: &'a Dataset,
+    machine: &str,
+    key: &str,
+) -> Result<Vec<&'a Entry>, JobError> {
+    let normals = clips(ds, machine, Split::Train, Some(Label::Normal));
+    if normals.is_empty() {
+        return Err(JobError::permanent(format!(
+            "job {key}: no training normals of machine type \"{machine}\" in {} (machine types there: {})",
+            ds.manifest.root.display(),
+            machine_types(ds)
+        )));
+    }
+    Ok(normals)
+}
+
 /// Machine types the dataset holds, for error messages.
 pub fn machine_types(ds: &Dataset) -> String {
     let mut types: Vec<&str> = ds

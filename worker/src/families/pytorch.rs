@@ -173,7 +173,12 @@ pub(crate) mod tests {
         (worst, b.iter().fold(1.0f32, |m, v| m.max(v.abs())))
     }
 
-    fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tol: f32, what: &str) {
+    pub(crate) fn assert_close<const D: usize>(
+        ours: Tensor<D>,
+        theirs: Tensor<D>,
+        tol: f32,
+        what: &str,
+    ) {
         let (worst, _) = differences(ours, theirs, what);
         assert!(
             worst <= tol,

@@ -6,11 +6,11 @@
 use super::{AeConfig, AeTrainingConfig, Autoencoder as Model};
 use crate::data::{DataRoot, Dataset};
 use crate::families::checkpoint::Checkpoint;
-use crate::families::inputs::{clips, machine_types};
+use crate::families::inputs::training_normals;
 use crate::families::skeleton::{EvalInput, Evaluate, Measured, Train, TrainInput, Trained};
 use crate::families::training::{EpochReporter, Ran};
 use crate::registry::JobError;
-use asdsweep_shared::dataset::{Entry, Label, Split};
+use asdsweep_shared::dataset::Entry;
 use asdsweep_shared::family::autoencoder::{KIND, PROXY, Params};
 use asdsweep_shared::family::{Kind, ProxyMetric, Schedule};
 use asdsweep_shared::logmel::stack_frames;
@@ -156,14 +156,7 @@ impl Train for Autoencoder {
             resume,
             ..
         } = input;
-        let train = clips(&ds, &machine, Split::Train, Some(Label::Normal));
-        if train.is_empty() {
-            return Err(JobError::permanent(format!(
-                "job {k}: no training normals of machine type \"{machine}\" in {} (machine types there: {})",
-                ds.manifest.root.display(),
-                machine_types(&ds)
-            )));
-        }
+        let train = training_normals(&ds, &machine, &k)?;
         let rows: Vec<f32> = rows_of(&data, &ds, &train, &params, &k)?
             .iter()
             .flat_map(|r| r.iter().copied())

@@ -8,11 +8,11 @@
 use super::{Batch, SeparationTrainingConfig, Separator, SeparatorConfig};
 use crate::data::Dataset;
 use crate::families::checkpoint::Checkpoint;
-use crate::families::inputs::{clips, machine_types};
+use crate::families::inputs::{clips, machine_types, training_normals};
 use crate::families::skeleton::{EvalInput, Evaluate, Measured, Train, TrainInput, Trained};
 use crate::families::training::{EpochReporter, Ran};
 use crate::registry::JobError;
-use asdsweep_shared::audio::{decode_wav_file, resample};
+use asdsweep_shared::audio::decode_wav_file_at;
 use asdsweep_shared::dataset::{Entry, Label, Split};
 use asdsweep_shared::family::separation::{KIND, PROXY, PROXY_SNRS_DB, Params, UNPROCESSED};
 use asdsweep_shared::family::{Kind, ProxyMetric, Schedule};
@@ -48,13 +48,7 @@ pub struct Separation;
 /// A clip's samples at [`SAMPLE_RATE`] (mono).
 pub fn waveform(ds: &Dataset, entry: &Entry) -> Result<Vec<f32>, String> {
     let path = ds.manifest.full_path(entry);
-    let audio = decode_wav_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if audio.sample_rate == SAMPLE_RATE {
-        Ok(audio.samples)
-    } else {
-        resample(&audio.samples, audio.sample_rate, SAMPLE_RATE)
-            .map_err(|e| format!("{}: resampling to {SAMPLE_RATE} Hz: {e}", path.display()))
-    }
+    decode_wav_file_at(&path, SAMPLE_RATE).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Real and imaginary parts of the STFT of `signal`, appended to `out` as `[2, frames, bins]`.
@@ -392,14 +386,7 @@ impl Train for Separation {
             resume,
             ..
         } = input;
-        let targets = clips(&ds, &machine, Split::Train, Some(Label::Normal));
-        if targets.is_empty() {
-            return Err(JobError::permanent(format!(
-                "job {k}: no training normals of machine type \"{machine}\" in {} (machine types there: {})",
-                ds.manifest.root.display(),
-                machine_types(&ds)
-            )));
-        }
+        let targets = training_normals(&ds, &machine, &k)?;
         let others = interferers(&ds, &params, &machine);
         if others.is_empty() {
             return Err(no_interferers(&k, &ds, &params, &machine));

@@ -124,9 +124,6 @@ pub enum SeparationError {
     /// A checkpoint does not belong to this run or cannot be decoded.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
-    /// burn refused a setting (e.g. the learning-rate schedule).
-    #[error("training setting: {0}")]
-    Setting(String),
 }
 
 impl From<super::checkpoint::CheckpointError> for SeparationError {

@@ -5,7 +5,7 @@
 
 use super::model::{Conformer, ConformerConfig, DenseEncoder, DilatedDense};
 use super::{SeparatorConfig, loss};
-use crate::families::pytorch::tests::differences;
+use crate::families::pytorch::tests::assert_close;
 use asdsweep_shared::metrics::proxy::si_sdr_f32;
 use burn::module::Module;
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
@@ -61,14 +61,6 @@ fn load<M: Module>(mut model: M, file: &str) -> M {
         applied.missing
     );
     model
-}
-
-fn assert_close<const D: usize>(ours: Tensor<D>, theirs: Tensor<D>, tol: f32, what: &str) {
-    let (worst, _) = differences(ours, theirs, what);
-    assert!(
-        worst <= tol,
-        "{what}: max |burn − PyTorch| = {worst:e} > {tol:e}"
-    );
 }
 
 fn conformer_case(case: &str) {
