@@ -6,7 +6,8 @@
 mod processes;
 
 use processes::{
-    asdsweep, kill_after_uploads, results, resumed_epoch, serve, synth, text, wait_finished, worker,
+    asdsweep, assert_probed, kill_after_uploads, results, resumed_epoch, serve, synth, text,
+    wait_finished, worker,
 };
 use std::time::Duration;
 
@@ -86,20 +87,7 @@ configs = [{{ name = "h16-l4", hidden = 16, latent = 4 }}, {{ name = "h24-l8", h
             .as_f64()
             .unwrap_or_else(|| panic!("no proxy value in {r:#}"));
         assert!(l1.is_finite() && l1 > 0.0, "{r:#}");
-        for key in [
-            "lp_in_auc",
-            "lp_in_pauc",
-            "lp_out_auc",
-            "lp_out_pauc",
-            "md_auc",
-            "md_pauc",
-        ] {
-            let v = r[key]
-                .as_f64()
-                .unwrap_or_else(|| panic!("{key} missing in {r:#}"));
-            assert!((0.0..=1.0).contains(&v), "{key} = {v} in {r:#}");
-        }
-        assert_eq!(r["extra"]["problems"], serde_json::json!({}), "{r:#}");
+        assert_probed(r);
     }
     cells.sort();
     assert_eq!(

@@ -7,7 +7,8 @@
 mod processes;
 
 use processes::{
-    asdsweep, kill_after_uploads, results, resumed_epoch, serve, synth, text, wait_finished, worker,
+    asdsweep, assert_probed, kill_after_uploads, results, resumed_epoch, serve, synth, text,
+    wait_finished, worker,
 };
 use std::time::Duration;
 
@@ -130,20 +131,7 @@ fingerprint = "{fingerprint}"
                 r["provenance"]["checkpoint"], train["provenance"]["checkpoint"],
                 "{r:#}"
             );
-            for key in [
-                "lp_in_auc",
-                "lp_in_pauc",
-                "lp_out_auc",
-                "lp_out_pauc",
-                "md_auc",
-                "md_pauc",
-            ] {
-                let v = r[key]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("{key} missing in {r:#}"));
-                assert!((0.0..=1.0).contains(&v), "{key} = {v} in {r:#}");
-            }
-            assert_eq!(r["extra"]["problems"], serde_json::json!({}), "{r:#}");
+            assert_probed(r);
         }
     }
     cells.sort();

@@ -191,3 +191,22 @@ pub fn resumed_epoch(log: &str, job: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{line}"))
 }
+
+/// An evaluation result has every probe metric (linear probes in and out of domain,
+/// Mahalanobis; AUC and pAUC) in [0, 1], and no problems.
+pub fn assert_probed(r: &serde_json::Value) {
+    for key in [
+        "lp_in_auc",
+        "lp_in_pauc",
+        "lp_out_auc",
+        "lp_out_pauc",
+        "md_auc",
+        "md_pauc",
+    ] {
+        let v = r[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing in {r:#}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v} in {r:#}");
+    }
+    assert_eq!(r["extra"]["problems"], serde_json::json!({}), "{r:#}");
+}
