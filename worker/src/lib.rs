@@ -18,9 +18,11 @@ pub mod backend;
 pub mod bench;
 pub mod conv;
 pub mod data;
+pub mod dropout;
 pub mod execution_loop;
 pub mod families;
 pub mod registry;
+pub mod softmax;
 
 pub use execution_loop::{WorkerConfig, WorkerSummary, run_worker};
 pub use registry::{JobContext, JobError, JobKind, JobOutput, Registry};

@@ -10,8 +10,10 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
 };
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::dropout::dropout;
+use crate::softmax::softmax_last;
 
 /// See the module docs.
 #[derive(Module, Debug)]
@@ -95,9 +97,9 @@ impl RelativeAttention {
             .matmul(table.swap_dims(1, 2))
             .swap_dims(0, 1)
             .reshape([n, heads, len, len]);
-        let weights = softmax(content + relative, 3);
+        let weights = softmax_last(content + relative);
         let mixed = weights.matmul(v).swap_dims(1, 2).reshape([n, len, dim]);
-        self.dropout.forward(self.out.forward(mixed))
+        dropout(&self.dropout, self.out.forward(mixed))
     }
 }
 

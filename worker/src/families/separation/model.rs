@@ -10,6 +10,7 @@
 
 use super::attention::RelativeAttention;
 use crate::conv::conv2d;
+use crate::dropout::dropout;
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::nn::{
@@ -211,8 +212,7 @@ impl FeedForward {
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = silu(self.up.forward(self.norm.forward(x)));
-        self.dropout
-            .forward(self.down.forward(self.dropout.forward(h)))
+        dropout(&self.dropout, self.down.forward(dropout(&self.dropout, h)))
     }
 }
 
