@@ -63,6 +63,23 @@ fn a_tiny_sweep_runs_to_a_report_whose_correlations_are_what_analyze_computes() 
     );
 
     let sweep = dir.path().join("out/tiny");
+    // The database file alone holds every result: the write-ahead log was written back.
+    let wal = sweep.join("asdsweep.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "{} left with {} bytes",
+        wal.display(),
+        std::fs::metadata(&wal).map_or(0, |m| m.len())
+    );
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(sweep.join("asdsweep.db"), copy.path().join("asdsweep.db")).unwrap();
+    let jobs = attempts(&copy.path().join("asdsweep.db"));
+    assert_eq!(jobs.len(), 12, "{jobs:?}");
+    assert!(
+        jobs.iter()
+            .all(|(_, _, state)| *state == JobState::Succeeded),
+        "{jobs:?}"
+    );
     let mut rows = csv::Reader::from_path(sweep.join("results.csv")).unwrap();
     let header = rows.headers().unwrap().clone();
     let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();

@@ -197,12 +197,13 @@ pub async fn queue(cfg: BenchConfig) -> crate::Result<BenchReport> {
         .filter(|c| c.load(Ordering::SeqCst) > 1)
         .count() as u64;
     let done = completed.load(Ordering::SeqCst);
-    coordinator.shutdown().await;
+    // Before the shutdown, which closes the connections.
     if let Some(schema) = schema {
         let _ = db
             .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
             .await;
     }
+    coordinator.shutdown().await;
     Ok(BenchReport {
         jobs: cfg.jobs,
         workers: cfg.workers,

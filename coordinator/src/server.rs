@@ -140,7 +140,8 @@ impl Coordinator {
         &self.store
     }
 
-    /// Stops serving (in-flight calls finish) and waits for the tasks to end.
+    /// Stops serving (in-flight calls finish), waits for the tasks to end and closes the
+    /// database ([`Store::close`]).
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.reaper.await;
@@ -148,6 +149,9 @@ impl Coordinator {
             Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "server task failed"),
             Ok(Ok(())) => {}
+        }
+        if let Err(e) = self.store.close().await {
+            tracing::warn!(error = %e, "closing the database failed");
         }
     }
 

@@ -546,6 +546,20 @@ impl Store {
         })
     }
 
+    /// Closes the connections: the store is not usable afterwards, by this handle or any
+    /// clone. On SQLite the write-ahead log is first written back into the database file
+    /// and emptied, so the file alone holds every result (whoever copies `asdsweep.db`
+    /// copies them all).
+    pub async fn close(&self) -> Result<()> {
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            self.db
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
+        }
+        self.db.close_by_ref().await?;
+        Ok(())
+    }
+
     /// The underlying connection.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
