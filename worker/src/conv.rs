@@ -199,12 +199,7 @@ pub fn input_grad(
     if !tiled(x, &options) || grad.dtype() != DType::F32 {
         return Flex::conv2d_x_backward(x.clone(), weight, grad, options);
     }
-    let geometry = Geometry::new(
-        x.shape().dims(),
-        weight.shape().dims(),
-        grad.shape().dims(),
-        &options,
-    );
+    let geometry = Geometry::of_gradient(x, &weight, &grad, &options);
     let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
     let dx = geometry.input_grad(weight.storage(), grad.storage());
     FlexTensor::from_data(TensorData::new(dx, x.shape()))
@@ -225,12 +220,7 @@ pub fn weight_grad(
     if !tiled(&x, &options) {
         return Flex::conv2d_weight_backward(x, weight, grad, options);
     }
-    let geometry = Geometry::new(
-        x.shape().dims(),
-        weight.shape().dims(),
-        grad.shape().dims(),
-        &options,
-    );
+    let geometry = Geometry::of_gradient(&x, &weight, &grad, &options);
     let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
     let dw = geometry.weight_grad(x.storage(), grad.storage());
     FlexTensor::from_data(TensorData::new(dw, weight.shape()))
@@ -286,6 +276,17 @@ impl Geometry {
             dilation: options.dilation,
             padding: options.padding_begin(),
         }
+    }
+
+    /// The geometry of `conv2d(x, weight, options)` whose output gradient is `grad`.
+    fn of_gradient(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        grad: &FlexTensor,
+        options: &ConvOptions<2>,
+    ) -> Self {
+        let dims = |t: &FlexTensor| t.shape().dims();
+        Geometry::new(dims(x), dims(weight), dims(grad), options)
     }
 
     /// Output positions per sample.
