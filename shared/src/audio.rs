@@ -15,7 +15,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rubato::Resampler;
 use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
 use symphonia::core::codecs::DecoderOptions;
 use symphonia::core::conv::IntoSample;
@@ -87,6 +86,14 @@ pub enum AudioError {
         from: u32,
         /// Target rate.
         to: u32,
+        /// rubato's message.
+        problem: String,
+    },
+    /// Resampling by a ratio failed or was asked for an impossible ratio.
+    #[error("resampling by a ratio of {ratio} failed: {problem}")]
+    ResampleRatio {
+        /// Output rate over input rate.
+        ratio: f64,
         /// rubato's message.
         problem: String,
     },
@@ -484,34 +491,76 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     }
     let mut r = rubato::FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1)
         .map_err(|e| fail(e.to_string()))?;
-    let delay = r.output_delay();
     let expected = (samples.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
-    let mut out: Vec<f32> = Vec::with_capacity(expected + delay + 2048);
+    let delay = rubato::Resampler::output_delay(&r);
+    drive(&mut r, samples, delay, expected).map_err(|e| fail(e.to_string()))
+}
+
+/// Resamples mono `samples` by `ratio` (output rate over input rate, any positive number)
+/// with rubato's windowed-sinc resampler (256 taps, cut-off at 0.95 of the lower Nyquist
+/// frequency, cubic interpolation between 256 sub-sample phases): `ceil(len · ratio)`
+/// samples, output k at input position k/ratio, as librosa's `resample` returns them.
+/// Used where the rates are not integers (the pitch-shift augmentation).
+pub fn resample_by_ratio(samples: &[f32], ratio: f64) -> Result<Vec<f32>> {
+    let fail = |problem: String| AudioError::ResampleRatio { ratio, problem };
+    if !(ratio.is_finite() && ratio > 0.0) {
+        return Err(fail("the ratio must be a positive number".into()));
+    }
+    let parameters = rubato::SincInterpolationParameters {
+        sinc_len: 256,
+        f_cutoff: 0.95,
+        oversampling_factor: 256,
+        interpolation: rubato::SincInterpolationType::Cubic,
+        window: rubato::WindowFunction::BlackmanHarris2,
+    };
+    let mut r = rubato::SincFixedIn::<f32>::new(ratio, 1.0, parameters, 1024, 1)
+        .map_err(|e| fail(e.to_string()))?;
+    let expected = (samples.len() as f64 * ratio).ceil() as usize;
+    // rubato puts output j at input position (j + 1)·t − 1, t = 1/ratio (whatever
+    // `output_delay` reports; measured against an analytic sine in the tests). With `pad`
+    // zeros before the input and the first `skip` outputs dropped, output k lies at
+    // k·t + (skip + 1)·t − 1 − pad: the first `skip` that brings that offset within a
+    // thousandth of a sample of zero puts every output where librosa's soxr puts it.
+    let t = 1.0 / ratio;
+    let offset = |skip: usize| (skip + 1) as f64 * t - 1.0;
+    let skip = (0..16_384)
+        .find(|&d| (offset(d) - offset(d).round()).abs() < 1e-3)
+        .unwrap_or(0);
+    let pad = offset(skip).round().max(0.0) as usize;
+    let padded: Vec<f32> = std::iter::repeat_n(0.0, pad)
+        .chain(samples.iter().copied())
+        .collect();
+    drive(&mut r, &padded, skip, expected).map_err(|e| fail(e.to_string()))
+}
+
+/// Feeds `samples` through `r` in its chunks, flushes it, drops its first `skip` outputs
+/// (its delay) and returns exactly `expected` samples (zero-padded if it gave fewer).
+fn drive<R: rubato::Resampler<f32>>(
+    r: &mut R,
+    samples: &[f32],
+    skip: usize,
+    expected: usize,
+) -> std::result::Result<Vec<f32>, rubato::ResampleError> {
+    let mut out: Vec<f32> = Vec::with_capacity(expected + skip + 2048);
     let mut pos = 0;
     while pos + r.input_frames_next() <= samples.len() {
         let n = r.input_frames_next();
-        let o = r
-            .process(&[&samples[pos..pos + n]], None)
-            .map_err(|e| fail(e.to_string()))?;
+        let o = r.process(&[&samples[pos..pos + n]], None)?;
         out.extend_from_slice(&o[0]);
         pos += n;
     }
     if pos < samples.len() {
-        let o = r
-            .process_partial(Some(&[&samples[pos..]]), None)
-            .map_err(|e| fail(e.to_string()))?;
+        let o = r.process_partial(Some(&[&samples[pos..]]), None)?;
         out.extend_from_slice(&o[0]);
     }
-    while out.len() < expected + delay {
-        let o = r
-            .process_partial(None::<&[&[f32]]>, None)
-            .map_err(|e| fail(e.to_string()))?;
+    while out.len() < expected + skip {
+        let o = r.process_partial(None::<&[&[f32]]>, None)?;
         if o[0].is_empty() {
             break;
         }
         out.extend_from_slice(&o[0]);
     }
-    out.drain(..delay.min(out.len()));
+    out.drain(..skip.min(out.len()));
     out.resize(expected, 0.0);
     Ok(out)
 }
@@ -519,6 +568,30 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resampling_by_a_ratio_keeps_a_sine_in_place() {
+        let f = 0.01;
+        let x: Vec<f32> = (0..8000)
+            .map(|n| (std::f64::consts::TAU * f * n as f64).sin() as f32)
+            .collect();
+        for ratio in [0.84, 2f64.powf(0.25), 1.5, 2.0] {
+            let y = resample_by_ratio(&x, ratio).unwrap();
+            assert_eq!(y.len(), (8000.0 * ratio).ceil() as usize);
+            // Away from the edges, where the filter sees zeros.
+            let worst = (1000..y.len() - 1000)
+                .map(|j| {
+                    let at = j as f64 / ratio;
+                    (f64::from(y[j]) - (std::f64::consts::TAU * f * at).sin()).abs()
+                })
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-3, "ratio {ratio}: off the sine by {worst}");
+        }
+        for bad in [0.0, -1.0, f64::NAN] {
+            let err = resample_by_ratio(&x, bad).unwrap_err().to_string();
+            assert!(err.contains("positive"), "{err}");
+        }
+    }
 
     /// Builds a WAV by hand: `tag` format, `bits`, interleaved raw sample bytes.
     pub(crate) fn raw_wav(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {

@@ -7,6 +7,7 @@
 //! - [`stats`]: correlations, p-values, intervals and Benjamini–Hochberg.
 //! - [`analysis`]: proxy-vs-ASD aggregation, the reference pipeline's summary reader and
 //!   alignment verdicts.
+//! - [`augment`]: the contrastive family's 33 augmented views of a clip.
 //! - [`audio`]: WAV decoding (any PCM/float WAV → f32 mono as librosa), WAV writing, resampling.
 //! - [`logmel`]: the reference log-mel front end, AE frame stacking and crops.
 //! - [`npy`]: NumPy `.npy` float32 matrices.
@@ -20,6 +21,7 @@
 
 pub mod analysis;
 pub mod audio;
+pub mod augment;
 pub mod dataset;
 pub mod family;
 pub mod grid;

@@ -1,14 +1,20 @@
-//! The short-time Fourier transform and its inverse as `torch.stft` / `torch.istft` compute
-//! them with a periodic Hamming window of `n_fft` samples (0.54 − 0.46·cos(2πn/n_fft)),
-//! centred frames (reflect padding of `n_fft/2`), one-sided, not normalised; the inverse by
-//! overlap-add with window-square normalisation. The separation family's settings are
-//! [`Stft::separation`] (n_fft 400, hop 200: 201 bins). Computed in f64 on the CPU;
-//! `tests/fixtures/gen/stft_fixtures.py` makes the parity fixtures with torch.
+//! The short-time Fourier transform and its inverse, centred and one-sided, not normalised;
+//! the inverse by overlap-add with window-square normalisation. Two conventions:
+//!
+//! - [`Stft::new`]: as the separation family's `torch.stft` / `torch.istft` — a periodic
+//!   Hamming window of `n_fft` samples (0.54 − 0.46·cos(2πn/n_fft)) and reflect padding of
+//!   `n_fft/2`; [`Stft::separation`] is n_fft 400, hop 200 (201 bins).
+//!   `tests/fixtures/gen/stft_fixtures.py` makes the parity fixtures with torch.
+//! - [`Stft::hann`]: as librosa's `stft` / `istft` defaults — a periodic Hann window and zero
+//!   padding of `n_fft/2` (the contrastive family's augmentations; parity in
+//!   [`crate::augment`]'s tests against librosa).
+//!
+//! Computed in f64 on the CPU.
 
 use std::sync::Arc;
 
 use ndarray::Array2;
-pub use realfft::num_complex::Complex64;
+pub use realfft::num_complex::{Complex32, Complex64};
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 /// Why a transform cannot be taken.
@@ -26,6 +32,9 @@ pub enum StftError {
         /// The padding on each side.
         pad: usize,
     },
+    /// There is no sample to transform.
+    #[error("an STFT needs at least one sample; the signal is empty")]
+    Empty,
     /// A spectrogram of the wrong width was given to the inverse.
     #[error("a spectrogram of {got} bins was given to an inverse STFT of {expected} bins")]
     Bins {
@@ -45,6 +54,7 @@ pub struct Stft {
     n_fft: usize,
     hop: usize,
     window: Vec<f64>,
+    padding: Padding,
     forward: Arc<dyn RealToComplex<f64>>,
     inverse: Arc<dyn ComplexToReal<f64>>,
 }
@@ -55,25 +65,56 @@ impl std::fmt::Debug for Stft {
     }
 }
 
+/// How a centred transform extends the signal by `n_fft/2` samples on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Padding {
+    /// Mirror images without repeating the edge sample (torch's `pad_mode="reflect"`).
+    Reflect,
+    /// Zeros (librosa's default `pad_mode="constant"`).
+    Zero,
+}
+
 impl Stft {
     /// An STFT of `n_fft` samples (even, ≥ 2) per frame, `hop` (≥ 1) apart, with a periodic
-    /// Hamming window as long as the frame.
+    /// Hamming window as long as the frame and reflect padding, as torch.
     pub fn new(n_fft: usize, hop: usize) -> Stft {
+        Stft::planned(n_fft, hop, (0.54, 0.46), Padding::Reflect)
+    }
+
+    /// An STFT with librosa's defaults: a periodic Hann window of `n_fft` samples and zero
+    /// padding.
+    pub fn hann(n_fft: usize, hop: usize) -> Stft {
+        Stft::planned(n_fft, hop, (0.5, 0.5), Padding::Zero)
+    }
+
+    /// A periodic cosine window `a − b·cos(2πn/n_fft)`.
+    fn planned(n_fft: usize, hop: usize, (a, b): (f64, f64), padding: Padding) -> Stft {
         assert!(
             n_fft >= 2 && n_fft.is_multiple_of(2) && hop >= 1,
             "n_fft must be even and at least 2, hop at least 1"
         );
         let mut planner = RealFftPlanner::<f64>::new();
         let window = (0..n_fft)
-            .map(|n| 0.54 - 0.46 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos())
+            .map(|n| a - b * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos())
             .collect();
         Stft {
             n_fft,
             hop,
             window,
+            padding,
             forward: planner.plan_fft_forward(n_fft),
             inverse: planner.plan_fft_inverse(n_fft),
         }
+    }
+
+    /// Samples between frames.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Samples per frame.
+    pub fn n_fft(&self) -> usize {
+        self.n_fft
     }
 
     /// The separation family's transform: n_fft 400, hop 200 (201 bins).
@@ -95,22 +136,23 @@ impl Stft {
     pub fn forward(&self, signal: &[f32]) -> Result<Array2<Complex64>, StftError> {
         let pad = self.n_fft / 2;
         let len = signal.len();
-        if len <= pad {
+        if len == 0 {
+            return Err(StftError::Empty);
+        }
+        if self.padding == Padding::Reflect && len <= pad {
             return Err(StftError::TooShort {
                 len,
                 n_fft: self.n_fft,
                 pad,
             });
         }
-        // Reflect padding (the edge sample is not repeated), as torch's `pad_mode="reflect"`.
         let at = |i: isize| -> f64 {
             let n = len as isize;
-            let j = if i < 0 {
-                -i
-            } else if i >= n {
-                2 * (n - 1) - i
-            } else {
-                i
+            let j = match self.padding {
+                _ if (0..n).contains(&i) => i,
+                Padding::Zero => return 0.0,
+                Padding::Reflect if i < 0 => -i,
+                Padding::Reflect => 2 * (n - 1) - i,
             };
             f64::from(signal[j as usize])
         };
