@@ -27,8 +27,10 @@
 //! processing order. NumPy's global Mersenne Twister stream of the authors' run is not
 //! reproduced: a view is one draw of the same distribution, not the authors' draw.
 
+mod store;
 mod vocoder;
 
+pub use store::{Clip, Made, StoreError, VIEW_RATE, ViewStore};
 pub use vocoder::{pitch_shift, time_stretch};
 
 use ndarray::Array2;
