@@ -1,5 +1,5 @@
 //! Proxy-task metrics of the study: SI-SDR (torchmetrics, `zero_mean = false`), contrastive
-//! uniformity (Wang & Isola), macro-F1 (scikit-learn) and mean L1 reconstruction error.
+//! uniformity and alignment (Wang & Isola), macro-F1 (scikit-learn) and mean L1 reconstruction error.
 
 use ndarray::ArrayView2;
 
@@ -62,34 +62,63 @@ pub fn uniformity(z: ArrayView2<'_, f64>) -> Result<f64, MetricsError> {
             need: 2,
         });
     }
+    let normed = normalised_rows(z)?;
+    let mut sum = 0.0;
+    let mut pairs = 0usize;
+    for i in 0..n {
+        for j in (i + 1)..n {
+            sum += (-2.0 * squared_distance(&normed[i], &normed[j])).exp();
+            pairs += 1;
+        }
+    }
+    Ok((sum / pairs as f64).ln())
+}
+
+/// Alignment `mean_i ‖ẑᵢ − ẑ′ᵢ‖²` between the L2-normalised rows of two views' embeddings
+/// `z` and `z_prime` (row i of each: the same clip), normalised as [`uniformity`]; lower is
+/// better.
+pub fn alignment(
+    z: ArrayView2<'_, f64>,
+    z_prime: ArrayView2<'_, f64>,
+) -> Result<f64, MetricsError> {
+    if z.dim() != z_prime.dim() {
+        return Err(MetricsError::LengthMismatch {
+            what: "alignment (rows × columns of the two views)",
+            left: z.len(),
+            right: z_prime.len(),
+        });
+    }
+    if z.nrows() == 0 {
+        return Err(MetricsError::TooFew {
+            what: "alignment (rows)",
+            got: 0,
+            need: 1,
+        });
+    }
+    let (a, b) = (normalised_rows(z)?, normalised_rows(z_prime)?);
+    let sum: f64 = a.iter().zip(&b).map(|(x, y)| squared_distance(x, y)).sum();
+    Ok(sum / a.len() as f64)
+}
+
+/// The rows of `z`, each divided by `max(‖row‖, 1e-12)`; non-finite values are an error.
+fn normalised_rows(z: ArrayView2<'_, f64>) -> Result<Vec<Vec<f64>>, MetricsError> {
     if let Some(index) = z.iter().position(|x| !x.is_finite()) {
         return Err(MetricsError::NonFinite {
             what: "embeddings",
             index,
         });
     }
-    let normed: Vec<Vec<f64>> = z
-        .rows()
+    Ok(z.rows()
         .into_iter()
         .map(|r| {
             let norm = r.dot(&r).sqrt().max(1e-12);
             r.iter().map(|x| x / norm).collect()
         })
-        .collect();
-    let mut sum = 0.0;
-    let mut pairs = 0usize;
-    for i in 0..n {
-        for j in (i + 1)..n {
-            let d2: f64 = normed[i]
-                .iter()
-                .zip(&normed[j])
-                .map(|(a, b)| (a - b).powi(2))
-                .sum();
-            sum += (-2.0 * d2).exp();
-            pairs += 1;
-        }
-    }
-    Ok((sum / pairs as f64).ln())
+        .collect())
+}
+
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
 }
 
 /// Macro-F1 over the classes present in `truth` or `predicted`, as
@@ -188,6 +217,32 @@ mod tests {
         let z = array![[1.0, 0.0], [-3.0, 0.0]];
         assert!((uniformity(z.view()).unwrap() + 8.0).abs() < 1e-12);
         assert!(uniformity(array![[1.0, 0.0]].view()).is_err());
+    }
+
+    #[test]
+    fn uniformity_and_alignment_match_numpy() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/contrastive/contrastive.json");
+        let fx: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let g = &fx["geometry"];
+        let matrix = |v: &serde_json::Value| {
+            let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
+            ndarray::Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j])
+        };
+        let (e, e2) = (matrix(&g["e"]), matrix(&g["e2"]));
+        let u = uniformity(e.view()).unwrap();
+        assert!((u - g["uniformity"].as_f64().unwrap()).abs() < 1e-9, "{u}");
+        let a = alignment(e.view(), e2.view()).unwrap();
+        assert!((a - g["alignment"].as_f64().unwrap()).abs() < 1e-9, "{a}");
+    }
+
+    #[test]
+    fn alignment_of_identical_directions_is_zero_and_of_opposite_ones_four() {
+        let z = array![[1.0, 0.0], [0.0, 2.0]];
+        assert!(alignment(z.view(), (z.clone() * 5.0).view()).unwrap().abs() < 1e-15);
+        assert!((alignment(z.view(), (-z.clone()).view()).unwrap() - 4.0).abs() < 1e-12);
+        assert!(alignment(z.view(), array![[1.0, 0.0]].view()).is_err());
     }
 
     #[test]
