@@ -11,6 +11,7 @@
 //! - [`resnet`]: the ResNet backbones (torchvision layout, as the study trains them).
 //! - [`arcface`]: the ArcFace head and loss.
 //! - [`classifier`]: the classification family (ResNet + cross-entropy or ArcFace head).
+//! - [`contrastive`]: the contrastive family (SimCLR / SimSiam on a ResNet; model and losses).
 //! - [`separation`]: the source-separation family (conformer separator, SI-SDR proxy).
 //! - [`pytorch`]: importing the study's PyTorch weights (safetensors) with burn's store.
 
@@ -18,6 +19,7 @@ pub mod ae;
 pub mod arcface;
 pub mod checkpoint;
 pub mod classifier;
+pub mod contrastive;
 pub mod inputs;
 pub mod noop;
 pub mod probes;
