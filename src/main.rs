@@ -242,6 +242,8 @@ enum DataCommand {
 enum BenchCommand {
     /// Clips per second of the log-mel front end on synthetic clips.
     Features(cli::audio::BenchFeaturesArgs),
+    /// Views per second of the contrastive family's 33 augmentations on synthetic clips.
+    Augment(cli::audio::BenchAugmentArgs),
     /// Training steps per second of the autoencoder and ResNet-18 on burn's flex CPU backend.
     Train(cli::bench::BenchTrainArgs),
     /// Queue throughput: a real coordinator and W gRPC clients that lease, heartbeat and complete no-op jobs.
@@ -498,6 +500,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Separate(args) => cli::separation::run_separate(&args)?,
         Command::Mix(args) => cli::separation::run_mix(&args)?,
         Command::Bench(BenchCommand::Features(args)) => cli::audio::run_bench_features(args)?,
+        Command::Bench(BenchCommand::Augment(args)) => cli::audio::run_bench_augment(args)?,
         Command::Bench(BenchCommand::Train(args)) => cli::bench::run_bench_train(&args)?,
         Command::EvaluateScores(args) => cli::analysis::run_evaluate_scores(&args)?,
         Command::Probe(args) => cli::analysis::run_probe(&args)?,

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use asdsweep_shared::augment::{Augmentations, VIEW_RATE, bench as augment_bench};
 use asdsweep_shared::dataset::{self, Layout};
 use asdsweep_shared::logmel::{self, LogMelConfig};
 use asdsweep_shared::synth::{self, Machine, SynthConfig};
@@ -93,6 +94,77 @@ pub struct BenchFeaturesArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `asdsweep bench augment`.
+#[derive(Debug, clap::Args)]
+pub struct BenchAugmentArgs {
+    /// Number of synthetic clips (33 views each).
+    #[arg(long, default_value_t = 8)]
+    pub clips: usize,
+    /// Clip length in seconds (16 kHz; the study: 10).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Threads for the parallel measurements (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Which reading of the authors' code: `study` or `as_named`.
+    #[arg(long, default_value = "study", value_parser = parse_augmentations)]
+    pub mode: Augmentations,
+    /// Also write the clips as 16-bit WAVs into this directory (for
+    /// `scripts/bench_augment_librosa.py` on the same clips).
+    #[arg(long)]
+    pub write_clips: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_augmentations(s: &str) -> Result<Augmentations, String> {
+    match s {
+        "study" => Ok(Augmentations::Study),
+        "as_named" => Ok(Augmentations::AsNamed),
+        other => Err(format!("\"{other}\": expected study or as_named")),
+    }
+}
+
+/// Runs `asdsweep bench augment`.
+pub fn run_bench_augment(args: BenchAugmentArgs) -> anyhow::Result<()> {
+    let cfg = augment_bench::BenchConfig {
+        clips: args.clips,
+        seconds: args.seconds,
+        threads: args.threads,
+        mode: args.mode,
+    };
+    if let Some(dir) = &args.write_clips {
+        write_bench_clips(dir, cfg.clips, cfg.seconds, VIEW_RATE)?;
+    }
+    let r = augment_bench::run(&cfg)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} clips of {} s at 16 kHz, 33 views each ({}), {} threads\n  views in memory, 1 thread:    {:>8.1} views/s\n  views in memory, all threads: {:>8.1} views/s\n  decode + views + WAV writing, all threads: {:>8.1} views/s",
+            cfg.clips,
+            cfg.seconds,
+            cfg.mode.as_str(),
+            r.threads_used,
+            r.views_single_thread_per_s,
+            r.views_parallel_per_s,
+            r.store_parallel_per_s
+        );
+    }
+    Ok(())
+}
+
+/// Writes `n` synthetic benchmark clips as `clip_00000.wav`, … into `dir`.
+fn write_bench_clips(dir: &Path, n: usize, seconds: f64, rate: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    for (i, c) in throughput::bench_clips(n, seconds, rate).iter().enumerate() {
+        asdsweep_shared::audio::write_wav_pcm16(&dir.join(format!("clip_{i:05}.wav")), c, rate, 1)?;
+    }
+    Ok(())
 }
 
 fn progress(n: usize, what: &str) -> ProgressBar {
@@ -219,19 +291,7 @@ pub fn run_bench_features(args: BenchFeaturesArgs) -> anyhow::Result<()> {
         threads: args.threads,
     };
     if let Some(dir) = &args.write_clips {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-        for (i, c) in throughput::bench_clips(cfg.clips, cfg.seconds, cfg.sample_rate)
-            .iter()
-            .enumerate()
-        {
-            asdsweep_shared::audio::write_wav_pcm16(
-                &dir.join(format!("clip_{i:05}.wav")),
-                c,
-                cfg.sample_rate,
-                1,
-            )?;
-        }
+        write_bench_clips(dir, cfg.clips, cfg.seconds, cfg.sample_rate)?;
     }
     let r = throughput::run(&cfg)?;
     if args.json {

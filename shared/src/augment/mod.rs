@@ -27,10 +27,12 @@
 //! processing order. NumPy's global Mersenne Twister stream of the authors' run is not
 //! reproduced: a view is one draw of the same distribution, not the authors' draw.
 
+pub mod bench;
 mod store;
 mod vocoder;
 
 pub use store::{Clip, Made, StoreError, VIEW_RATE, ViewStore};
+use vocoder::Analysed;
 pub use vocoder::{pitch_shift, time_stretch};
 
 use ndarray::Array2;
@@ -131,15 +133,16 @@ pub fn view_names() -> Vec<String> {
 pub fn views(clip: &[f32], mode: Augmentations, seed: u64) -> Result<Vec<View>, AugmentError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut samples = Vec::with_capacity(VIEWS_PER_CLIP);
+    let analysed = Analysed::new(clip)?;
     for s in PITCH_STEPS {
-        samples.push(pitch_shift(clip, -s, BINS_PER_OCTAVE)?);
-        samples.push(pitch_shift(clip, s, BINS_PER_OCTAVE)?);
+        samples.push(analysed.pitch_shift(-s, BINS_PER_OCTAVE)?);
+        samples.push(analysed.pitch_shift(s, BINS_PER_OCTAVE)?);
     }
     for snr in SNRS_DB {
         samples.push(white_noise(clip, f64::from(snr), mode, &mut rng));
     }
     for rate in STRETCH_RATES {
-        samples.push(time_stretch(clip, rate)?);
+        samples.push(analysed.stretch(rate)?);
     }
     samples.extend(masked(clip, mode, &mut rng)?);
     Ok(view_names()
