@@ -155,6 +155,26 @@ pub struct ClassifierConfig {
     pub depth_multiplier: f64,
 }
 
+/// Checks each ResNet config of a family section at `key` (depth, multipliers).
+pub(crate) fn validate_configs(key: &str, configs: &[ClassifierConfig]) -> Result<()> {
+    for (j, c) in configs.iter().enumerate() {
+        let ckey = format!("{key}.configs[{j}]");
+        if !RESNET_DEPTHS.contains(&c.depth) {
+            return Err(SpecError::Invalid {
+                key: format!("{ckey}.depth"),
+                problem: format!("is {}; allowed: 18, 34, 50, 101, 152", c.depth),
+            });
+        }
+        for (name, value) in [
+            ("width_multiplier", c.width_multiplier),
+            ("depth_multiplier", c.depth_multiplier),
+        ] {
+            check_open(&format!("{ckey}.{name}"), value, 0.0, 16.0, true)?;
+        }
+    }
+    Ok(())
+}
+
 /// One job's parameters: the config's backbone, the family's head, schedule and feature
 /// settings, the machine types (classes) and the dataset. The grid writes them; the worker
 /// reads them.
@@ -261,30 +281,7 @@ impl Family for Classifier {
             1.0,
             false,
         )?;
-        for (j, c) in self.configs.iter().enumerate() {
-            let ckey = format!("{key}.configs[{j}]");
-            if !RESNET_DEPTHS.contains(&c.depth) {
-                return Err(SpecError::Invalid {
-                    key: format!("{ckey}.depth"),
-                    problem: format!("is {}; allowed: 18, 34, 50, 101, 152", c.depth),
-                });
-            }
-            check_open(
-                &format!("{ckey}.width_multiplier"),
-                c.width_multiplier,
-                0.0,
-                16.0,
-                true,
-            )?;
-            check_open(
-                &format!("{ckey}.depth_multiplier"),
-                c.depth_multiplier,
-                0.0,
-                16.0,
-                true,
-            )?;
-        }
-        Ok(())
+        validate_configs(key, &self.configs)
     }
 
     fn jobs(&self, grid: &GridContext<'_>) -> Vec<(String, serde_json::Value)> {

@@ -10,10 +10,13 @@
 //! - [`noop`]: the diagnostic family (sleeps, fails on purpose; measures nothing).
 //! - [`autoencoder`]: the study's autoencoder, trained per machine type.
 //! - [`classifier`]: the study's classification family, trained across machine types.
+//! - [`contrastive`]: the study's SimCLR / SimSiam family, trained across machine types
+//!   (section and jobs only; not declared until its worker job exists).
 //! - [`separation`]: the study's source-separation family, trained per machine type.
 
 pub mod autoencoder;
 pub mod classifier;
+pub mod contrastive;
 pub mod noop;
 pub mod separation;
 

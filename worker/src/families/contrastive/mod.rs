@@ -18,6 +18,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::ConfigError;
 use super::resnet::{ResNet, ResNetConfig};
+pub use asdsweep_shared::family::contrastive::Mode;
 
 /// NT-Xent's temperature in the study.
 pub const STUDY_TEMPERATURE: f64 = 0.1;
@@ -25,16 +26,6 @@ pub const STUDY_TEMPERATURE: f64 = 0.1;
 pub const SIMCLR_PROJECTION: usize = 128;
 /// The hidden width of SimSiam's predictor in the study.
 pub const SIMSIAM_PREDICTOR_HIDDEN: usize = 512;
-
-/// Which self-supervised objective a model is trained with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// NT-Xent over the batch's 2B views (negatives: every other view).
-    SimClr,
-    /// Negative cosine between predictions and stop-gradient projections (no negatives).
-    SimSiam,
-}
 
 /// The study's `MLP(in, hid, out)`: Linear–BatchNorm1d–ReLU, Linear–BatchNorm1d–ReLU, Linear.
 #[derive(Module, Debug)]
