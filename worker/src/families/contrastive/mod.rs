@@ -6,17 +6,32 @@
 //! embedding for the probes and the uniformity proxy is the backbone's pooled output, not
 //! the projector's.
 //!
-//! Built so far: the model and both losses, parity-tested against PyTorch; the views and
-//! their store live in `shared`. Not yet: the job (training loop, uniformity on seeded view
-//! pairs, the probes), its spec section and its grid (issue 16).
+//! Training ([`train`]): each epoch visits every clip once in a seeded order, in full batches
+//! (the study's `drop_last`), and pairs two distinct views of each clip drawn from (seed,
+//! epoch) ([`view_pairs`]); views are read through [`Views`] as log-mels fitted to
+//! `crop_frames` ([`fit_frames`]). AdamW at lr 5e-4 halved every 50 epochs, the state with
+//! the lowest epoch loss kept, checkpoints and resume as the other families.
+//!
+//! Built so far: the model, both losses (parity-tested against PyTorch) and the training
+//! loop; the views and their store live in `shared`. Not yet: the job (the view store in
+//! the worker, uniformity on seeded view pairs, the probes) and its grid (issue 16).
 
+use std::ops::ControlFlow;
+
+use asdsweep_shared::augment::VIEWS_PER_CLIP;
+use asdsweep_shared::family::Schedule;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::Config;
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use ndarray::{Array2, s};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 use super::ConfigError;
+use super::checkpoint::{CheckpointError, EpochSum, TrainingConfig, run_epochs};
 use super::resnet::{ResNet, ResNetConfig};
 pub use asdsweep_shared::family::contrastive::Mode;
 
@@ -127,6 +142,192 @@ impl Contrastive {
     }
 }
 
+/// How a contrastive model is trained.
+#[derive(Config, Debug, PartialEq)]
+pub struct ContrastiveTrainingConfig {
+    /// Model shape.
+    pub model: ContrastiveConfig,
+    /// Epochs, batch size, learning rate and its step decay.
+    pub schedule: Schedule,
+    /// Log-mel frames of a training view (the study: 313).
+    #[config(default = 313)]
+    pub crop_frames: usize,
+    /// AdamW weight decay (PyTorch's default, 0.01).
+    #[config(default = 0.01)]
+    pub weight_decay: f32,
+    /// Seed for initialisation, shuffling and the view pairs.
+    #[config(default = 1)]
+    pub seed: u64,
+}
+
+impl TrainingConfig for ContrastiveTrainingConfig {
+    const MAGIC: &'static [u8] = b"asdsweep-contrastive-checkpoint\n";
+    const FAMILY: &'static str = "a contrastive model";
+}
+
+/// A decoded contrastive checkpoint.
+pub type Checkpoint = super::checkpoint::Checkpoint<ContrastiveTrainingConfig>;
+
+/// The state of a run at the end of an epoch, handed to `on_epoch`.
+pub type EpochEnd<'a> = super::checkpoint::EpochEnd<'a, ContrastiveTrainingConfig, Contrastive>;
+
+/// The outcome of training.
+pub type Trained = super::checkpoint::Run<Contrastive>;
+
+/// Why a contrastive model cannot be built or trained on the data given.
+#[derive(Debug, thiserror::Error)]
+pub enum ContrastiveError {
+    /// The config names a shape that cannot be built.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Too few clips for a batch of at least two pairs (batch normalisation needs two rows).
+    #[error("{clips} training clips; a contrastive batch needs at least 2")]
+    TooFewClips {
+        /// Clips given.
+        clips: usize,
+    },
+    /// A view could not be read.
+    #[error("view {view} of training clip {clip}: {problem}")]
+    View {
+        /// Index of the clip.
+        clip: usize,
+        /// Index of the view (0 … 32).
+        view: usize,
+        /// What went wrong.
+        problem: String,
+    },
+    /// A checkpoint cannot be saved or resumed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Where training reads views: the log-mel `[mels, frames]` of view `view` (0 … 32) of
+/// clip `clip` (0 … clips − 1).
+pub trait Views: Sync {
+    /// Number of clips.
+    fn clips(&self) -> usize;
+    /// One view's log-mel.
+    fn logmel(&self, clip: usize, view: usize) -> Result<Array2<f32>, String>;
+}
+
+/// Two distinct view indices (0 … 32) per clip, drawn from `seed` on `stream`: an epoch's
+/// training pairs (stream = epoch) or the uniformity pairs (one fixed stream).
+pub fn view_pairs(clips: usize, seed: u64, stream: u64) -> Vec<(usize, usize)> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    (0..clips)
+        .map(|_| {
+            let a = rng.random_range(0..VIEWS_PER_CLIP);
+            let b = rng.random_range(0..VIEWS_PER_CLIP - 1);
+            (a, if b >= a { b + 1 } else { b })
+        })
+        .collect()
+}
+
+/// A log-mel fitted to `frames` frames as the study's loader does it: the centred window of
+/// a longer one; a shorter one padded at the end with its smallest finite value (0 if none).
+pub fn fit_frames(logmel: &Array2<f32>, frames: usize) -> Array2<f32> {
+    let (mels, have) = logmel.dim();
+    if have >= frames {
+        let start = (have - frames) / 2;
+        return logmel.slice(s![.., start..start + frames]).to_owned();
+    }
+    let floor = logmel
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f32::INFINITY, f32::min);
+    let floor = if floor.is_finite() { floor } else { 0.0 };
+    Array2::from_shape_fn((mels, frames), |(m, t)| {
+        if t < have { logmel[[m, t]] } else { floor }
+    })
+}
+
+/// Trains on the views of `views`' clips, from scratch or from `resume`, calling `on_epoch`
+/// after each epoch; [`ControlFlow::Break`] stops the run there (cancellation). Full
+/// batches only, unless there are fewer clips than one batch. Deterministic for a seed on
+/// the CPU backend, and a resumed run repeats the loss curve of an uninterrupted one.
+pub fn train(
+    cfg: &ContrastiveTrainingConfig,
+    views: &impl Views,
+    device: &Device,
+    resume: Option<&Checkpoint>,
+    on_epoch: impl FnMut(&EpochEnd<'_>) -> ControlFlow<()>,
+) -> Result<Trained, ContrastiveError> {
+    let n = views.clips();
+    if n < 2 {
+        return Err(ContrastiveError::TooFewClips { clips: n });
+    }
+    let batch_size = cfg.schedule.batch_size.max(2);
+    let usable = if n >= batch_size {
+        n - n % batch_size
+    } else {
+        n
+    };
+    let train_device = device.clone().autodiff();
+    let model = cfg.model.init(&train_device, cfg.seed)?;
+    let fresh = || {
+        cfg.model
+            .init(device, cfg.seed)
+            .map_err(|e| CheckpointError(e.to_string()))
+    };
+    let crop = cfg.crop_frames;
+    let batch = |items: &[(usize, usize)]| -> Result<Tensor<4>, ContrastiveError> {
+        let mut buf = Vec::new();
+        let mut mels = 0;
+        for &(clip, view) in items {
+            let lm = views
+                .logmel(clip, view)
+                .map_err(|problem| ContrastiveError::View {
+                    clip,
+                    view,
+                    problem,
+                })?;
+            let fitted = fit_frames(&lm, crop);
+            mels = fitted.nrows();
+            buf.extend(fitted.iter().copied());
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(buf, [items.len(), 1, mels, crop]),
+            &train_device,
+        ))
+    };
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    let epoch = |epoch: usize, lr: f64, mut model: Contrastive, optim: &mut ModuleOptimizer| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(epoch as u64);
+        order.clear();
+        order.extend(0..n);
+        order.shuffle(&mut rng);
+        let pairs = view_pairs(n, cfg.seed, epoch as u64);
+        let mut sum = EpochSum {
+            loss: 0.0,
+            items: 0,
+        };
+        for chunk in order[..usable].chunks(batch_size) {
+            let a: Vec<(usize, usize)> = chunk.iter().map(|&c| (c, pairs[c].0)).collect();
+            let b: Vec<(usize, usize)> = chunk.iter().map(|&c| (c, pairs[c].1)).collect();
+            let loss = model.loss(batch(&a)?, batch(&b)?);
+            let value: f32 = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            sum.loss += f64::from(value) * chunk.len() as f64;
+            sum.items += chunk.len();
+        }
+        Ok::<_, ContrastiveError>((model, sum))
+    };
+    run_epochs(
+        cfg,
+        &cfg.schedule,
+        cfg.weight_decay,
+        model,
+        fresh,
+        resume,
+        epoch,
+        on_epoch,
+    )
+}
+
 /// Rows divided by `max(‖row‖, eps)`, as `F.normalize`.
 fn normalise_rows(x: Tensor<2>, eps: f64) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(eps);
@@ -224,6 +425,111 @@ mod tests {
             za.grad(&grads).is_none() && zb.grad(&grads).is_none(),
             "stop-gradient"
         );
+    }
+
+    /// Synthetic views: clip c's view v is a smooth pattern shifted by c and v.
+    struct Synthetic {
+        clips: usize,
+        frames: usize,
+    }
+
+    impl Views for Synthetic {
+        fn clips(&self) -> usize {
+            self.clips
+        }
+        fn logmel(&self, clip: usize, view: usize) -> Result<Array2<f32>, String> {
+            Ok(Array2::from_shape_fn((16, self.frames), |(m, t)| {
+                ((m * (clip + 1) + t + view) as f32 * 0.3).sin() - 0.05 * view as f32
+            }))
+        }
+    }
+
+    fn schedule(epochs: usize) -> Schedule {
+        Schedule {
+            epochs,
+            batch_size: 4,
+            lr: 5e-4,
+            lr_step_epochs: 50,
+            lr_gamma: 0.5,
+            checkpoint_every: 1,
+        }
+    }
+
+    #[test]
+    fn pairs_are_two_distinct_views_and_depend_on_the_seed_and_stream() {
+        let p = view_pairs(500, 3, 1);
+        assert!(p.iter().all(|&(a, b)| a != b && a < 33 && b < 33));
+        assert_eq!(p, view_pairs(500, 3, 1));
+        assert_ne!(p, view_pairs(500, 3, 2));
+        assert_ne!(p, view_pairs(500, 4, 1));
+        let mut seen = [false; 33];
+        p.iter()
+            .for_each(|&(a, b)| (seen[a], seen[b]) = (true, true));
+        assert!(seen.iter().all(|&s| s), "every view is drawn");
+    }
+
+    #[test]
+    fn views_are_centre_cropped_or_padded_at_the_end_with_their_floor() {
+        let lm = Array2::from_shape_fn((2, 6), |(m, t)| (10 * m + t) as f32 - 3.0);
+        assert_eq!(fit_frames(&lm, 4).row(0).to_vec(), [-2.0, -1.0, 0.0, 1.0]);
+        let padded = fit_frames(&lm, 8);
+        assert_eq!(
+            padded.row(1).to_vec(),
+            [7., 8., 9., 10., 11., 12., -3., -3.]
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_repeats_the_loss_curve_of_an_uninterrupted_one() {
+        let device = test_device();
+        let views = Synthetic {
+            clips: 9,
+            frames: 24,
+        };
+        for mode in [Mode::SimClr, Mode::SimSiam] {
+            let model = ContrastiveConfig::new(
+                ResNetConfig::new()
+                    .with_width_multiplier(0.125)
+                    .with_blocks(Some([1, 1, 1, 1])),
+                mode,
+            );
+            let cfg = ContrastiveTrainingConfig::new(model, schedule(3)).with_crop_frames(20);
+            let whole = train(&cfg, &views, &device, None, |_| ControlFlow::Continue(())).unwrap();
+            assert_eq!(whole.losses.len(), 3);
+            assert!(
+                whole.finished && whole.losses.iter().all(|l| l.is_finite()),
+                "{mode:?}"
+            );
+            let mut saved = None;
+            let first = train(&cfg, &views, &device, None, |end| {
+                saved = Some(end.checkpoint().unwrap().encode());
+                ControlFlow::Break(())
+            })
+            .unwrap();
+            assert!(!first.finished && first.losses.len() == 1);
+            let cp = Checkpoint::decode(&saved.unwrap()).unwrap();
+            let resumed = train(&cfg, &views, &device, Some(&cp), |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(resumed.losses, whole.losses, "{mode:?}");
+        }
+        let Err(err) = train(
+            &ContrastiveTrainingConfig::new(
+                ContrastiveConfig::new(ResNetConfig::new(), Mode::SimClr),
+                schedule(1),
+            ),
+            &Synthetic {
+                clips: 1,
+                frames: 24,
+            },
+            &device,
+            None,
+            |_| ControlFlow::Continue(()),
+        ) else {
+            panic!("one clip trained");
+        };
+        assert!(err.to_string().contains("at least 2"), "{err}");
     }
 
     #[test]
