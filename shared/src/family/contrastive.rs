@@ -2,9 +2,6 @@
 //! SimCLR or SimSiam on pairs of augmented views of each training clip
 //! ([`crate::augment`]); its proxy metric is the uniformity of the backbone's embeddings of
 //! seeded view pairs (lower is better), with their alignment as a further metric.
-//!
-//! The section parses and expands into jobs; it is not among [`super::builtin`] yet,
-//! because no worker runs its jobs until the contrastive job is built (issue 16).
 
 use serde::{Deserialize, Serialize};
 

@@ -10,8 +10,7 @@
 //! - [`noop`]: the diagnostic family (sleeps, fails on purpose; measures nothing).
 //! - [`autoencoder`]: the study's autoencoder, trained per machine type.
 //! - [`classifier`]: the study's classification family, trained across machine types.
-//! - [`contrastive`]: the study's SimCLR / SimSiam family, trained across machine types
-//!   (section and jobs only; not declared until its worker job exists).
+//! - [`contrastive`]: the study's SimCLR / SimSiam family, trained across machine types.
 //! - [`separation`]: the study's source-separation family, trained per machine type.
 
 pub mod autoencoder;
@@ -195,6 +194,7 @@ pub fn builtin() -> Vec<Declaration> {
         Declaration::of::<autoencoder::Autoencoder>(autoencoder::KIND),
         Declaration::of::<classifier::Classifier>(classifier::KIND),
         Declaration::of::<separation::Separation>(separation::KIND),
+        Declaration::of::<contrastive::Contrastive>(contrastive::KIND),
     ]
 }
 

@@ -11,7 +11,7 @@
 //! - [`resnet`]: the ResNet backbones (torchvision layout, as the study trains them).
 //! - [`arcface`]: the ArcFace head and loss.
 //! - [`classifier`]: the classification family (ResNet + cross-entropy or ArcFace head).
-//! - [`contrastive`]: the contrastive family (SimCLR / SimSiam on a ResNet; model and losses).
+//! - [`contrastive`]: the contrastive family (SimCLR / SimSiam on a ResNet, augmented views).
 //! - [`separation`]: the source-separation family (conformer separator, SI-SDR proxy).
 //! - [`pytorch`]: importing the study's PyTorch weights (safetensors) with burn's store.
 
@@ -39,6 +39,7 @@ pub fn builtin() -> Registry {
         .with(Trainable(ae::job::Autoencoder))
         .with(Trainable(classifier::job::Classifier))
         .with(Trainable(separation::job::Separation))
+        .with(Trainable(contrastive::job::Contrastive))
 }
 
 use burn::module::{Module, ModuleVisitor, Param};

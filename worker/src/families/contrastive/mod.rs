@@ -12,9 +12,10 @@
 //! `crop_frames` ([`fit_frames`]). AdamW at lr 5e-4 halved every 50 epochs, the state with
 //! the lowest epoch loss kept, checkpoints and resume as the other families.
 //!
-//! Built so far: the model, both losses (parity-tested against PyTorch) and the training
-//! loop; the views and their store live in `shared`. Not yet: the job (the view store in
-//! the worker, uniformity on seeded view pairs, the probes) and its grid (issue 16).
+//! The job ([`job`]) makes the views once per dataset, trains, and measures uniformity and
+//! alignment on seeded view pairs; the views and their store live in `shared`.
+
+pub mod job;
 
 use std::ops::ControlFlow;
 
