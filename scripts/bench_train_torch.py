@@ -7,6 +7,10 @@ timed the same way, so burn-flex can be compared with PyTorch on the same CPU an
 - resnet18: the study's classifier network (`models/resnet_oth.py`): a full-width
   torchvision-layout ResNet-18 with a 1-channel 7x7/2 stem and `fc` to 7 classes, batch 32 on
   1x128x313 inputs, cross-entropy on its logits, AdamW lr 1e-5;
+- simclr: the study's SimCLR (`train_contrastive.py`, `models/resnet_oth.py`): the same
+  ResNet-18's pooled features through the projector MLP 512 -> 512 -> 128 (Linear-BN-ReLU,
+  Linear-BN-ReLU, Linear), NT-Xent at tau 0.1 over two views of batch 96 on 1x128x313 inputs,
+  AdamW lr 5e-4 (the loss from tests/fixtures/gen/contrastive_fixtures.py);
 - separator: the study's separator (`TSCNet_Cont`) at C 64 with 2 two-stage conformer blocks,
   batch 12 on 2-s mixtures (STFT 201 bins x 161 frames), the separation loss against a random
   target, AdamW lr 5e-4 (training mode: dropout 0.2 and batch statistics, as in training).
@@ -21,7 +25,7 @@ side reads its loss back). One fixed random batch (seeded). WARMUP untimed steps
 timed runs of STEPS steps; the figure is the median run. Prints one JSON object per model.
 
 Usage (torch 2.9.0 and safetensors 0.8.0 in a venv; see tests/fixtures/gen/model_fixtures.py):
-    python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|separator|all] [--steps N]
+    python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|separator|simclr|all] [--steps N]
         [--warmup N] [--repeats 3] [--batch N]
 """
 
@@ -39,9 +43,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gen"))
 from model_fixtures import AENet, ResNet  # noqa: E402  (our modules, the study's layouts)
 from separation_fixtures import Separator, loss_terms  # noqa: E402
+from contrastive_fixtures import nt_xent  # noqa: E402
 
 CLASSES = 7  # machine types of DCASE 2022 Task 2
-DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1), "separator": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
+DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1), "separator": (3, 1), "simclr": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
 
 
 def workload(name, gen, batch=None):
@@ -65,6 +70,26 @@ def workload(name, gen, batch=None):
         def loss_fn():
             logits, _ = model(x)
             return F.cross_entropy(logits, y)
+
+        return model, x, opt, loss_fn
+    if name == "simclr":
+        backbone = ResNet(CLASSES, depth=18)
+        d = 512
+        projector = torch.nn.Sequential(
+            torch.nn.Linear(d, d), torch.nn.BatchNorm1d(d), torch.nn.ReLU(),
+            torch.nn.Linear(d, d), torch.nn.BatchNorm1d(d), torch.nn.ReLU(),
+            torch.nn.Linear(d, 128))
+        model = torch.nn.ModuleDict({"backbone": backbone, "projector": projector})
+        b = batch or 96
+        x = torch.rand(2, b, 1, 128, 313, generator=gen) * 2 - 1
+        # Only the backbone's pooled features and the projector take part, as in SimCLR.
+        params = list(projector.parameters()) + [p for n, p in backbone.named_parameters() if not n.startswith("fc.")]
+        opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01, eps=1e-8)
+
+        def loss_fn():
+            _, fa = backbone(x[0])
+            _, fb = backbone(x[1])
+            return nt_xent(projector(fa), projector(fb), 0.1)
 
         return model, x, opt, loss_fn
     if name == "separator":
@@ -107,17 +132,18 @@ def bench(name, steps, warmup, repeats, threads, seed, batch=None):
             last = step()
         runs.append(steps / (time.perf_counter() - start))
     sps = statistics.median(runs)
+    samples = x.shape[1] if name == "simclr" else x.shape[0]  # simclr: [views, batch, ...]
     return {
         "model": name,
         "framework": f"pytorch-{torch.__version__}",
         "threads": threads,
-        "batch": x.shape[0],
+        "batch": samples,
         "input_shape": list(x.shape),
         "warmup": warmup,
         "steps": steps,
         "runs_steps_per_s": runs,
         "steps_per_s": sps,
-        "samples_per_s": sps * x.shape[0],
+        "samples_per_s": sps * samples,
         "last_loss": last,
         "load_average": load,
     }
@@ -126,7 +152,7 @@ def bench(name, steps, warmup, repeats, threads, seed, batch=None):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["ae", "resnet18", "separator", "all"], default="all")
+    p.add_argument("--model", choices=["ae", "resnet18", "separator", "simclr", "all"], default="all")
     p.add_argument("--steps", type=int, help="timed steps per run (default: 100 ae, 3 resnet18 and separator)")
     p.add_argument("--warmup", type=int, help="untimed warm-up steps (default: 10 ae, 1 the others)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs; the figure is their median")

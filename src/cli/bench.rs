@@ -13,7 +13,10 @@ pub enum BenchModel {
     Resnet18,
     /// The separator (C 64, 2 two-stage conformer blocks) at batch 12 on 2-s mixtures (161 frames × 201 bins).
     Separator,
-    /// The autoencoder, then ResNet-18 (not the separator, which takes minutes on a 2-core CPU).
+    /// SimCLR on a full-width ResNet-18 (projector 512 → 512 → 128, NT-Xent) at batch 96
+    /// view pairs of 1×128×313.
+    Simclr,
+    /// The autoencoder, then ResNet-18 (not the separator or SimCLR, which take minutes on a 2-core CPU).
     All,
 }
 
@@ -58,6 +61,7 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
         BenchModel::Ae => vec![Workload::study_autoencoder()],
         BenchModel::Resnet18 => vec![Workload::study_resnet18()],
         BenchModel::Separator => vec![Workload::study_separator()],
+        BenchModel::Simclr => vec![Workload::study_simclr()],
         BenchModel::All => vec![Workload::study_autoencoder(), Workload::study_resnet18()],
     };
     let threads = args
@@ -76,7 +80,9 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
     for workload in &workloads {
         let (steps, warmup) = match workload {
             Workload::Autoencoder { .. } => (100, 10),
-            Workload::Classifier { .. } | Workload::Separator { .. } => (3, 1),
+            Workload::Classifier { .. }
+            | Workload::Separator { .. }
+            | Workload::Contrastive { .. } => (3, 1),
         };
         let options = BenchOptions {
             warmup: args.warmup.unwrap_or(warmup),

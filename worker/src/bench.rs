@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use crate::families::ConfigError;
 use crate::families::ae::AeConfig;
 use crate::families::classifier::{ClassifierConfig, HeadKind};
+use crate::families::contrastive::{ContrastiveConfig, Mode};
 use crate::families::resnet::ResNetConfig;
 use crate::families::separation::{SeparatorConfig, loss};
 
@@ -69,6 +70,20 @@ pub enum Workload {
         /// AdamW learning rate.
         lr: f64,
     },
+    /// The contrastive family (SimCLR: ResNet + projector, NT-Xent) on two views
+    /// `[batch, 1, mels, frames]` each.
+    Contrastive {
+        /// Model shape.
+        model: ContrastiveConfig,
+        /// View pairs per step.
+        batch: usize,
+        /// Mel bins of a view.
+        mels: usize,
+        /// Frames of a view.
+        frames: usize,
+        /// AdamW learning rate.
+        lr: f64,
+    },
     /// The separation family on `[batch, 2, frames, bins]` mixture STFTs, against random
     /// target STFTs of the same shape, with the family's loss.
     Separator {
@@ -105,6 +120,17 @@ impl Workload {
         }
     }
 
+    /// The study's SimCLR on ResNet-18 (full width) at batch 96 view pairs of 1×128×313.
+    pub fn study_simclr() -> Workload {
+        Workload::Contrastive {
+            model: ContrastiveConfig::new(ResNetConfig::new().with_depth(18), Mode::SimClr),
+            batch: 96,
+            mels: 128,
+            frames: 313,
+            lr: 5e-4,
+        }
+    }
+
     /// The study's separator at C 64, cb 2, batch 12 on 2-s mixtures (161 frames × 201 bins).
     pub fn study_separator() -> Workload {
         Workload::Separator {
@@ -121,6 +147,7 @@ impl Workload {
             Workload::Autoencoder { .. } => "ae".into(),
             Workload::Classifier { backbone, .. } => format!("resnet{}", backbone.depth),
             Workload::Separator { .. } => "separator".into(),
+            Workload::Contrastive { .. } => "simclr".into(),
         }
     }
 
@@ -129,7 +156,8 @@ impl Workload {
         match &mut self {
             Workload::Autoencoder { batch, .. }
             | Workload::Classifier { batch, .. }
-            | Workload::Separator { batch, .. } => *batch = n,
+            | Workload::Separator { batch, .. }
+            | Workload::Contrastive { batch, .. } => *batch = n,
         }
         self
     }
@@ -139,7 +167,8 @@ impl Workload {
         match self {
             Workload::Autoencoder { batch, .. }
             | Workload::Classifier { batch, .. }
-            | Workload::Separator { batch, .. } => *batch,
+            | Workload::Separator { batch, .. }
+            | Workload::Contrastive { batch, .. } => *batch,
         }
     }
 
@@ -159,6 +188,12 @@ impl Workload {
                 frames,
                 ..
             } => vec![*batch, 2, *frames, model.bins],
+            Workload::Contrastive {
+                batch,
+                mels,
+                frames,
+                ..
+            } => vec![2, *batch, 1, *mels, *frames],
         }
     }
 }
@@ -374,6 +409,36 @@ fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), 
                 value
             }))
         }
+        Workload::Contrastive {
+            model,
+            batch,
+            mels,
+            frames,
+            lr,
+        } => {
+            let mut slot = Some(model.init(&device, o.seed)?);
+            let half = values.len() / 2;
+            let shape = [*batch, 1, *mels, *frames];
+            let a =
+                Tensor::<4>::from_data(TensorData::new(values[..half].to_vec(), shape), &device);
+            let b =
+                Tensor::<4>::from_data(TensorData::new(values[half..].to_vec(), shape), &device);
+            // As `contrastive::train`: AdamW with PyTorch's weight decay and epsilon.
+            let mut optim = AdamWConfig::new()
+                .with_weight_decay(0.01)
+                .with_epsilon(1e-8)
+                .init();
+            Ok(timed_runs(o, || {
+                let net = slot
+                    .take()
+                    .expect("the step loop puts the model back after every step");
+                let loss = net.loss(a.clone(), b.clone());
+                let value: f32 = loss.clone().into_scalar::<f32>();
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                slot = Some(optim.step(*lr, net, grads));
+                value
+            }))
+        }
         Workload::Separator {
             model,
             batch,
@@ -475,6 +540,35 @@ mod tests {
         assert_eq!(r.model, "resnet18");
         assert_eq!(r.input_shape, vec![2, 1, 32, 24]);
         assert!(r.last_loss.is_finite() && r.last_loss > 0.0);
+    }
+
+    #[test]
+    fn a_tiny_simclr_run_trains_on_two_views_with_nt_xent() {
+        let w = Workload::Contrastive {
+            model: ContrastiveConfig::new(
+                ResNetConfig::new().with_width_multiplier(1.0 / 32.0),
+                Mode::SimClr,
+            ),
+            batch: 3,
+            mels: 32,
+            frames: 24,
+            lr: 1e-3,
+        };
+        let r = train_throughput(
+            &w,
+            &BenchOptions {
+                repeats: 1,
+                ..tiny_options()
+            },
+        )
+        .expect("runs");
+        assert_eq!((r.model.as_str(), r.batch), ("simclr", 3));
+        assert_eq!(r.input_shape, vec![2, 3, 1, 32, 24]);
+        assert!(
+            r.last_loss.is_finite() && r.last_loss > 0.0,
+            "{}",
+            r.last_loss
+        );
     }
 
     #[test]
