@@ -54,6 +54,21 @@ pub struct EvalInput<'a, P> {
     pub recorded: Option<&'a ProxyValue>,
 }
 
+impl<P> EvalInput<'_, P> {
+    /// `metric` as the training job recorded it in its last checkpoint, for families that
+    /// measure their proxy while training; an error if the checkpoint holds none.
+    pub fn recorded_proxy(&self, metric: ProxyMetric) -> Measured {
+        let value = match self.recorded {
+            Some(v) if v.metric == metric.name => Ok(v.value),
+            _ => Err(format!(
+                "the checkpoint records no {} (it is not a finished run's last checkpoint)",
+                metric.name
+            )),
+        };
+        (metric, value)
+    }
+}
+
 /// A family's evaluation: every family has one.
 pub trait Evaluate: Send + Sync + 'static {
     /// Its job parameters, as `shared::family` declares them.

@@ -174,14 +174,7 @@ impl Evaluate for Classifier {
         _: &Model,
         _: &[ClipEmbedding],
     ) -> Vec<Measured> {
-        let f1 = match input.recorded {
-            Some(v) if v.metric == PROXY.name => Ok(v.value),
-            _ => Err(format!(
-                "the checkpoint records no {} (it is not a finished run's last checkpoint)",
-                PROXY.name
-            )),
-        };
-        vec![(PROXY, f1)]
+        vec![input.recorded_proxy(PROXY)]
     }
 }
 

@@ -182,14 +182,7 @@ impl Evaluate for Contrastive {
         _: &Model,
         _: &[ClipEmbedding],
     ) -> Vec<Measured> {
-        let value = match input.recorded {
-            Some(v) if v.metric == PROXY.name => Ok(v.value),
-            _ => Err(format!(
-                "the checkpoint records no {} (it is not a finished run's last checkpoint)",
-                PROXY.name
-            )),
-        };
-        vec![(PROXY, value)]
+        vec![input.recorded_proxy(PROXY)]
     }
 }
 
