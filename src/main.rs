@@ -106,6 +106,9 @@ enum Command {
         /// Where fetched artifacts (checkpoints) are cached, by sha256 (default: a folder in the system temp dir).
         #[arg(long, env = "ASDSWEEP_CACHE")]
         cache_dir: Option<PathBuf>,
+        /// Where augmented views (contrastive family) are kept [default: <data>/.asdsweep/views]; for a read-only data mount.
+        #[arg(long, env = "ASDSWEEP_VIEW_CACHE")]
+        view_cache: Option<PathBuf>,
     },
     /// Run a whole sweep on this machine: synthesise the data if the spec names none, start
     /// the coordinator (SQLite) and local workers, show progress, write the report. Running
@@ -185,6 +188,9 @@ enum Command {
     },
     /// Log-mel spectrograms (librosa-exact) of a WAV file or a directory of WAVs, as float32 .npy [128, frames].
     Features(cli::audio::FeaturesArgs),
+    /// Make a dataset's augmented views (the contrastive family's 33 per training clip) into
+    /// the store the workers read, with a progress bar, ahead of the jobs; resumes where it stopped.
+    Views(cli::audio::ViewsArgs),
     /// Dataset tools.
     #[command(subcommand)]
     Data(DataCommand),
@@ -355,6 +361,7 @@ async fn run(command: Command) -> Result<()> {
             patience_s,
             data,
             cache_dir,
+            view_cache,
         } => {
             if let Some(n) = threads {
                 rayon::ThreadPoolBuilder::new()
@@ -377,6 +384,7 @@ async fn run(command: Command) -> Result<()> {
             cfg.patience = Duration::from_secs_f64(patience_s);
             cfg.token = addr.token;
             cfg.data_root = data;
+            cfg.view_cache = view_cache;
             if let Some(dir) = cache_dir {
                 cfg.cache_dir = dir;
             }
@@ -495,6 +503,7 @@ async fn run(command: Command) -> Result<()> {
             println!("sweep {sweep}: {} jobs re-queued", r.requeued);
         }
         Command::Features(args) => cli::audio::run_features(args)?,
+        Command::Views(args) => cli::audio::run_views(args)?,
         Command::Data(DataCommand::Check(args)) => cli::audio::run_data_check(args)?,
         Command::Synth(args) => cli::audio::run_synth(args)?,
         Command::Separate(args) => cli::separation::run_separate(&args)?,

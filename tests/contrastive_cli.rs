@@ -122,3 +122,87 @@ fingerprint = "{fingerprint}"
     let stores: Vec<_> = std::fs::read_dir(&views).unwrap().collect();
     assert_eq!(stores.len(), 1, "one store for the dataset and setting");
 }
+
+/// Every `.wav` file under `dir`.
+fn wavs_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .map(|p| match p.is_dir() {
+                    true => wavs_under(&p),
+                    false => usize::from(p.extension().is_some_and(|x| x == "wav")),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn asdsweep_views_makes_the_workers_views_ahead_resumes_and_names_a_bad_machine_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fingerprint = synth(&data, "2", "0.5");
+    let root = data.to_str().unwrap();
+    let store = data
+        .join(".asdsweep")
+        .join("views")
+        .join(format!("views-{}-study-s42", &fingerprint[..16]));
+
+    // Six training normals per machine type (two sections of two source clips and one target).
+    let out = asdsweep(&["views", "synth", "--data", root, "--machine-types", "fan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("6 clips of fan (33 views each): 6 made, 0 already there"),
+        "{printed}"
+    );
+    assert!(printed.contains(store.to_str().unwrap()), "{printed}");
+    assert_eq!(wavs_under(&store.join("fan")), 6 * 33);
+    assert_eq!(wavs_under(&store.join("pump")), 0);
+
+    // All machine types: fan's views are found, pump's made.
+    let out = asdsweep(&["views", "synth", "--data", root, "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("12 clips of fan, pump (33 views each): 6 made, 6 already there"),
+        "{printed}"
+    );
+    assert_eq!(wavs_under(&store), 12 * 33);
+
+    // Another cache directory and setting: a store of its own there.
+    let elsewhere = dir.path().join("views");
+    let out = asdsweep(&[
+        "views",
+        "synth",
+        "--data",
+        root,
+        "--machine-types",
+        "pump",
+        "--augmentations",
+        "as_named",
+        "--view-seed",
+        "7",
+        "--view-cache",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let other = elsewhere.join(format!("views-{}-as_named-s7", &fingerprint[..16]));
+    assert_eq!(wavs_under(&other), 6 * 33);
+
+    let out = asdsweep(&["views", "synth", "--data", root, "--machine-types", "fann"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("machine type \"fann\"") && err.contains("machine types there: fan, pump"),
+        "{err}"
+    );
+    let out = asdsweep(&["views", "../outside", "--data", root]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("../outside"),
+        "{}",
+        text(&out.stderr)
+    );
+}

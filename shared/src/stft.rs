@@ -189,27 +189,47 @@ impl Stft {
                 expected: self.bins(),
             });
         }
+        self.inverse_from(frames, length, |f, spectrum| {
+            spectrum
+                .iter_mut()
+                .zip(spec.row(f))
+                .for_each(|(s, v)| *s = *v)
+        })
+    }
+
+    /// [`Stft::inverse`] of `frames` frames that `fill(f, spectrum)` writes one at a time, in
+    /// order (`spectrum` has [`Stft::bins`] values), so that no whole spectrogram is needed.
+    pub fn inverse_from(
+        &self,
+        frames: usize,
+        length: Option<usize>,
+        mut fill: impl FnMut(usize, &mut [Complex64]),
+    ) -> Result<Vec<f64>, StftError> {
         if frames == 0 {
             return Err(StftError::NoFrames);
         }
+        let bins = self.bins();
         let total = self.n_fft + self.hop * (frames - 1);
         let (mut sum, mut envelope) = (vec![0.0; total], vec![0.0; total]);
         let mut spectrum = self.inverse.make_input_vec();
         let mut frame = self.inverse.make_output_vec();
         let mut scratch = self.inverse.make_scratch_vec();
         let scale = 1.0 / self.n_fft as f64;
-        for (f, row) in spec.rows().into_iter().enumerate() {
-            spectrum.iter_mut().zip(row).for_each(|(s, v)| *s = *v);
+        for f in 0..frames {
+            fill(f, &mut spectrum);
             spectrum[0].im = 0.0;
             spectrum[bins - 1].im = 0.0;
             self.inverse
                 .process_with_scratch(&mut spectrum, &mut frame, &mut scratch)
                 .expect("buffers are planned for this size");
-            let start = f * self.hop;
-            for (k, v) in frame.iter().enumerate() {
-                let w = self.window[k];
-                sum[start + k] += v * scale * w;
-                envelope[start + k] += w * w;
+            let span = f * self.hop..f * self.hop + self.n_fft;
+            for ((s, e), (v, w)) in sum[span.clone()]
+                .iter_mut()
+                .zip(&mut envelope[span])
+                .zip(frame.iter().zip(&self.window))
+            {
+                *s += v * scale * w;
+                *e += w * w;
             }
         }
         let start = self.n_fft / 2;

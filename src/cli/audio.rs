@@ -5,11 +5,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use asdsweep_shared::augment::{Augmentations, VIEW_RATE, bench as augment_bench};
+use asdsweep_shared::augment::{Augmentations, VIEW_RATE, VIEWS_PER_CLIP, bench as augment_bench};
 use asdsweep_shared::dataset::{self, Layout};
+use asdsweep_shared::family::contrastive::VIEW_SEED;
 use asdsweep_shared::logmel::{self, LogMelConfig};
+use asdsweep_shared::spec::DatasetSpec;
 use asdsweep_shared::synth::{self, Machine, SynthConfig};
 use asdsweep_shared::{npy, throughput};
+use asdsweep_worker::data::DataRoot;
+use asdsweep_worker::families::contrastive::job::training_views;
+use asdsweep_worker::families::inputs::machine_type_names;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `asdsweep features`: log-mel spectrograms as `.npy`.
@@ -20,6 +25,35 @@ pub struct FeaturesArgs {
     /// Output `.npy` file (for a WAV input) or directory (for a directory input; mirrors the input tree, same stems).
     #[arg(long)]
     pub out: PathBuf,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// `asdsweep views`: a dataset's augmented views, made ahead of the contrastive jobs.
+#[derive(Debug, clap::Args)]
+pub struct ViewsArgs {
+    /// The dataset's directory under `--data` (a spec's `[dataset] path`).
+    #[arg(default_value = ".")]
+    pub dataset: String,
+    /// Dataset root, as the workers' `--data`.
+    #[arg(long, env = "ASDSWEEP_DATA")]
+    pub data: PathBuf,
+    /// Layout (a spec's `[dataset] layout`); detected when omitted.
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Where views are kept, as the workers' `--view-cache` [default: <data>/.asdsweep/views].
+    #[arg(long, env = "ASDSWEEP_VIEW_CACHE")]
+    pub view_cache: Option<PathBuf>,
+    /// Machine types, comma-separated [default: every one in the dataset].
+    #[arg(long, value_delimiter = ',')]
+    pub machine_types: Vec<String>,
+    /// Which reading of the authors' code (a spec's `augmentations`): `study` or `as_named`.
+    #[arg(long, default_value = "study", value_parser = parse_augmentations)]
+    pub augmentations: Augmentations,
+    /// The views' seed (a spec's `view_seed`).
+    #[arg(long, default_value_t = VIEW_SEED)]
+    pub view_seed: u64,
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -239,6 +273,49 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
     if failed > 0 {
         bail!("{failed} file(s) could not be processed (no .npy written for them)");
     }
+    Ok(())
+}
+
+/// Runs `asdsweep views`.
+pub fn run_views(args: ViewsArgs) -> anyhow::Result<()> {
+    let mut data = DataRoot::open(&args.data)?;
+    if let Some(dir) = args.view_cache {
+        data = data.with_view_cache(dir);
+    }
+    let ds = data.dataset(&DatasetSpec {
+        path: args.dataset,
+        layout: args.layout,
+        fingerprint: None,
+    })?;
+    let machine_types = if args.machine_types.is_empty() {
+        machine_type_names(&ds)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    } else {
+        args.machine_types
+    };
+    let (store, clips) = training_views(
+        &data,
+        &ds,
+        &machine_types,
+        args.augmentations,
+        args.view_seed,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let bar = progress(clips.len(), "views");
+    let made = thread_pool(args.threads)?.install(|| store.ensure(&clips, &|| bar.inc(1)));
+    bar.finish_and_clear();
+    let made = made?;
+    println!(
+        "{} clips of {} ({} views each): {} made, {} already there -> {}",
+        clips.len(),
+        machine_types.join(", "),
+        VIEWS_PER_CLIP,
+        made.computed,
+        made.reused,
+        store.dir().display()
+    );
     Ok(())
 }
 

@@ -102,6 +102,7 @@ type DatasetCache = HashMap<(PathBuf, Option<Layout>), Arc<Dataset>>;
 /// The dataset root of a worker, with its caches.
 pub struct DataRoot {
     root: PathBuf,
+    views: PathBuf,
     datasets: Mutex<DatasetCache>,
     features: Mutex<FeatureCache>,
 }
@@ -114,6 +115,7 @@ impl DataRoot {
             source,
         })?;
         Ok(DataRoot {
+            views: root.join(".asdsweep").join("views"),
             root,
             datasets: Mutex::default(),
             features: Mutex::default(),
@@ -123,6 +125,18 @@ impl DataRoot {
     /// The root directory (canonical).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Keeps augmented views (the contrastive family's) under `dir` instead of the default
+    /// `<root>/.asdsweep/views`: for a read-only data mount, or a faster local disk.
+    pub fn with_view_cache(mut self, dir: PathBuf) -> DataRoot {
+        self.views = dir;
+        self
+    }
+
+    /// Where augmented views are kept (see [`DataRoot::with_view_cache`]).
+    pub fn view_cache(&self) -> &Path {
+        &self.views
     }
 
     /// The directory a spec's `dataset.path` names, resolved (links followed) and checked to lie under the root.

@@ -51,6 +51,8 @@ pub struct WorkerConfig {
     pub data_root: Option<PathBuf>,
     /// Where downloaded artifacts (checkpoints) are cached.
     pub cache_dir: PathBuf,
+    /// Where augmented views are kept (`None`: `<data root>/.asdsweep/views`).
+    pub view_cache: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -70,6 +72,7 @@ impl WorkerConfig {
             token: None,
             data_root: None,
             cache_dir: std::env::temp_dir().join("asdsweep-artifact-cache"),
+            view_cache: None,
         }
     }
 }
@@ -472,7 +475,10 @@ pub async fn run_worker(
         .as_deref()
         .map(DataRoot::open)
         .transpose()?
-        .map(Arc::new);
+        .map(|d| match &cfg.view_cache {
+            Some(dir) => Arc::new(d.with_view_cache(dir.clone())),
+            None => Arc::new(d),
+        });
     let shared = Arc::new(Shared {
         client: WorkerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
         artifacts: Artifacts::new(

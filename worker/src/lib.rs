@@ -21,6 +21,7 @@ pub mod data;
 pub mod dropout;
 pub mod execution_loop;
 pub mod families;
+pub mod progress;
 pub mod registry;
 pub mod softmax;
 

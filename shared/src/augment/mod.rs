@@ -113,19 +113,22 @@ pub struct View {
 }
 
 /// The 33 view names in the order [`views`] makes them.
-pub fn view_names() -> Vec<String> {
-    let mut names = Vec::with_capacity(VIEWS_PER_CLIP);
-    for s in PITCH_STEPS {
-        names.push(format!("np{:?}", -s));
-        names.push(format!("pp{s:?}"));
-    }
-    names.extend(SNRS_DB.iter().map(|s| format!("wn{s}")));
-    names.extend(STRETCH_RATES.iter().map(|r| format!("ts{r:?}")));
-    for k in 0..MASK_ITERATIONS {
-        names.push(format!("tm{k}"));
-        names.push(format!("fm{k}"));
-    }
-    names
+pub fn view_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = Vec::with_capacity(VIEWS_PER_CLIP);
+        for s in PITCH_STEPS {
+            names.push(format!("np{:?}", -s));
+            names.push(format!("pp{s:?}"));
+        }
+        names.extend(SNRS_DB.iter().map(|s| format!("wn{s}")));
+        names.extend(STRETCH_RATES.iter().map(|r| format!("ts{r:?}")));
+        for k in 0..MASK_ITERATIONS {
+            names.push(format!("tm{k}"));
+            names.push(format!("fm{k}"));
+        }
+        names
+    })
 }
 
 /// The 33 views of `clip` (16 kHz mono) under `mode`, with noise and mask positions drawn
@@ -146,9 +149,12 @@ pub fn views(clip: &[f32], mode: Augmentations, seed: u64) -> Result<Vec<View>, 
     }
     samples.extend(masked(clip, mode, &mut rng)?);
     Ok(view_names()
-        .into_iter()
+        .iter()
         .zip(samples)
-        .map(|(name, samples)| View { name, samples })
+        .map(|(name, samples)| View {
+            name: name.clone(),
+            samples,
+        })
         .collect())
 }
 
@@ -242,12 +248,12 @@ fn masked(
         .mapv(|c| Complex32::new(c.re as f32, c.im as f32));
     let (frames, bins) = original.dim();
     let inverse = |spec: &Array2<Complex32>| -> Result<Vec<f32>, AugmentError> {
-        let spec = spec.mapv(|c| Complex64::new(c.re.into(), c.im.into()));
-        Ok(stft
-            .inverse(&spec, None)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect())
+        let signal = stft.inverse_from(frames, None, |f, spectrum| {
+            for (s, c) in spectrum.iter_mut().zip(spec.row(f)) {
+                *s = Complex64::new(c.re.into(), c.im.into());
+            }
+        })?;
+        Ok(signal.into_iter().map(|v| v as f32).collect())
     };
     let mut out = Vec::with_capacity(2 * MASK_ITERATIONS);
     match mode {

@@ -10,8 +10,10 @@
 //! Each clip's random draws are seeded by the store's seed and the clip's path, so which
 //! worker makes a clip, and in which order, changes no byte.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -103,7 +105,9 @@ impl ViewStore {
 
     /// Makes and stores the views of every clip that has none yet, clips in parallel;
     /// `on_clip` is called once per clip done (made or found), for a progress bar.
+    /// Temporary directories a killed writer left behind (older than [`STALE`]) are removed.
     pub fn ensure(&self, clips: &[Clip], on_clip: &(dyn Fn() + Sync)) -> Result<Made, StoreError> {
+        self.remove_stale(clips);
         let computed = AtomicUsize::new(0);
         clips.par_iter().try_for_each(|clip| {
             if !self.clip_dir(&clip.key).is_dir() && self.make(clip)? {
@@ -127,8 +131,7 @@ impl ViewStore {
     /// The file of view `index` (0 … 32, in [`view_names`] order) of clip `key`.
     pub fn view_path(&self, key: &str, index: usize) -> Result<PathBuf, StoreError> {
         let name = view_names()
-            .into_iter()
-            .nth(index)
+            .get(index)
             .ok_or(StoreError::NoSuchView { index })?;
         Ok(self.clip_dir(key).join(format!("{name}.wav")))
     }
@@ -142,6 +145,30 @@ impl ViewStore {
                 clip: path.display().to_string(),
                 source,
             })
+    }
+
+    /// Removes the temporary directories older than [`STALE`] beside `clips`' directories
+    /// (best effort: one that cannot be removed stays, and harms nothing).
+    fn remove_stale(&self, clips: &[Clip]) {
+        let parents: BTreeSet<PathBuf> = clips
+            .iter()
+            .filter_map(|c| self.clip_dir(&c.key).parent().map(Path::to_path_buf))
+            .collect();
+        for entry in parents
+            .iter()
+            .filter_map(|p| std::fs::read_dir(p).ok())
+            .flatten()
+            .flatten()
+        {
+            let stale = entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+            if stale {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     fn clip_dir(&self, key: &str) -> PathBuf {
@@ -203,12 +230,19 @@ impl ViewStore {
     }
 }
 
+/// The name prefix of a clip's directory while it is being written.
+const TMP_PREFIX: &str = ".tmp-";
+
+/// Age beyond which a temporary directory is a dead writer's: making one clip's views takes
+/// well under a second per 10 s of audio.
+pub const STALE: Duration = Duration::from_secs(3600);
+
 /// A new, uniquely named hidden directory in `parent`.
 fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = parent.join(format!(".tmp-{}-{n}", std::process::id()));
+        let path = parent.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
         match std::fs::create_dir(&path) {
             Ok(()) => return Ok(path),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -386,6 +420,35 @@ mod tests {
             }
         );
         assert!(store.is_complete(&clips));
+    }
+
+    #[test]
+    fn a_dead_writers_old_temporary_directory_is_removed_and_a_live_ones_kept() {
+        let data = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let clips = clips(data.path());
+        let store = ViewStore::new(cache.path(), "feed", Augmentations::Study, 1);
+        let parent = store.dir().join("fan/train");
+        let (dead, live) = (parent.join(".tmp-1-0"), parent.join(".tmp-2-0"));
+        for d in [&dead, &live] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("np-3.0.wav"), b"half").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
+        std::fs::File::open(&dead)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        store.ensure(&clips[..1], &|| ()).unwrap();
+        assert!(
+            !dead.exists(),
+            "a temporary directory older than STALE is removed"
+        );
+        assert!(
+            live.join("np-3.0.wav").exists(),
+            "a recent one is left alone"
+        );
+        assert!(store.is_complete(&clips[..1]));
     }
 
     #[test]

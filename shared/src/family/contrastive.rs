@@ -22,6 +22,9 @@ pub const PROXY: ProxyMetric = ProxyMetric {
 /// A further metric of its result: mean squared distance between a pair's two embeddings.
 pub const ALIGNMENT: &str = "alignment";
 
+/// The views' seed when a spec names none.
+pub const VIEW_SEED: u64 = 42;
+
 /// The self-supervised objective, which also names the family by default (the study's
 /// "SimCLR" and "SimSiam").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +125,7 @@ mod defaults {
         128
     }
     pub fn view_seed() -> u64 {
-        42
+        super::VIEW_SEED
     }
 }
 

@@ -53,8 +53,8 @@ pub fn training_normals<'a>(
     Ok(normals)
 }
 
-/// Machine types the dataset holds, for error messages.
-pub fn machine_types(ds: &Dataset) -> String {
+/// The machine types the dataset holds, sorted.
+pub fn machine_type_names(ds: &Dataset) -> Vec<&str> {
     let mut types: Vec<&str> = ds
         .manifest
         .entries
@@ -63,6 +63,12 @@ pub fn machine_types(ds: &Dataset) -> String {
         .collect();
     types.sort_unstable();
     types.dedup();
+    types
+}
+
+/// Machine types the dataset holds, for error messages.
+pub fn machine_types(ds: &Dataset) -> String {
+    let types = machine_type_names(ds);
     if types.is_empty() {
         "none".into()
     } else {

@@ -6,19 +6,20 @@
 //! alignment in the result's `extra`. `eval` (one per machine type) embeds each clip's
 //! whole log-mel with the backbone for the probes and reports the recorded uniformity.
 
-use std::path::PathBuf;
+use std::borrow::Borrow;
 
 use super::{
     Contrastive as Model, ContrastiveConfig, ContrastiveTrainingConfig, Views, view_pairs,
 };
 use crate::data::{DataRoot, Dataset};
 use crate::families::checkpoint::Checkpoint;
-use crate::families::inputs::{clips, machine_types};
+use crate::families::inputs::{self, clips};
 use crate::families::resnet::ResNetConfig;
 use crate::families::skeleton::{EvalInput, Evaluate, Measured, Train, TrainInput, Trained};
 use crate::families::training::{EpochReporter, Ran};
+use crate::progress::ProgressLog;
 use crate::registry::JobError;
-use asdsweep_shared::augment::{Clip, VIEW_RATE, ViewStore};
+use asdsweep_shared::augment::{Augmentations, Clip, VIEW_RATE, ViewStore};
 use asdsweep_shared::dataset::{Entry, Label, Split};
 use asdsweep_shared::family::contrastive::{ALIGNMENT, KIND, PROXY, Params};
 use asdsweep_shared::family::{Kind, ProxyMetric, Schedule};
@@ -37,27 +38,74 @@ const UNIFORMITY_STREAM: u64 = u64::MAX;
 #[derive(Debug, Clone, Copy)]
 pub struct Contrastive;
 
-/// Where a worker keeps the views of its datasets.
-pub fn view_cache(data: &DataRoot) -> PathBuf {
-    data.root().join(".asdsweep").join("views")
+/// The views contrastive jobs over `machine_types` of `ds` train on, with `mode` and `seed`:
+/// the store under the data root's view cache, and every machine type's training normals,
+/// sorted by path. `asdsweep views` makes the same ones ahead of the jobs.
+pub fn training_views(
+    data: &DataRoot,
+    ds: &Dataset,
+    machine_types: &[String],
+    mode: Augmentations,
+    seed: u64,
+) -> Result<(ViewStore, Vec<Clip>), String> {
+    let mut entries = Vec::new();
+    for machine in machine_types {
+        let normals = clips(ds, machine, Split::Train, Some(Label::Normal));
+        if normals.is_empty() {
+            return Err(format!(
+                "machine type \"{machine}\" has no training normals in {} (machine types there: {})",
+                ds.manifest.root.display(),
+                inputs::machine_types(ds)
+            ));
+        }
+        entries.extend(normals);
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let clips = entries
+        .iter()
+        .map(|e| Clip {
+            key: e.path.clone(),
+            path: ds.manifest.full_path(e),
+        })
+        .collect();
+    let store = ViewStore::new(data.view_cache(), &ds.fingerprint, mode, seed);
+    Ok((store, clips))
 }
 
-/// The backbone's embedding `[1, D]` of one log-mel `[mels, frames]`, on `device`.
-fn embed_one(model: &Model, logmel: &Array2<f32>, device: &Device) -> Vec<f64> {
-    let (mels, frames) = logmel.dim();
-    let x = Tensor::<4>::from_data(
-        TensorData::new(
-            logmel.iter().copied().collect::<Vec<_>>(),
-            [1, 1, mels, frames],
-        ),
-        device,
-    );
-    model
-        .embed(x)
-        .into_data()
-        .iter::<f32>()
-        .map(f64::from)
-        .collect()
+/// Log-mels embedded together (as one batch) when they have the same shape.
+const EMBED_BATCH: usize = 16;
+
+/// The backbone's embedding of each log-mel `[mels, frames]`, in order, on `device`: runs of
+/// equally shaped log-mels go through the backbone together, up to [`EMBED_BATCH`] at a time
+/// (batch normalisation is in evaluation mode, so a clip's embedding does not depend on its
+/// batch).
+fn embed<L: Borrow<Array2<f32>>>(model: &Model, logmels: &[L], device: &Device) -> Vec<Vec<f64>> {
+    let dim = model.embedding_dim();
+    let mut out = Vec::with_capacity(logmels.len());
+    let mut rest = logmels;
+    while let Some(first) = rest.first() {
+        let shape = first.borrow().dim();
+        let n = rest
+            .iter()
+            .take(EMBED_BATCH)
+            .take_while(|lm: &&L| (*lm).borrow().dim() == shape)
+            .count();
+        let (batch, after) = rest.split_at(n);
+        let values: Vec<f32> = batch
+            .iter()
+            .flat_map(|lm| lm.borrow().iter().copied())
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(values, [n, 1, shape.0, shape.1]), device);
+        let embedded: Vec<f64> = model
+            .embed(x)
+            .into_data()
+            .iter::<f32>()
+            .map(f64::from)
+            .collect();
+        out.extend(embedded.chunks(dim).map(<[f64]>::to_vec));
+        rest = after;
+    }
+    out
 }
 
 /// The stored views of a job's training clips, read as log-mels.
@@ -107,9 +155,16 @@ fn geometry(
     let pairs = view_pairs(views.clips.len(), seed, UNIFORMITY_STREAM);
     let dim = model.embedding_dim();
     let (mut first, mut second) = (Vec::new(), Vec::new());
-    for (clip, &(a, b)) in pairs.iter().enumerate() {
-        first.extend(embed_one(model, &views.read(clip, a, None)?, device));
-        second.extend(embed_one(model, &views.read(clip, b, None)?, device));
+    for (clips, chunk) in pairs.chunks(EMBED_BATCH).enumerate() {
+        let read = |pick: fn(&(usize, usize)) -> usize| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, pair)| views.read(clips * EMBED_BATCH + i, pick(pair), None))
+                .collect::<Result<Vec<_>, String>>()
+        };
+        first.extend(embed(model, &read(|p| p.0)?, device).concat());
+        second.extend(embed(model, &read(|p| p.1)?, device).concat());
     }
     let matrix = |v: Vec<f64>| Array2::from_shape_vec((pairs.len(), dim), v);
     let (first, second) = (
@@ -120,24 +175,6 @@ fn geometry(
         uniformity(first.view()).map_err(|e| e.to_string())?,
         alignment(first.view(), second.view()).map_err(|e| e.to_string())?,
     ))
-}
-
-/// Every machine type's training normals, sorted by path.
-fn training_clips<'a>(ds: &'a Dataset, p: &Params, key: &str) -> Result<Vec<&'a Entry>, JobError> {
-    let mut all = Vec::new();
-    for machine in &p.machine_types {
-        let normals = clips(ds, machine, Split::Train, Some(Label::Normal));
-        if normals.is_empty() {
-            return Err(JobError::permanent(format!(
-                "job {key}: machine type \"{machine}\" has no training normals in {} (machine types there: {})",
-                ds.manifest.root.display(),
-                machine_types(ds)
-            )));
-        }
-        all.extend(normals);
-    }
-    all.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(all)
 }
 
 impl Evaluate for Contrastive {
@@ -165,10 +202,9 @@ impl Evaluate for Contrastive {
             .data
             .logmels(input.ds, set, input.params.n_mels)
             .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
-        logmels
-            .iter()
-            .map(|lm| {
-                let row = embed_one(model, lm, input.device);
+        embed(model, &logmels, input.device)
+            .into_iter()
+            .map(|row| {
                 Array2::from_shape_vec((1, row.len()), row)
                     .map_err(|e| JobError::retryable(format!("job {k}: {e}")))
             })
@@ -219,31 +255,26 @@ impl Train for Contrastive {
             resume,
             ..
         } = input;
-        let entries = training_clips(&ds, &params, &k)?;
-        let store = ViewStore::new(
-            &view_cache(&data),
-            &ds.fingerprint,
+        let (store, clips) = training_views(
+            &data,
+            &ds,
+            &params.machine_types,
             params.augmentations,
             params.view_seed,
-        );
-        let clips: Vec<Clip> = entries
+        )
+        .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
+        let lengths = clips
             .iter()
-            .map(|e| Clip {
-                key: e.path.clone(),
-                path: ds.manifest.full_path(e),
-            })
-            .collect();
-        let lengths = entries
-            .iter()
-            .map(|e| {
-                asdsweep_shared::audio::read_wav_info(&ds.manifest.full_path(e))
+            .map(|c| {
+                asdsweep_shared::audio::read_wav_info(&c.path)
                     .map(|info| (info.duration_s() * f64::from(VIEW_RATE)).round() as usize)
                     .map_err(|err| JobError::permanent(format!("job {k}: {err}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         tracing::info!(job = %k, clips = clips.len(), store = %store.dir().display(), "making views");
+        let progress = ProgressLog::new(&k, "making views", clips.len());
         let made = store
-            .ensure(&clips, &|| ())
+            .ensure(&clips, &|| progress.tick())
             .map_err(|e| JobError::permanent(format!("job {k}: {e}")))?;
         tracing::info!(job = %k, computed = made.computed, reused = made.reused, "views ready");
         let views = StoredViews {
