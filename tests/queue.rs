@@ -941,6 +941,34 @@ async fn two_coordinators_on_one_postgres_never_run_a_job_twice() {
     h.cleanup().await;
 }
 
+/// Coordinators started at the same moment on an empty Postgres schema all come up (the
+/// Kubernetes manifest starts two replicas so): the migrations take turns under an advisory
+/// lock instead of racing to create the same tables and types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinators_started_at_once_on_an_empty_postgres_schema_all_come_up() {
+    let h = Harness::postgres("migrate_at_once");
+    let opened = futures::future::join_all(
+        (0..4).map(|_| asdsweep_coordinator::store::Store::open(&h.db_url, h.schema.as_deref())),
+    )
+    .await;
+    for (i, store) in opened.iter().enumerate() {
+        if let Err(e) = store {
+            panic!("store {i} failed to open: {e:#}");
+        }
+    }
+    let store = opened.into_iter().next().unwrap().unwrap();
+    let applied = count(&store, "SELECT COUNT(*) AS n FROM seaql_migrations").await;
+    let sqlite = Harness::sqlite();
+    let every = count(
+        &sqlite.store().await,
+        "SELECT COUNT(*) AS n FROM seaql_migrations",
+    )
+    .await;
+    assert!(every > 0);
+    assert_eq!(applied, every, "every migration applied, once");
+    h.cleanup().await;
+}
+
 #[test]
 fn the_demo_spec_in_the_repository_is_valid() {
     let spec = Spec::from_path(std::path::Path::new(concat!(

@@ -500,6 +500,47 @@ struct BackendRow {
     backend: String,
 }
 
+/// Creates the schema and applies the migrations on Postgres under an advisory lock held
+/// by a connection of its own, so that coordinators started at the same moment on an empty
+/// database take turns (the first migrates, the others find it done) instead of racing to
+/// create the same tables and types. The lock is per schema; a session's advisory lock is
+/// released with its connection, so a coordinator killed while migrating holds nobody up.
+async fn migrate_postgres(
+    url: &str,
+    db: &DatabaseConnection,
+    schema: Option<&str>,
+) -> Result<()> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .max_connections(1)
+        .min_connections(1);
+    let lock = Database::connect(opts).await?;
+    // `schema` passed `check_schema_name`: a plain identifier, safe inside the literal.
+    let key = format!(
+        "hashtextextended('asdsweep migrations {}', 0)",
+        schema.unwrap_or("public")
+    );
+    lock.execute_unprepared(&format!("SELECT pg_advisory_lock({key})"))
+        .await?;
+    let migrated = async {
+        if let Some(schema) = schema {
+            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await?;
+        }
+        Migrator::up(db, None).await
+    }
+    .await;
+    let unlocked = lock
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({key})"))
+        .await;
+    let closed = lock.close().await;
+    migrated?;
+    unlocked?;
+    closed?;
+    Ok(())
+}
+
 impl Store {
     /// Connects to a sea-orm URL (`sqlite://PATH?mode=rwc`, `postgres://…`) and
     /// applies the migrations. `schema` selects a Postgres schema (created if
@@ -529,11 +570,10 @@ impl Store {
             }
         }
         let db = Database::connect(opts).await?;
-        if let (Some(schema), DbBackend::Postgres) = (schema, db.get_database_backend()) {
-            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .await?;
+        match db.get_database_backend() {
+            DbBackend::Postgres => migrate_postgres(url, &db, schema).await?,
+            _ => Migrator::up(&db, None).await?,
         }
-        Migrator::up(&db, None).await?;
         let writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(group_commit(db.clone(), rx));
