@@ -186,6 +186,18 @@ enum Command {
         #[arg(long)]
         dead: bool,
     },
+    /// Workers seen lately: live ones and lost ones (no heartbeat for a minute), with
+    /// backend, device, the job each holds and when each was last heard from.
+    Workers {
+        #[command(flatten)]
+        addr: CoordinatorAddr,
+        /// List lost workers last seen up to this many hours ago.
+        #[arg(long, default_value_t = 24.0)]
+        lost_within_h: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Log-mel spectrograms (librosa-exact) of a WAV file or a directory of WAVs, as float32 .npy [128, frames].
     Features(cli::audio::FeaturesArgs),
     /// Make a dataset's augmented views (the contrastive family's 33 per training clip) into
@@ -194,6 +206,9 @@ enum Command {
     /// Dataset tools.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Queue database tools.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Generate a synthetic DCASE 2022-style machine-sound dataset.
     Synth(cli::audio::SynthArgs),
     /// Per-section AUC and pAUC (McClish and raw) of a `section,label,score` CSV.
@@ -242,6 +257,23 @@ struct RunArgs {
 enum DataCommand {
     /// Per device/section/split/label counts, durations and rates, and every problem with its path.
     Check(cli::audio::DataCheckArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Copy a SQLite queue database into a new FILE, online and consistent (a coordinator may
+    /// keep running); Postgres databases are backed up with pg_dump.
+    Backup {
+        /// Database URL, as `serve --db`.
+        #[arg(
+            long,
+            env = "ASDSWEEP_DB",
+            default_value = "sqlite://asdsweep.db?mode=rwc"
+        )]
+        db: String,
+        /// The backup file to create (it must not exist).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -435,6 +467,36 @@ async fn run(command: Command) -> Result<()> {
                 .into_inner();
             print!("{}", operator::render_status(&r));
         }
+        Command::Workers {
+            addr,
+            lost_within_h,
+            json,
+        } => {
+            if !(lost_within_h.is_finite() && lost_within_h > 0.0) {
+                anyhow::bail!(
+                    "--lost-within-h {lost_within_h}: expected a positive number of hours"
+                );
+            }
+            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+                .await?
+                .workers(pb::WorkersRequest {
+                    lost_within_ms: (lost_within_h * 3_600_000.0).round() as i64,
+                })
+                .await
+                .map_err(operator::Error::from)?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&operator::workers_json(&r))?
+                );
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                print!("{}", operator::render_workers(&r, now));
+            }
+        }
         Command::Results {
             addr,
             sweep,
@@ -505,6 +567,10 @@ async fn run(command: Command) -> Result<()> {
         Command::Features(args) => cli::audio::run_features(args)?,
         Command::Views(args) => cli::audio::run_views(args)?,
         Command::Data(DataCommand::Check(args)) => cli::audio::run_data_check(args)?,
+        Command::Db(DbCommand::Backup { db, file }) => {
+            let bytes = asdsweep_coordinator::backup::backup_sqlite(&db, &file).await?;
+            println!("{} -> {} ({bytes} bytes)", db, file.display());
+        }
         Command::Synth(args) => cli::audio::run_synth(args)?,
         Command::Separate(args) => cli::separation::run_separate(&args)?,
         Command::Mix(args) => cli::separation::run_mix(&args)?,

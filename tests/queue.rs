@@ -29,7 +29,102 @@ on_sqlite_and_postgres!(
     a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused,
     jobs_are_leased_only_to_workers_with_a_backend_their_family_allows,
     further_metrics_and_the_proxy_direction_are_stored_with_their_result_all_or_nothing,
+    workers_lists_live_workers_with_their_job_and_lost_ones_within_the_window,
 );
+
+async fn workers_lists_live_workers_with_their_job_and_lost_ones_within_the_window(h: &Harness) {
+    use sea_orm::ConnectionTrait;
+    let coord = h.coordinator().await;
+    launch(&coord.url(), &noop_spec("w", 1, 1, "", "")).await;
+    let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
+    let mut register = async |name: &str| {
+        client
+            .register(pb::RegisterRequest {
+                name: name.into(),
+                capabilities: Some(pb::Capabilities {
+                    backend: "flex".into(),
+                    device: "cpu".into(),
+                    kinds: vec!["noop".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id
+    };
+    let (busy, gone, ancient) = (
+        register("busy").await,
+        register("gone").await,
+        register("ancient").await,
+    );
+    let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
+    let lease = client
+        .lease(pb::LeaseRequest {
+            worker_id: busy.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .expect("the one job");
+    let store = h.store().await;
+    for (id, hours) in [(&gone, 2), (&ancient, 72)] {
+        store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE workers SET last_seen_ms = last_seen_ms - {} WHERE id = '{id}'",
+                hours * 3_600_000
+            ))
+            .await
+            .unwrap();
+    }
+    let mut sweeps = SweepServiceClient::connect(coord.url()).await.unwrap();
+    let listed = |within: i64| {
+        let mut sweeps = sweeps.clone();
+        async move {
+            sweeps
+                .workers(pb::WorkersRequest {
+                    lost_within_ms: within,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .workers
+        }
+    };
+    let day = listed(0).await;
+    let names: Vec<(&str, bool)> = day.iter().map(|w| (w.name.as_str(), w.live)).collect();
+    assert_eq!(names, [("busy", true), ("gone", false)]);
+    assert_eq!(
+        day[0].current_job.as_deref(),
+        Some(lease.job.unwrap().job_key.as_str())
+    );
+    assert_eq!(
+        (day[0].backend.as_str(), day[0].device.as_str()),
+        ("flex", "cpu")
+    );
+    assert_eq!(day[1].current_job, None);
+    assert!(day[1].last_seen_ms < day[0].last_seen_ms - 7_000_000);
+    let names: Vec<String> = listed(4 * 24 * 3_600_000)
+        .await
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["busy", "ancient", "gone"]);
+    let err = sweeps
+        .workers(pb::WorkersRequest { lost_within_ms: -1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("lost_within_ms"),
+        "{}",
+        err.message()
+    );
+    coord.shutdown().await;
+}
 
 async fn further_metrics_and_the_proxy_direction_are_stored_with_their_result_all_or_nothing(
     h: &Harness,

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod backup;
 pub mod bench;
 pub mod entity;
 pub mod error;

@@ -209,6 +209,87 @@ pub fn render_status(s: &pb::StatusResponse) -> String {
     out
 }
 
+/// `asdsweep workers`: one line per worker, live ones first, with how long ago each was
+/// last heard from (`now_ms`: the time to measure from).
+pub fn render_workers(r: &pb::WorkersResponse, now_ms: i64) -> String {
+    let live = r.workers.iter().filter(|w| w.live).count();
+    let mut out = format!(
+        "{live} live, {} lost (no heartbeat for a minute)\n",
+        r.workers.len() - live
+    );
+    if r.workers.is_empty() {
+        return out;
+    }
+    let rows: Vec<[String; 7]> = r
+        .workers
+        .iter()
+        .map(|w| {
+            [
+                w.name.clone(),
+                w.worker_id.clone(),
+                if w.live { "live" } else { "lost" }.to_owned(),
+                w.backend.clone(),
+                w.device.clone(),
+                w.current_job.clone().unwrap_or_else(|| "-".into()),
+                format!(
+                    "{} ago",
+                    human_duration((now_ms - w.last_seen_ms).max(0) as f64 / 1000.0)
+                ),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "ID",
+        "STATE",
+        "BACKEND",
+        "DEVICE",
+        "JOB",
+        "LAST HEARTBEAT",
+    ];
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    out.push_str(&line(header.to_vec()));
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `asdsweep workers --json`: one object per worker, times in Unix milliseconds.
+pub fn workers_json(r: &pb::WorkersResponse) -> serde_json::Value {
+    r.workers
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "name": w.name,
+                "worker_id": w.worker_id,
+                "live": w.live,
+                "backend": w.backend,
+                "device": w.device,
+                "current_job": w.current_job,
+                "last_seen_ms": w.last_seen_ms,
+                "registered_at_ms": w.registered_at_ms,
+            })
+        })
+        .collect()
+}
+
 fn human_duration(s: f64) -> String {
     let s = s.round() as u64;
     match s {
@@ -649,6 +730,52 @@ mod tests {
             error: error.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn workers_are_listed_live_then_lost_with_their_job_and_last_heartbeat() {
+        let worker = |name: &str, live: bool, job: Option<&str>, seen_s_ago: i64| pb::WorkerInfo {
+            worker_id: format!("w-{name}"),
+            name: name.into(),
+            backend: "flex".into(),
+            device: "cpu".into(),
+            last_seen_ms: 1_000_000 - 1000 * seen_s_ago,
+            current_job: job.map(String::from),
+            live,
+            registered_at_ms: 0,
+        };
+        let r = pb::WorkersResponse {
+            workers: vec![
+                worker("gpu-a", true, Some("ae/c1/fan/train"), 2),
+                worker("gpu-b", false, None, 7300),
+            ],
+        };
+        let out = render_workers(&r, 1_000_000);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "1 live, 1 lost (no heartbeat for a minute)");
+        assert!(
+            lines[1].starts_with("NAME   ID       STATE  BACKEND"),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("live")
+                && lines[2].contains("ae/c1/fan/train")
+                && lines[2].ends_with("2s ago"),
+            "{out}"
+        );
+        assert!(
+            lines[3].contains("lost")
+                && lines[3].contains(" - ")
+                && lines[3].ends_with("2h01m ago"),
+            "{out}"
+        );
+        let json = workers_json(&r);
+        assert_eq!(json[1]["live"], false);
+        assert_eq!(json[0]["current_job"], "ae/c1/fan/train");
+        assert_eq!(
+            render_workers(&pb::WorkersResponse::default(), 0),
+            "0 live, 0 lost (no heartbeat for a minute)\n"
+        );
     }
 
     #[test]

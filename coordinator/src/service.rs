@@ -2,7 +2,7 @@
 //! [`crate::store`]; errors become statuses in `impl From<Error> for Status`.
 
 use crate::artifact::ArtifactStore;
-use crate::entity::job;
+use crate::entity::{job, worker};
 use crate::error::Error;
 use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
 use crate::queue::SweepState;
@@ -26,6 +26,22 @@ use tonic::{Request, Response, Status, Streaming};
 const IDLE_RETRY_MS: u32 = 200;
 /// A worker is "live" if it called within this window.
 const LIVE_WINDOW_MS: i64 = 60_000;
+/// How far back `Workers` lists lost workers unless asked otherwise: a day.
+const LOST_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// A worker as operators see it: live when seen since `live_since`.
+fn worker_info(w: worker::Model, current_job: Option<String>, live_since: i64) -> pb::WorkerInfo {
+    pb::WorkerInfo {
+        live: w.last_seen_ms >= live_since,
+        worker_id: w.id.0,
+        name: w.name,
+        backend: w.backend,
+        device: w.device,
+        last_seen_ms: w.last_seen_ms,
+        registered_at_ms: w.registered_at_ms,
+        current_job,
+    }
+}
 /// Size of the chunks artifacts are streamed in.
 const CHUNK_BYTES: usize = 256 * 1024;
 
@@ -383,17 +399,42 @@ impl SweepService for Services {
                 .collect();
             out.sweeps.push(status);
         }
-        for (w, current_job) in self.store.live_workers(now_ms() - LIVE_WINDOW_MS).await? {
-            out.live_workers.push(pb::WorkerInfo {
-                worker_id: w.id.0,
-                name: w.name,
-                backend: w.backend,
-                device: w.device,
-                last_seen_ms: w.last_seen_ms,
-                current_job,
-            });
-        }
+        let live_since = now_ms() - LIVE_WINDOW_MS;
+        out.live_workers = self
+            .store
+            .workers_seen_since(live_since)
+            .await?
+            .into_iter()
+            .map(|(w, job)| worker_info(w, job, live_since))
+            .collect();
         Ok(Response::new(out))
+    }
+
+    async fn workers(
+        &self,
+        req: Request<pb::WorkersRequest>,
+    ) -> Result<Response<pb::WorkersResponse>, Status> {
+        let within = match req.into_inner().lost_within_ms {
+            0 => LOST_WINDOW_MS,
+            ms if ms > 0 => ms.max(LIVE_WINDOW_MS),
+            ms => {
+                return Err(Status::invalid_argument(format!(
+                    "lost_within_ms is {ms}: expected 0 (one day) or a positive number of milliseconds"
+                )));
+            }
+        };
+        let now = now_ms();
+        let live_since = now - LIVE_WINDOW_MS;
+        let mut workers: Vec<pb::WorkerInfo> = self
+            .store
+            .workers_seen_since(now - within)
+            .await?
+            .into_iter()
+            .map(|(w, job)| worker_info(w, job, live_since))
+            .collect();
+        // Live first; the store already sorts by name.
+        workers.sort_by_key(|w| !w.live);
+        Ok(Response::new(pb::WorkersResponse { workers }))
     }
 
     async fn results(

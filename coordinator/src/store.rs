@@ -505,11 +505,7 @@ struct BackendRow {
 /// database take turns (the first migrates, the others find it done) instead of racing to
 /// create the same tables and types. The lock is per schema; a session's advisory lock is
 /// released with its connection, so a coordinator killed while migrating holds nobody up.
-async fn migrate_postgres(
-    url: &str,
-    db: &DatabaseConnection,
-    schema: Option<&str>,
-) -> Result<()> {
+async fn migrate_postgres(url: &str, db: &DatabaseConnection, schema: Option<&str>) -> Result<()> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
@@ -977,7 +973,7 @@ impl Store {
     }
 
     /// Workers seen since `since_ms`, each with the key of a job it holds a lease on.
-    pub async fn live_workers(
+    pub async fn workers_seen_since(
         &self,
         since_ms: i64,
     ) -> Result<Vec<(worker::Model, Option<String>)>> {
