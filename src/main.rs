@@ -71,6 +71,10 @@ enum Command {
         /// Require this bearer token on every call (workers and operators pass it with --token).
         #[arg(long, env = "ASDSWEEP_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// How often the gRPC health service (grpc.health.v1, open without a token, for
+        /// readiness probes) checks that the database answers, in milliseconds.
+        #[arg(long, default_value_t = 5_000)]
+        health_ms: u64,
     },
     /// Run a worker: lease jobs from a coordinator and run them until stopped (SIGTERM/Ctrl-C hands the running lease back).
     Worker {
@@ -365,6 +369,7 @@ async fn run(command: Command) -> Result<()> {
             heartbeat_ms,
             reap_ms,
             token,
+            health_ms,
         } => {
             let cfg = CoordinatorConfig {
                 db_url: db,
@@ -374,6 +379,7 @@ async fn run(command: Command) -> Result<()> {
                 reap_interval: Duration::from_millis(reap_ms.max(10)),
                 heartbeat_interval: Duration::from_millis(heartbeat_ms.max(100)),
                 token,
+                health_interval: Duration::from_millis(health_ms.max(10)),
             };
             Coordinator::start(cfg)
                 .await

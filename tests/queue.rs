@@ -30,7 +30,61 @@ on_sqlite_and_postgres!(
     jobs_are_leased_only_to_workers_with_a_backend_their_family_allows,
     further_metrics_and_the_proxy_direction_are_stored_with_their_result_all_or_nothing,
     workers_lists_live_workers_with_their_job_and_lost_ones_within_the_window,
+    the_health_service_serves_while_the_database_answers_and_not_after,
 );
+
+async fn the_health_service_serves_while_the_database_answers_and_not_after(h: &Harness) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut cfg = h.config(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.token = Some("operators-only".into());
+    let coord = asdsweep_coordinator::Coordinator::start(cfg).await.unwrap();
+    // No token: probes carry none.
+    let channel = tonic::transport::Channel::from_shared(coord.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = HealthClient::new(channel);
+    let status = |service: &str| {
+        let mut health = health.clone();
+        let service = service.to_owned();
+        async move {
+            health
+                .check(HealthCheckRequest { service })
+                .await
+                .map(|r| r.into_inner().status())
+        }
+    };
+    for service in ["", "asdsweep.v1.SweepService", "asdsweep.v1.WorkerService"] {
+        assert_eq!(
+            status(service).await.unwrap(),
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+    let unknown = status("no.such.Service").await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    // The database goes away: within a few checks the coordinator says so.
+    coord.store().close().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = status("").await.unwrap();
+        if s == ServingStatus::NotServing {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {s:?} after the database closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status("asdsweep.v1.SweepService").await.unwrap(),
+        ServingStatus::NotServing
+    );
+    coord.shutdown().await;
+}
 
 async fn workers_lists_live_workers_with_their_job_and_lost_ones_within_the_window(h: &Harness) {
     use sea_orm::ConnectionTrait;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
 
 use crate::error::{Error, Result};
+use crate::server::redact;
 
 /// Copies the SQLite database at `url` (`sqlite://PATH…`) into the new file `dest`; returns
 /// the copy's size in bytes. Refuses a Postgres URL (naming `pg_dump`) and an existing `dest`.
@@ -94,33 +95,10 @@ fn temporary_beside(dest: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!(".{name}.partial-{}", std::process::id())))
 }
 
-/// The URL without a password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::Store;
-
-    #[test]
-    fn passwords_are_kept_out_of_messages() {
-        assert_eq!(
-            redact("postgres://ops:s3cret@db:5432/q"),
-            "postgres://ops:***@db:5432/q"
-        );
-        assert_eq!(redact("postgres://ops@db/q"), "postgres://ops@db/q");
-    }
 
     #[tokio::test]
     async fn a_backup_of_a_database_in_use_holds_every_row_and_refuses_to_overwrite() {

@@ -37,6 +37,8 @@ pub struct CoordinatorConfig {
     pub heartbeat_interval: Duration,
     /// Bearer token every call must carry (`None`: no authentication).
     pub token: Option<String>,
+    /// How often the health service (`grpc.health.v1`) checks that the database answers.
+    pub health_interval: Duration,
 }
 
 impl CoordinatorConfig {
@@ -50,6 +52,7 @@ impl CoordinatorConfig {
             reap_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(5),
             token: None,
+            health_interval: Duration::from_secs(5),
         }
     }
 }
@@ -61,6 +64,7 @@ pub struct Coordinator {
     stop: CancellationToken,
     server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     reaper: JoinHandle<()>,
+    health: JoinHandle<()>,
 }
 
 impl Coordinator {
@@ -90,10 +94,13 @@ impl Coordinator {
         let services = Services::new(store.clone(), artifacts, heartbeat_ms);
         let stop = CancellationToken::new();
         let auth = RequireBearer::new(cfg.token.clone());
+        let (reporter, health_service) = tonic_health::server::health_reporter();
         let server = tokio::spawn({
             let stop = stop.clone();
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                // Probes (Kubernetes, load balancers) carry no token: health is open to all.
+                .add_service(health_service)
                 .add_service(InterceptedService::new(
                     WorkerServiceServer::new(services.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -115,6 +122,12 @@ impl Coordinator {
                 )
         });
         let reaper = tokio::spawn(reap_loop(store.clone(), cfg.reap_interval, stop.clone()));
+        let health = tokio::spawn(health_loop(
+            store.clone(),
+            reporter,
+            cfg.health_interval,
+            stop.clone(),
+        ));
         tracing::info!(%addr, db = %redact(&cfg.db_url), "coordinator serving");
         Ok(Coordinator {
             addr,
@@ -122,6 +135,7 @@ impl Coordinator {
             stop,
             server,
             reaper,
+            health,
         })
     }
 
@@ -145,6 +159,7 @@ impl Coordinator {
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.reaper.await;
+        let _ = self.health.await;
         match self.server.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "server task failed"),
@@ -173,6 +188,49 @@ async fn reap_loop(store: Store, every: Duration, stop: CancellationToken) {
         }
         if let Err(e) = store.reap_expired().await {
             tracing::warn!(error = %e, "reaping expired leases failed; will retry");
+        }
+    }
+}
+
+/// The health service's statuses, kept to whether the database answers: every `every`,
+/// a ping; SERVING for the server ("") and each of its services when it does, NOT_SERVING
+/// when it does not (a readiness probe then takes the coordinator out of rotation).
+async fn health_loop(
+    store: Store,
+    reporter: tonic_health::server::HealthReporter,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    let names = [
+        "",
+        <WorkerServiceServer<Services> as NamedService>::NAME,
+        <SweepServiceServer<Services> as NamedService>::NAME,
+        <ArtifactServiceServer<Services> as NamedService>::NAME,
+    ];
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ping = store.connection().ping().await;
+        let status = match &ping {
+            Ok(()) => ServingStatus::Serving,
+            Err(_) => ServingStatus::NotServing,
+        };
+        if last != Some(status) {
+            match &ping {
+                Ok(()) => tracing::info!("database answers: serving"),
+                Err(e) => tracing::warn!(error = %e, "database does not answer: not serving"),
+            }
+            for name in names {
+                reporter.set_service_status(name, status).await;
+            }
+            last = Some(status);
         }
     }
 }

@@ -66,6 +66,7 @@ impl Harness {
         c.artifact_dir = self.dir.path().join("artifacts");
         c.reap_interval = Duration::from_millis(100);
         c.heartbeat_interval = Duration::from_millis(200);
+        c.health_interval = Duration::from_millis(100);
         c
     }
 
