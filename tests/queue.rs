@@ -31,7 +31,78 @@ on_sqlite_and_postgres!(
     further_metrics_and_the_proxy_direction_are_stored_with_their_result_all_or_nothing,
     workers_lists_live_workers_with_their_job_and_lost_ones_within_the_window,
     the_health_service_serves_while_the_database_answers_and_not_after,
+    a_drained_worker_reports_the_checkpoint_of_its_last_epoch_and_the_next_attempt_resumes_from_it,
 );
+
+/// A training job's stand-in: at each epoch it reports progress; drained, it "finishes the
+/// epoch" and reports a checkpoint, as `EpochReporter` does; resumed, it records the
+/// checkpoint it was handed and succeeds.
+#[derive(Clone, Default)]
+struct Draining {
+    started: std::sync::Arc<tokio::sync::Notify>,
+    runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    resumed_from: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+const DRAINED_CHECKPOINT: &str = "cd";
+
+impl asdsweep_worker::JobKind for Draining {
+    fn kind(&self) -> asdsweep_shared::family::Kind {
+        asdsweep_shared::family::noop::KIND
+    }
+    fn run(
+        &self,
+        ctx: asdsweep_worker::JobContext,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<asdsweep_worker::JobOutput, asdsweep_worker::JobError>,
+    > {
+        let me = self.clone();
+        Box::pin(async move {
+            if me.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                *me.resumed_from.lock().unwrap() = ctx.job.resume_checkpoint.clone();
+                return Ok(asdsweep_worker::JobOutput {
+                    proxy_metric: "count".into(),
+                    ..Default::default()
+                });
+            }
+            ctx.progress.send_modify(|p| {
+                p.epoch = 1;
+                p.epochs = 10;
+            });
+            me.started.notify_one();
+            ctx.drain.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(200)).await; // the rest of the epoch
+            ctx.progress.send_modify(|p| {
+                p.epoch = 2;
+                p.checkpoint = Some(DRAINED_CHECKPOINT.repeat(32));
+            });
+            Err(asdsweep_worker::JobError::retryable("drained"))
+        })
+    }
+}
+
+async fn a_drained_worker_reports_the_checkpoint_of_its_last_epoch_and_the_next_attempt_resumes_from_it(
+    h: &Harness,
+) {
+    let coord = h.coordinator().await;
+    launch(&coord.url(), &noop_spec("drain", 1, 1, "", "")).await;
+    let kind = Draining::default();
+    let registry = || asdsweep_worker::Registry::new().with(kind.clone());
+    let (first, stop) = spawn_worker(worker_config(&coord.url(), "preempted"), registry());
+    kind.started.notified().await;
+    stop.cancel(); // SIGTERM
+    let summary = first.await.unwrap();
+    assert_eq!((summary.released, summary.succeeded), (1, 0), "{summary:?}");
+    let (second, _) = spawn_worker(worker_config(&coord.url(), "next"), registry());
+    assert_eq!(second.await.unwrap().succeeded, 1);
+    assert_eq!(
+        kind.resumed_from.lock().unwrap().as_deref(),
+        Some(DRAINED_CHECKPOINT.repeat(32).as_str()),
+        "the next attempt resumes from the checkpoint the drained job saved"
+    );
+    coord.shutdown().await;
+}
 
 async fn the_health_service_serves_while_the_database_answers_and_not_after(h: &Harness) {
     use tonic_health::pb::health_check_response::ServingStatus;

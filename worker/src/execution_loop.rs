@@ -306,12 +306,13 @@ impl Shared {
             Ok(p) => p,
             Err(e) => serde_json::Value::String(format!("unparseable parameters: {e}")),
         };
-        let cancel = CancellationToken::new();
+        let (cancel, drain) = (CancellationToken::new(), CancellationToken::new());
         let (progress_tx, mut progress_rx) = watch::channel(pb::Progress::default());
         let ctx = JobContext {
             job: job.clone(),
             params,
             cancel: cancel.clone(),
+            drain: drain.clone(),
             progress: progress_tx,
             artifacts: self.artifacts.clone(),
             data: self.data.clone(),
@@ -339,7 +340,8 @@ impl Shared {
                     Err(e) => Err(JobError::retryable(format!("job {} task failed: {e}", job.job_key))),
                 },
                 _ = beat.tick(), if stop == Stop::None => true,
-                changed = progress_rx.changed(), if stop == Stop::None && watching => match changed {
+                // While draining too: the checkpoint of the epoch being finished is reported.
+                changed = progress_rx.changed(), if stop != Stop::Lost && watching => match changed {
                     Ok(()) => progress_rx.borrow_and_update().checkpoint != reported_checkpoint,
                     Err(_) => {
                         watching = false;
@@ -347,8 +349,9 @@ impl Shared {
                     }
                 },
                 _ = self.shutdown.cancelled(), if stop == Stop::None => {
-                    tracing::info!(job = %job.job_key, "shutting down: stopping the job and handing its lease back");
+                    tracing::info!(job = %job.job_key, "shutting down: finishing the epoch, saving a checkpoint and handing the lease back");
                     stop = Stop::Shutdown;
+                    drain.cancel();
                     cancel.cancel();
                     false
                 }
@@ -385,6 +388,20 @@ impl Shared {
         if stop == Stop::Lost {
             self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
             return Ok(());
+        }
+        // A checkpoint the drained job uploaded as it stopped goes to the coordinator before
+        // the lease is handed back, so the next attempt resumes from it.
+        let last = progress_rx.borrow().clone();
+        if stop == Stop::Shutdown && last.checkpoint != reported_checkpoint {
+            let req = pb::HeartbeatRequest {
+                worker_id: worker_id.clone(),
+                job_id: job.job_id,
+                token,
+                progress: Some(last),
+            };
+            if let Err(s) = self.client.clone().heartbeat(req).await {
+                tracing::warn!(job = %job.job_key, error = %s.message(), "the drained job's checkpoint was not reported");
+            }
         }
         let (call, answer) = match (outcome, stop == Stop::Shutdown) {
             (Ok(metrics), _) => {

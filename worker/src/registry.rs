@@ -21,6 +21,11 @@ pub struct JobContext {
     pub params: serde_json::Value,
     /// Cancelled when the job must stop (sweep cancelled, lease lost, shutdown).
     pub cancel: CancellationToken,
+    /// Cancelled, before `cancel`, when the worker is drained (SIGTERM): a training job
+    /// saves a checkpoint of the epoch it is finishing before it stops, and the worker
+    /// reports it before handing the lease back, so a preempted worker loses at most the
+    /// epoch it was in.
+    pub drain: CancellationToken,
     /// Latest progress; sent with every heartbeat, and at once when its `checkpoint` changes.
     pub progress: watch::Sender<Progress>,
     /// The coordinator's artifact store, with this worker's cache.

@@ -43,6 +43,7 @@ pub struct EpochReporter {
     tx: mpsc::Sender<(usize, Vec<u8>)>,
     progress: watch::Sender<asdsweep_shared::proto::Progress>,
     cancel: CancellationToken,
+    drain: CancellationToken,
     every: usize,
     epochs: usize,
     failure: Option<String>,
@@ -50,7 +51,8 @@ pub struct EpochReporter {
 
 impl EpochReporter {
     /// After epoch `epoch` with mean loss `loss`: updates progress and, every `checkpoint_every`
-    /// epochs and at the last, uploads the blob `checkpoint` makes.
+    /// epochs, at the last, and when the worker is being drained, uploads the blob
+    /// `checkpoint` makes.
     pub fn epoch_end(
         &mut self,
         epoch: usize,
@@ -62,7 +64,14 @@ impl EpochReporter {
             pr.epochs = self.epochs as u32;
             pr.loss = Some(loss as f64);
         });
-        if epoch.is_multiple_of(self.every) || epoch == self.epochs {
+        let draining = self.drain.is_cancelled();
+        if epoch.is_multiple_of(self.every) || epoch == self.epochs || draining {
+            if draining {
+                tracing::info!(
+                    epoch,
+                    "draining: saving this epoch's checkpoint before stopping"
+                );
+            }
             let sent = checkpoint().and_then(|blob| {
                 self.tx
                     .blocking_send((epoch, blob))
@@ -127,6 +136,7 @@ pub async fn train_uploading<T: Send + 'static>(
         tx,
         progress: ctx.progress.clone(),
         cancel: ctx.cancel.clone(),
+        drain: ctx.drain.clone(),
         every: every.max(1),
         epochs,
         failure: None,

@@ -213,6 +213,7 @@ mod tests {
             },
             params,
             cancel: CancellationToken::new(),
+            drain: CancellationToken::new(),
             progress: tokio::sync::watch::channel(Progress::default()).0,
             artifacts: Artifacts::new(
                 ArtifactServiceClient::with_interceptor(channel, bearer),
