@@ -155,12 +155,12 @@ fn geometry(
     let pairs = view_pairs(views.clips.len(), seed, UNIFORMITY_STREAM);
     let dim = model.embedding_dim();
     let (mut first, mut second) = (Vec::new(), Vec::new());
-    for (clips, chunk) in pairs.chunks(EMBED_BATCH).enumerate() {
+    for (c, chunk) in pairs.chunks(EMBED_BATCH).enumerate() {
         let read = |pick: fn(&(usize, usize)) -> usize| {
             chunk
                 .iter()
                 .enumerate()
-                .map(|(i, pair)| views.read(clips * EMBED_BATCH + i, pick(pair), None))
+                .map(|(i, pair)| views.read(c * EMBED_BATCH + i, pick(pair), None))
                 .collect::<Result<Vec<_>, String>>()
         };
         first.extend(embed(model, &read(|p| p.0)?, device).concat());
