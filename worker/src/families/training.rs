@@ -172,3 +172,45 @@ pub async fn train_uploading<T: Send + 'static>(
     };
     Ok((ran.out, sha))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reporter for a 10-epoch run that saves every 5 epochs, and what it hands over.
+    fn reporter() -> (EpochReporter, mpsc::Receiver<(usize, Vec<u8>)>) {
+        let (tx, rx) = mpsc::channel(4);
+        let reporter = EpochReporter {
+            tx,
+            progress: watch::channel(asdsweep_shared::proto::Progress::default()).0,
+            cancel: CancellationToken::new(),
+            drain: CancellationToken::new(),
+            every: 5,
+            epochs: 10,
+            failure: None,
+        };
+        (reporter, rx)
+    }
+
+    #[test]
+    fn a_drained_run_saves_the_epoch_it_finished_and_a_cancelled_one_only_stops() {
+        let blob = |epoch: usize| move || Ok(vec![epoch as u8]);
+        let (mut r, mut rx) = reporter();
+        assert_eq!(r.epoch_end(1, 0.5, blob(1)), ControlFlow::Continue(()));
+        assert!(rx.try_recv().is_err(), "epoch 1 is not due");
+        assert_eq!(r.epoch_end(5, 0.4, blob(5)), ControlFlow::Continue(()));
+        assert_eq!(rx.try_recv().unwrap(), (5, vec![5]));
+        // SIGTERM: drain, then cancel. Epoch 7 is not due, but it is saved before stopping.
+        r.drain.cancel();
+        r.cancel.cancel();
+        assert_eq!(r.epoch_end(7, 0.3, blob(7)), ControlFlow::Break(()));
+        assert_eq!(rx.try_recv().unwrap(), (7, vec![7]));
+        assert_eq!(r.progress.borrow().epoch, 7);
+
+        // A cancelled sweep or a lost lease stops without saving an undue epoch.
+        let (mut r, mut rx) = reporter();
+        r.cancel.cancel();
+        assert_eq!(r.epoch_end(3, 0.3, blob(3)), ControlFlow::Break(()));
+        assert!(rx.try_recv().is_err());
+    }
+}
