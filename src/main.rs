@@ -75,6 +75,9 @@ enum Command {
         /// readiness probes) checks that the database answers, in milliseconds.
         #[arg(long, default_value_t = 5_000)]
         health_ms: u64,
+        /// Largest artifact (checkpoint) accepted, in MiB; a larger upload is refused while it streams.
+        #[arg(long, default_value_t = 8192)]
+        max_artifact_mb: u64,
     },
     /// Run a worker: lease jobs from a coordinator and run them until stopped (SIGTERM/Ctrl-C hands the running lease back).
     Worker {
@@ -370,6 +373,7 @@ async fn run(command: Command) -> Result<()> {
             reap_ms,
             token,
             health_ms,
+            max_artifact_mb,
         } => {
             let cfg = CoordinatorConfig {
                 db_url: db,
@@ -380,6 +384,7 @@ async fn run(command: Command) -> Result<()> {
                 heartbeat_interval: Duration::from_millis(heartbeat_ms.max(100)),
                 token,
                 health_interval: Duration::from_millis(health_ms.max(10)),
+                max_artifact_bytes: max_artifact_mb.saturating_mul(1 << 20),
             };
             Coordinator::start(cfg)
                 .await

@@ -141,3 +141,102 @@ async fn the_worker_client_checks_every_fetched_byte_and_refetches_a_tampered_ca
     coord.shutdown().await;
     h.cleanup().await;
 }
+
+/// This process's resident memory in bytes (Linux).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Regular files under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_beyond_the_cap_is_refused_while_it_streams_in_bounded_memory() {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const MB: u64 = 1 << 20;
+    let h = Harness::sqlite();
+    let mut cfg = h.config(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.max_artifact_bytes = 10 * MB;
+    let coord = asdsweep_coordinator::Coordinator::start(cfg).await.unwrap();
+    let mut client = ArtifactServiceClient::connect(coord.url()).await.unwrap();
+    let header = |size: u64| pb::PutHeader {
+        sha256: "ef".repeat(32),
+        size,
+        kind: "checkpoint".into(),
+    };
+
+    // A header that announces 100 MB is refused before any byte is stored.
+    let err = client
+        .put(futures::stream::iter([pb::PutChunk {
+            header: Some(header(100 * MB)),
+            data: Vec::new(),
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("at most 10485760"),
+        "{}",
+        err.message()
+    );
+
+    // One that understates its size: 100 MB made lazily, 1 MB a chunk, cut off at the cap.
+    let made = Arc::new(AtomicU64::new(0));
+    let chunks = {
+        let made = made.clone();
+        futures::stream::iter(0..100u64).map(move |i| {
+            made.fetch_add(1, Ordering::SeqCst);
+            pb::PutChunk {
+                header: (i == 0).then(|| header(MB)),
+                data: vec![i as u8; MB as usize],
+            }
+        })
+    };
+    let (stop, peak) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                peak.fetch_max(rss_bytes(), Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let before = rss_bytes();
+    let err = client.put(chunks).await.unwrap_err();
+    stop.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let grew = peak.load(Ordering::SeqCst).saturating_sub(before);
+    let made = made.load(Ordering::SeqCst);
+    println!(
+        "upload cut off after {made} of 100 MB made; resident memory grew {} MB",
+        grew / MB
+    );
+    assert!(made < 100, "the upload was cut off, not read to its end");
+    assert!(grew < 48 * MB, "memory grew by {} MB", grew / MB);
+    let left = files_under(&h.dir.path().join("artifacts"));
+    assert!(
+        left.is_empty(),
+        "nothing of the refused uploads stays: {left:?}"
+    );
+    coord.shutdown().await;
+}

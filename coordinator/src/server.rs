@@ -20,6 +20,10 @@ use tonic::service::interceptor::InterceptedService;
 /// Largest gRPC message accepted (artifact chunks are far smaller).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// Largest artifact accepted by default: 8 GiB (a ResNet-152 checkpoint with its optimiser
+/// state and best weights is under 1 GiB).
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 8 << 30;
+
 /// How a coordinator is run.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -39,6 +43,9 @@ pub struct CoordinatorConfig {
     pub token: Option<String>,
     /// How often the health service (`grpc.health.v1`) checks that the database answers.
     pub health_interval: Duration,
+    /// Largest artifact (checkpoint) accepted, in bytes; a larger upload is refused as it
+    /// streams in.
+    pub max_artifact_bytes: u64,
 }
 
 impl CoordinatorConfig {
@@ -53,6 +60,7 @@ impl CoordinatorConfig {
             heartbeat_interval: Duration::from_secs(5),
             token: None,
             health_interval: Duration::from_secs(5),
+            max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 }
@@ -91,7 +99,12 @@ impl Coordinator {
             .heartbeat_interval
             .as_millis()
             .clamp(100, u32::MAX as u128) as u32;
-        let services = Services::new(store.clone(), artifacts, heartbeat_ms);
+        let services = Services::new(
+            store.clone(),
+            artifacts,
+            heartbeat_ms,
+            cfg.max_artifact_bytes,
+        );
         let stop = CancellationToken::new();
         let auth = RequireBearer::new(cfg.token.clone());
         let (reporter, health_service) = tonic_health::server::health_reporter();

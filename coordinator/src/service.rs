@@ -51,17 +51,26 @@ pub struct Services {
     store: Store,
     artifacts: ArtifactStore,
     heartbeat_interval_ms: u32,
+    /// Largest artifact accepted, in bytes.
+    max_artifact_bytes: u64,
     /// Spec hashes never change once a sweep exists, so leases need not re-read them.
     spec_hashes: Arc<Mutex<HashMap<SweepId, String>>>,
 }
 
 impl Services {
-    /// Services over a store and an artifact directory.
-    pub fn new(store: Store, artifacts: ArtifactStore, heartbeat_interval_ms: u32) -> Services {
+    /// Services over a store and an artifact directory, accepting artifacts of up to
+    /// `max_artifact_bytes`.
+    pub fn new(
+        store: Store,
+        artifacts: ArtifactStore,
+        heartbeat_interval_ms: u32,
+        max_artifact_bytes: u64,
+    ) -> Services {
         Services {
             store,
             artifacts,
             heartbeat_interval_ms,
+            max_artifact_bytes,
             spec_hashes: Arc::default(),
         }
     }
@@ -520,9 +529,27 @@ impl ArtifactService for Services {
             .header
             .ok_or_else(|| Status::invalid_argument("artifact upload must start with a header"))?;
         crate::artifact::check_sha256(&header.sha256)?;
+        let cap = self.max_artifact_bytes;
+        let too_big = |bytes: u64| {
+            Status::resource_exhausted(format!(
+                "artifact {} is {bytes} bytes or more: the coordinator accepts at most {cap} (serve --max-artifact-mb)",
+                header.sha256
+            ))
+        };
+        if header.size > cap {
+            return Err(too_big(header.size));
+        }
         let mut blob = self.artifacts.begin().await?;
         let mut data = first.data;
+        // Written to disk chunk by chunk and counted as it comes: an upload beyond the cap
+        // (whatever its header said) is cut off there, never held in memory.
+        let mut received = 0u64;
         loop {
+            received += data.len() as u64;
+            if received > cap {
+                blob.discard().await;
+                return Err(too_big(received));
+            }
             if let Err(e) = blob.write(&data).await {
                 blob.discard().await;
                 return Err(e.into());
