@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -349,25 +350,12 @@ fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), 
     let values = random_values(shape.iter().product(), o.seed);
     match workload {
         Workload::Autoencoder { model, batch, lr } => {
-            let mut slot = Some(model.init(&device, o.seed));
+            let net = model.init(&device, o.seed);
             let x =
                 Tensor::<2>::from_data(TensorData::new(values, [*batch, model.input_dim]), &device);
-            // As `ae::train`: AdamW, PyTorch's weight decay and epsilon.
-            let mut optim = AdamWConfig::new()
-                .with_weight_decay(0.01)
-                .with_epsilon(1e-8)
-                .init();
-            Ok(timed_runs(o, || {
-                let net = slot
-                    .take()
-                    .expect("the step loop puts the model back after every step");
-                let loss = (net.forward(x.clone()) - x.clone()).powi_scalar(2).mean();
-                let value: f32 = loss.clone().into_scalar::<f32>();
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
-                // By value, as training does: the old parameters are not kept alive, so the
-                // update may reuse their buffers.
-                slot = Some(optim.step(*lr, net, grads));
-                value
+            // As `ae::train`.
+            Ok(adamw_steps(o, net, *lr, |net| {
+                (net.forward(x.clone()) - x.clone()).powi_scalar(2).mean()
             }))
         }
         Workload::Classifier {
@@ -381,7 +369,7 @@ fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), 
             let cfg = ClassifierConfig::new(backbone.clone(), *classes)
                 .with_head(HeadKind::CrossEntropy)
                 .with_crop_frames(*frames);
-            let mut slot = Some(cfg.init(&device, o.seed)?);
+            let net = cfg.init(&device, o.seed)?;
             let x = Tensor::<4>::from_data(
                 TensorData::new(values, [*batch, 1, *mels, *frames]),
                 &device,
@@ -391,22 +379,9 @@ fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), 
                 .map(|_| rng.random_range(0..*classes as i64))
                 .collect();
             let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [*batch]), &device);
-            // As `classifier::train`: AdamW with PyTorch's weight decay and epsilon.
-            let mut optim = AdamWConfig::new()
-                .with_weight_decay(0.01)
-                .with_epsilon(1e-8)
-                .init();
-            Ok(timed_runs(o, || {
-                let net = slot
-                    .take()
-                    .expect("the step loop puts the model back after every step");
-                let loss = net.loss(x.clone(), targets.clone());
-                let value: f32 = loss.clone().into_scalar::<f32>();
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
-                // By value, as training does: the old parameters are not kept alive, so the
-                // update may reuse their buffers.
-                slot = Some(optim.step(*lr, net, grads));
-                value
+            // As `classifier::train`.
+            Ok(adamw_steps(o, net, *lr, |net| {
+                net.loss(x.clone(), targets.clone())
             }))
         }
         Workload::Contrastive {
@@ -416,27 +391,16 @@ fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), 
             frames,
             lr,
         } => {
-            let mut slot = Some(model.init(&device, o.seed)?);
+            let net = model.init(&device, o.seed)?;
             let half = values.len() / 2;
             let shape = [*batch, 1, *mels, *frames];
             let a =
                 Tensor::<4>::from_data(TensorData::new(values[..half].to_vec(), shape), &device);
             let b =
                 Tensor::<4>::from_data(TensorData::new(values[half..].to_vec(), shape), &device);
-            // As `contrastive::train`: AdamW with PyTorch's weight decay and epsilon.
-            let mut optim = AdamWConfig::new()
-                .with_weight_decay(0.01)
-                .with_epsilon(1e-8)
-                .init();
-            Ok(timed_runs(o, || {
-                let net = slot
-                    .take()
-                    .expect("the step loop puts the model back after every step");
-                let loss = net.loss(a.clone(), b.clone());
-                let value: f32 = loss.clone().into_scalar::<f32>();
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
-                slot = Some(optim.step(*lr, net, grads));
-                value
+            // As `contrastive::train`.
+            Ok(adamw_steps(o, net, *lr, |net| {
+                net.loss(a.clone(), b.clone())
             }))
         }
         Workload::Separator {
@@ -445,28 +409,44 @@ fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), 
             frames,
             lr,
         } => {
-            let mut slot = Some(model.init(&device, o.seed));
+            let net = model.init(&device, o.seed);
             let shape = [*batch, 2, *frames, model.bins];
             let x = Tensor::<4>::from_data(TensorData::new(values, shape), &device);
             let target = random_values(x.shape().num_elements(), o.seed ^ 0x5eed);
             let y = Tensor::<4>::from_data(TensorData::new(target, shape), &device);
-            // As `separation::train`: AdamW with PyTorch's weight decay and epsilon.
-            let mut optim = AdamWConfig::new()
-                .with_weight_decay(0.01)
-                .with_epsilon(1e-8)
-                .init();
-            Ok(timed_runs(o, || {
-                let net = slot
-                    .take()
-                    .expect("the step loop puts the model back after every step");
-                let loss = loss(net.forward(x.clone()).estimate, y.clone()).total();
-                let value: f32 = loss.clone().into_scalar::<f32>();
-                let grads = GradientsParams::from_grads(loss.backward(), &net);
-                slot = Some(optim.step(*lr, net, grads));
-                value
+            // As `separation::train`.
+            Ok(adamw_steps(o, net, *lr, |net| {
+                loss(net.forward(x.clone()).estimate, y.clone()).total()
             }))
         }
     }
+}
+
+/// [`timed_runs`] of training steps of `model` at `lr` on the loss `loss_of` gives: AdamW with
+/// PyTorch's weight decay and epsilon, as every family trains, the model taken by value
+/// into each update as training does (the old parameters are not kept alive, so the update
+/// may reuse their buffers).
+fn adamw_steps<M: Module>(
+    o: &BenchOptions,
+    model: M,
+    lr: f64,
+    loss_of: impl Fn(&M) -> Tensor<1>,
+) -> (Vec<f64>, f32) {
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.01)
+        .with_epsilon(1e-8)
+        .init();
+    let mut slot = Some(model);
+    timed_runs(o, || {
+        let net = slot
+            .take()
+            .expect("the step loop puts the model back after every step");
+        let loss = loss_of(&net);
+        let value: f32 = loss.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        slot = Some(optim.step(lr, net, grads));
+        value
+    })
 }
 
 /// `warmup` steps, then `repeats` runs of `steps` steps, each timed on its own.
