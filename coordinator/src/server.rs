@@ -108,6 +108,13 @@ impl Coordinator {
         let stop = CancellationToken::new();
         let auth = RequireBearer::new(cfg.token.clone());
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        // The database just answered (it was migrated): every service is known and serving
+        // from the first call on, before the health loop's first ping.
+        for name in HEALTH_NAMES {
+            reporter
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
         let server = tokio::spawn({
             let stop = stop.clone();
             tonic::transport::Server::builder()
@@ -205,6 +212,14 @@ async fn reap_loop(store: Store, every: Duration, stop: CancellationToken) {
     }
 }
 
+/// What the health service reports on: the server (`""`) and each of its services.
+const HEALTH_NAMES: [&str; 4] = [
+    "",
+    <WorkerServiceServer<Services> as tonic::server::NamedService>::NAME,
+    <SweepServiceServer<Services> as tonic::server::NamedService>::NAME,
+    <ArtifactServiceServer<Services> as tonic::server::NamedService>::NAME,
+];
+
 /// The health service's statuses, kept to whether the database answers: every `every`,
 /// a ping; SERVING for the server ("") and each of its services when it does, NOT_SERVING
 /// when it does not (a readiness probe then takes the coordinator out of rotation).
@@ -214,17 +229,11 @@ async fn health_loop(
     every: Duration,
     stop: CancellationToken,
 ) {
-    use tonic::server::NamedService;
     use tonic_health::ServingStatus;
-    let names = [
-        "",
-        <WorkerServiceServer<Services> as NamedService>::NAME,
-        <SweepServiceServer<Services> as NamedService>::NAME,
-        <ArtifactServiceServer<Services> as NamedService>::NAME,
-    ];
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = None;
+    // As `Coordinator::start` set them.
+    let mut last = Some(ServingStatus::Serving);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -240,7 +249,7 @@ async fn health_loop(
                 Ok(()) => tracing::info!("database answers: serving"),
                 Err(e) => tracing::warn!(error = %e, "database does not answer: not serving"),
             }
-            for name in names {
+            for name in HEALTH_NAMES {
                 reporter.set_service_status(name, status).await;
             }
             last = Some(status);
