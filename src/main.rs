@@ -5,8 +5,11 @@ mod cli;
 
 use anyhow::{Context, Result, bail};
 use asdsweep_coordinator::operator::{self, Format};
+use asdsweep_coordinator::server::ServerTls;
 use asdsweep_coordinator::{Coordinator, CoordinatorConfig, bench, local};
+use asdsweep_shared::auth::{Secret, Tokens};
 use asdsweep_shared::proto as pb;
+use asdsweep_shared::remote::{ClientTls, coordinator_url};
 use asdsweep_worker::{WorkerConfig, run_worker};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -31,15 +34,47 @@ enum LogFormat {
     Json,
 }
 
-/// Where operator commands find the coordinator.
+/// Where workers and operator commands find the coordinator, and how they prove who they are.
 #[derive(clap::Args, Debug)]
 struct CoordinatorAddr {
-    /// Coordinator address (host:port or http://host:port).
+    /// Coordinator address: host:port, http://host:port, or https://host:port (TLS; also
+    /// implied by any --tls-* setting).
     #[arg(long, env = "ASDSWEEP_COORDINATOR", default_value = "127.0.0.1:7070")]
     coordinator: String,
-    /// Bearer token the coordinator expects (if it was started with one).
+    /// Bearer token: the worker token for `worker`, the operator token for the operator
+    /// commands (or the one token a coordinator started with --token takes for both).
     #[arg(long, env = "ASDSWEEP_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificate that signed the coordinator's certificate [default: the system's roots].
+    #[arg(long, env = "ASDSWEEP_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a coordinator that requires one (mutual TLS).
+    #[arg(long, env = "ASDSWEEP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ASDSWEEP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name the coordinator's certificate must carry [default: the address's host].
+    #[arg(long, env = "ASDSWEEP_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+}
+
+impl CoordinatorAddr {
+    fn tls(&self) -> ClientTls {
+        ClientTls {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            domain: self.tls_domain.clone(),
+        }
+    }
+
+    /// The coordinator's sweep service, for operator commands.
+    async fn connect(
+        &self,
+    ) -> Result<pb::sweep_service_client::SweepServiceClient<pb::AuthChannel>> {
+        Ok(operator::connect(&self.coordinator, self.token.as_deref(), &self.tls()).await?)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,9 +103,41 @@ enum Command {
         /// How often expired leases are returned to the queue, in milliseconds.
         #[arg(long, default_value_t = 1_000)]
         reap_ms: u64,
-        /// Require this bearer token on every call (workers and operators pass it with --token).
-        #[arg(long, env = "ASDSWEEP_TOKEN", hide_env_values = true)]
+        /// One bearer token for both roles, workers' and operators' (they pass it with --token).
+        #[arg(long, env = "ASDSWEEP_TOKEN", hide_env_values = true, conflicts_with_all = ["worker_token", "operator_token"])]
         token: Option<String>,
+        /// Token of the worker role: register, lease, heartbeat, complete, fail, artifacts.
+        #[arg(
+            long,
+            env = "ASDSWEEP_WORKER_TOKEN",
+            hide_env_values = true,
+            requires = "operator_token"
+        )]
+        worker_token: Option<String>,
+        /// Token of the operator role: launch, cancel, retry, every read-only call, artifact downloads.
+        #[arg(
+            long,
+            env = "ASDSWEEP_OPERATOR_TOKEN",
+            hide_env_values = true,
+            requires = "worker_token"
+        )]
+        operator_token: Option<String>,
+        /// PEM certificate (chain) to serve gRPC over TLS with.
+        #[arg(long, env = "ASDSWEEP_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, env = "ASDSWEEP_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// PEM CA certificate: every client must present a certificate it signed (mutual TLS).
+        #[arg(long, env = "ASDSWEEP_TLS_CLIENT_CA", requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9464).
+        #[arg(long, env = "ASDSWEEP_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+        /// Also serve grpc.health.v1 alone, in plain text, on this address (for probes that
+        /// cannot speak TLS, such as Kubernetes' gRPC probes).
+        #[arg(long, env = "ASDSWEEP_HEALTH_LISTEN")]
+        health_listen: Option<SocketAddr>,
         /// How often the gRPC health service (grpc.health.v1, open without a token, for
         /// readiness probes) checks that the database answers, in milliseconds.
         #[arg(long, default_value_t = 5_000)]
@@ -116,6 +183,9 @@ enum Command {
         /// Where augmented views (contrastive family) are kept [default: <data>/.asdsweep/views]; for a read-only data mount.
         #[arg(long, env = "ASDSWEEP_VIEW_CACHE")]
         view_cache: Option<PathBuf>,
+        /// Serve this worker's Prometheus metrics (job, epoch, loss, steps/s) at http://ADDR/metrics.
+        #[arg(long, env = "ASDSWEEP_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run a whole sweep on this machine: synthesise the data if the spec names none, start
     /// the coordinator (SQLite) and local workers, show progress, write the report. Running
@@ -372,9 +442,29 @@ async fn run(command: Command) -> Result<()> {
             heartbeat_ms,
             reap_ms,
             token,
+            worker_token,
+            operator_token,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            metrics_listen,
+            health_listen,
             health_ms,
             max_artifact_mb,
         } => {
+            let tokens = match token {
+                Some(t) => Tokens::shared(&Secret::new(t)),
+                None => Tokens::new(
+                    worker_token.map(Secret::new).as_ref(),
+                    operator_token.map(Secret::new).as_ref(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            };
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| ServerTls {
+                cert,
+                key,
+                client_ca: tls_client_ca,
+            });
             let cfg = CoordinatorConfig {
                 db_url: db,
                 db_schema,
@@ -382,7 +472,10 @@ async fn run(command: Command) -> Result<()> {
                 artifact_dir: artifacts,
                 reap_interval: Duration::from_millis(reap_ms.max(10)),
                 heartbeat_interval: Duration::from_millis(heartbeat_ms.max(100)),
-                token,
+                tokens,
+                tls,
+                metrics_listen,
+                health_listen,
                 health_interval: Duration::from_millis(health_ms.max(10)),
                 max_artifact_bytes: max_artifact_mb.saturating_mul(1 << 20),
             };
@@ -405,6 +498,7 @@ async fn run(command: Command) -> Result<()> {
             data,
             cache_dir,
             view_cache,
+            metrics_listen,
         } => {
             if let Some(n) = threads {
                 rayon::ThreadPoolBuilder::new()
@@ -412,7 +506,8 @@ async fn run(command: Command) -> Result<()> {
                     .build_global()
                     .context("setting the worker's compute threads")?;
             }
-            let mut cfg = WorkerConfig::new(with_scheme(&addr.coordinator));
+            let tls = addr.tls();
+            let mut cfg = WorkerConfig::new(coordinator_url(&addr.coordinator, &tls));
             if let Some(name) = name {
                 cfg.name = name;
             }
@@ -426,6 +521,8 @@ async fn run(command: Command) -> Result<()> {
             cfg.exit_when_idle = exit_when_idle_s.map(Duration::from_secs_f64);
             cfg.patience = Duration::from_secs_f64(patience_s);
             cfg.token = addr.token;
+            cfg.tls = tls;
+            cfg.metrics_listen = metrics_listen;
             cfg.data_root = data;
             cfg.view_cache = view_cache;
             if let Some(dir) = cache_dir {
@@ -447,7 +544,8 @@ async fn run(command: Command) -> Result<()> {
                 print!("{}", operator::dry_run(&parsed));
                 return Ok(());
             }
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+            let r = addr
+                .connect()
                 .await?
                 .launch(pb::LaunchRequest {
                     spec_toml: text,
@@ -470,7 +568,8 @@ async fn run(command: Command) -> Result<()> {
             let req = pb::StatusRequest {
                 sweep: sweep.unwrap_or_default(),
             };
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+            let r = addr
+                .connect()
                 .await?
                 .status(req)
                 .await
@@ -488,7 +587,8 @@ async fn run(command: Command) -> Result<()> {
                     "--lost-within-h {lost_within_h}: expected a positive number of hours"
                 );
             }
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+            let r = addr
+                .connect()
                 .await?
                 .workers(pb::WorkersRequest {
                     lost_within_ms: (lost_within_h * 3_600_000.0).round() as i64,
@@ -516,7 +616,8 @@ async fn run(command: Command) -> Result<()> {
             metric,
             format,
         } => {
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+            let r = addr
+                .connect()
                 .await?
                 .results(pb::ResultsRequest { sweep })
                 .await
@@ -538,7 +639,8 @@ async fn run(command: Command) -> Result<()> {
             proxy,
             format,
         } => {
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+            let r = addr
+                .connect()
                 .await?
                 .correlations(pb::CorrelationsRequest {
                     sweep,
@@ -553,7 +655,8 @@ async fn run(command: Command) -> Result<()> {
             );
         }
         Command::Cancel { addr, sweep } => {
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+            let r = addr
+                .connect()
                 .await?
                 .cancel(pb::CancelRequest {
                     sweep: sweep.clone(),
@@ -564,7 +667,8 @@ async fn run(command: Command) -> Result<()> {
             println!("sweep {sweep}: {} jobs cancelled", r.cancelled);
         }
         Command::Retry { addr, sweep, dead } => {
-            let r = operator::connect(&addr.coordinator, addr.token.as_deref())
+            let r = addr
+                .connect()
                 .await?
                 .retry(pb::RetryRequest {
                     sweep: sweep.clone(),
@@ -676,12 +780,4 @@ async fn run_local(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn with_scheme(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    }
 }

@@ -108,7 +108,9 @@ async fn the_health_service_serves_while_the_database_answers_and_not_after(h: &
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let mut cfg = h.config(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    cfg.token = Some("operators-only".into());
+    cfg.tokens = asdsweep_shared::auth::Tokens::shared(&asdsweep_shared::auth::Secret::new(
+        "operators-only",
+    ));
     let coord = asdsweep_coordinator::Coordinator::start(cfg).await.unwrap();
     // No token: probes carry none.
     let channel = tonic::transport::Channel::from_shared(coord.url())

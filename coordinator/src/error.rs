@@ -47,6 +47,9 @@ pub enum Error {
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// The coordinator's own configuration is unusable (e.g. a TLS file).
+    #[error("{0}")]
+    Config(String),
     /// A report could not be computed or rendered.
     #[error("report: {0}")]
     Report(String),
@@ -71,7 +74,7 @@ impl From<Error> for Status {
             Error::Cancelled { .. } => Code::Aborted,
             Error::InvalidArgument(_) | Error::Spec(_) => Code::InvalidArgument,
             Error::Db(_) | Error::Io { .. } => Code::Unavailable,
-            Error::Report(_) => Code::Internal,
+            Error::Report(_) | Error::Config(_) => Code::Internal,
         };
         if code == Code::Unavailable {
             tracing::error!(error = %e, "internal failure answered as UNAVAILABLE");

@@ -8,6 +8,7 @@
 //! - [`artifact`]: the content-addressed artifact directory.
 //! - [`operator`]: the operator's calls and their rendering.
 //! - [`report`]: a sweep's results.csv, correlations and HTML report.
+//! - [`metrics`]: the Prometheus metrics (`/metrics`).
 //! - [`server`]: starting and stopping a coordinator.
 //! - [`bench`]: the queue benchmark.
 //! - [`local`]: a whole sweep on one machine (`asdsweep run`).
@@ -21,6 +22,7 @@ pub mod entity;
 pub mod error;
 pub mod ids;
 pub mod local;
+pub mod metrics;
 pub mod operator;
 pub mod queue;
 pub mod report;

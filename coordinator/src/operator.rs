@@ -6,10 +6,10 @@ use crate::report;
 use asdsweep_shared::auth::Bearer;
 use asdsweep_shared::grid;
 use asdsweep_shared::proto::{self as pb, AuthChannel, sweep_service_client::SweepServiceClient};
+use asdsweep_shared::remote::ClientTls;
 use asdsweep_shared::spec::{Backend, Spec};
 use std::fmt::Write as _;
 use std::path::Path;
-use tonic::transport::Channel;
 
 /// Why an operator call failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,15 +49,15 @@ pub enum Format {
     Json,
 }
 
-/// Connects to a coordinator's sweep service, with a bearer token if given.
-pub async fn connect(addr: &str, token: Option<&str>) -> Result<SweepServiceClient<AuthChannel>> {
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Channel::from_shared(url.clone())
-        .map_err(|e| Error::Render(format!("bad coordinator address \"{addr}\": {e}")))?
+/// Connects to a coordinator's sweep service, with a bearer token and TLS if given.
+pub async fn connect(
+    addr: &str,
+    token: Option<&str>,
+    tls: &ClientTls,
+) -> Result<SweepServiceClient<AuthChannel>> {
+    let url = asdsweep_shared::remote::coordinator_url(addr, tls);
+    let endpoint = asdsweep_shared::remote::endpoint(addr, tls)
+        .map_err(Error::Render)?
         .connect_timeout(std::time::Duration::from_secs(5));
     let bearer = Bearer::new(token).map_err(Error::Render)?;
     let channel = endpoint

@@ -1,17 +1,20 @@
 //! Starting and stopping a coordinator: migrate, serve the three gRPC
-//! services, and reap expired leases in the background.
+//! services (over TLS when configured, each admitting its roles' tokens), the health
+//! service and `/metrics`, and reap expired leases in the background.
 
 use crate::artifact::ArtifactStore;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::service::Services;
 use crate::store::Store;
-use asdsweep_shared::auth::RequireBearer;
+use asdsweep_shared::auth::{RequireRole, Role, Tokens};
 use asdsweep_shared::proto::{
     artifact_service_server::ArtifactServiceServer, sweep_service_server::SweepServiceServer,
     worker_service_server::WorkerServiceServer,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,8 +42,15 @@ pub struct CoordinatorConfig {
     pub reap_interval: Duration,
     /// How often workers are told to heartbeat.
     pub heartbeat_interval: Duration,
-    /// Bearer token every call must carry (`None`: no authentication).
-    pub token: Option<String>,
+    /// The worker and operator tokens calls must carry (none: no authentication).
+    pub tokens: Tokens,
+    /// TLS for the gRPC services (`None`: plain text).
+    pub tls: Option<ServerTls>,
+    /// Where to serve `GET /metrics` (`None`: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
+    /// A second, plain-text address serving only `grpc.health.v1`, for probes that cannot
+    /// speak TLS (Kubernetes' gRPC probes).
+    pub health_listen: Option<SocketAddr>,
     /// How often the health service (`grpc.health.v1`) checks that the database answers.
     pub health_interval: Duration,
     /// Largest artifact (checkpoint) accepted, in bytes; a larger upload is refused as it
@@ -58,43 +68,93 @@ impl CoordinatorConfig {
             artifact_dir: PathBuf::from("artifacts"),
             reap_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(5),
-            token: None,
+            tokens: Tokens::none(),
+            tls: None,
+            metrics_listen: None,
+            health_listen: None,
             health_interval: Duration::from_secs(5),
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 }
 
+/// The coordinator's certificate and key, and optionally the CA its clients'
+/// certificates must be signed by (mutual TLS), all PEM files.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA of client certificates; when given, every client must present one.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ServerTls {
+    fn config(&self) -> Result<tonic::transport::ServerTlsConfig> {
+        use asdsweep_shared::remote::read;
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let tls = Error::Config;
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+            read(&self.cert, "TLS certificate").map_err(tls)?,
+            read(&self.key, "TLS key").map_err(tls)?,
+        ));
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(Certificate::from_pem(
+                read(ca, "TLS client CA certificate").map_err(tls)?,
+            ));
+        }
+        Ok(config)
+    }
+}
+
+type ServerTask = JoinHandle<std::result::Result<(), tonic::transport::Error>>;
+
 /// A running coordinator.
 pub struct Coordinator {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    health_addr: Option<SocketAddr>,
+    tls: bool,
     store: Store,
     stop: CancellationToken,
-    server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
-    reaper: JoinHandle<()>,
-    health: JoinHandle<()>,
+    server: ServerTask,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds a listening socket that a restarted coordinator can take straight back.
+fn listen(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
+    let io = |source| Error::Io {
+        path: format!("{what} {addr}"),
+        source,
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(io)?;
+    socket.set_reuseaddr(true).map_err(io)?;
+    socket.bind(addr).map_err(io)?;
+    socket.listen(1024).map_err(io)
 }
 
 impl Coordinator {
     /// Migrates the database and starts serving.
     pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
+        // Bad TLS files are named before anything else happens.
+        let tls = cfg.tls.as_ref().map(ServerTls::config).transpose()?;
         let store = Store::open(&cfg.db_url, cfg.db_schema.as_deref()).await?;
         let artifacts = ArtifactStore::open(&cfg.artifact_dir)?;
-        let socket = if cfg.listen.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
+        let listener = listen(cfg.listen, "listen address")?;
+        let local = |l: &tokio::net::TcpListener, what: &str| {
+            l.local_addr().map_err(|source| Error::Io {
+                path: what.to_owned(),
+                source,
+            })
         };
-        let io = |source| crate::error::Error::Io {
-            path: format!("listen address {}", cfg.listen),
-            source,
-        };
-        let socket = socket.map_err(io)?;
-        // A restarted coordinator can take its old port straight back.
-        socket.set_reuseaddr(true).map_err(io)?;
-        socket.bind(cfg.listen).map_err(io)?;
-        let listener = socket.listen(1024).map_err(io)?;
-        let addr = listener.local_addr().map_err(io)?;
+        let addr = local(&listener, "listen address")?;
+        let metrics = Metrics::new();
         let heartbeat_ms = cfg
             .heartbeat_interval
             .as_millis()
@@ -104,9 +164,13 @@ impl Coordinator {
             artifacts,
             heartbeat_ms,
             cfg.max_artifact_bytes,
+            metrics.clone(),
         );
         let stop = CancellationToken::new();
-        let auth = RequireBearer::new(cfg.token.clone());
+        let tokens = Arc::new(cfg.tokens.clone());
+        let role = |service: &'static str, roles: &'static [Role]| {
+            RequireRole::new(tokens.clone(), service, roles)
+        };
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // The database just answered (it was migrated): every service is known and serving
         // from the first call on, before the health loop's first ping.
@@ -115,47 +179,106 @@ impl Coordinator {
                 .set_service_status(name, tonic_health::ServingStatus::Serving)
                 .await;
         }
-        let server = tokio::spawn({
-            let stop = stop.clone();
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| Error::Config(format!("TLS configuration: {e}")))?;
+        }
+        let server = tokio::spawn(
+            builder
                 // Probes (Kubernetes, load balancers) carry no token: health is open to all.
-                .add_service(health_service)
+                .add_service(health_service.clone())
                 .add_service(InterceptedService::new(
                     WorkerServiceServer::new(services.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES),
-                    auth.clone(),
+                    role("asdsweep.v1.WorkerService", &[Role::Worker]),
                 ))
                 .add_service(InterceptedService::new(
                     SweepServiceServer::new(services.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES),
-                    auth.clone(),
+                    role("asdsweep.v1.SweepService", &[Role::Operator]),
                 ))
                 .add_service(InterceptedService::new(
                     ArtifactServiceServer::new(services)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES),
-                    auth,
+                    // Downloads for both; uploads for workers only (checked in `put`).
+                    role(
+                        "asdsweep.v1.ArtifactService",
+                        &[Role::Worker, Role::Operator],
+                    ),
                 ))
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    stop.cancelled_owned(),
-                )
-        });
-        let reaper = tokio::spawn(reap_loop(store.clone(), cfg.reap_interval, stop.clone()));
-        let health = tokio::spawn(health_loop(
-            store.clone(),
-            reporter,
-            cfg.health_interval,
-            stop.clone(),
-        ));
-        tracing::info!(%addr, db = %redact(&cfg.db_url), "coordinator serving");
+                    stop.clone().cancelled_owned(),
+                ),
+        );
+        let mut tasks = vec![
+            tokio::spawn(reap_loop(
+                store.clone(),
+                metrics.clone(),
+                cfg.reap_interval,
+                stop.clone(),
+            )),
+            tokio::spawn(health_loop(
+                store.clone(),
+                reporter,
+                cfg.health_interval,
+                stop.clone(),
+            )),
+        ];
+        let mut health_addr = None;
+        if let Some(at) = cfg.health_listen {
+            let l = listen(at, "health address")?;
+            health_addr = Some(local(&l, "health address")?);
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = tonic::transport::Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(l),
+                        stop.cancelled_owned(),
+                    )
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the plain-text health server failed");
+                }
+            }));
+        }
+        let mut metrics_addr = None;
+        if let Some(at) = cfg.metrics_listen {
+            let l = listen(at, "metrics address")?;
+            metrics_addr = Some(local(&l, "metrics address")?);
+            let refresh: asdsweep_shared::telemetry::Refresh = {
+                let (metrics, store) = (metrics.clone(), store.clone());
+                Arc::new(move || {
+                    let (metrics, store) = (metrics.clone(), store.clone());
+                    Box::pin(async move { metrics.refresh(&store).await })
+                })
+            };
+            let served = asdsweep_shared::telemetry::serve_metrics(
+                l,
+                metrics.registry().clone(),
+                Some(refresh),
+                stop.clone().cancelled_owned(),
+            );
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = served.await {
+                    tracing::error!(error = %e, "the metrics server failed");
+                }
+            }));
+        }
+        let tls = cfg.tls.is_some();
+        tracing::info!(%addr, tls, auth = cfg.tokens.enabled(), metrics = ?metrics_addr, health = ?health_addr, db = %redact(&cfg.db_url), "coordinator serving");
         Ok(Coordinator {
             addr,
+            metrics_addr,
+            health_addr,
+            tls,
             store,
             stop,
             server,
-            reaper,
-            health,
+            tasks,
         })
     }
 
@@ -164,9 +287,20 @@ impl Coordinator {
         self.addr
     }
 
-    /// `http://ADDR`, for clients.
+    /// `http://ADDR` (`https://` with TLS), for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The plain-text health address, if there is one.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
     }
 
     /// The queue store it serves.
@@ -178,8 +312,9 @@ impl Coordinator {
     /// database ([`Store::close`]).
     pub async fn shutdown(self) {
         self.stop.cancel();
-        let _ = self.reaper.await;
-        let _ = self.health.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
         match self.server.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "server task failed"),
@@ -198,7 +333,7 @@ impl Coordinator {
 }
 
 /// The reaper: returns expired leases to the queue, forever.
-async fn reap_loop(store: Store, every: Duration, stop: CancellationToken) {
+async fn reap_loop(store: Store, metrics: Metrics, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -206,8 +341,9 @@ async fn reap_loop(store: Store, every: Duration, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = store.reap_expired().await {
-            tracing::warn!(error = %e, "reaping expired leases failed; will retry");
+        match store.reap_expired().await {
+            Ok(n) => metrics.leases_expired.inc_by(n),
+            Err(e) => tracing::warn!(error = %e, "reaping expired leases failed; will retry"),
         }
     }
 }

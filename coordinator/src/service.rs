@@ -5,11 +5,13 @@ use crate::artifact::ArtifactStore;
 use crate::entity::{job, worker};
 use crate::error::Error;
 use crate::ids::{FencingToken, JobId, SweepId, WorkerId};
+use crate::metrics::Metrics;
 use crate::queue::SweepState;
 use crate::store::{
     HeartbeatOutcome, JobResult, NamedMetric, NewResult, NewWorker, Store, SweepProgress, now_ms,
 };
 use asdsweep_shared::analysis::Direction;
+use asdsweep_shared::auth::Role;
 use asdsweep_shared::proto::{
     self as pb, artifact_service_server::ArtifactService, sweep_service_server::SweepService,
     worker_service_server::WorkerService,
@@ -25,7 +27,7 @@ use tonic::{Request, Response, Status, Streaming};
 /// How long an idle worker waits before asking for work again.
 const IDLE_RETRY_MS: u32 = 200;
 /// A worker is "live" if it called within this window.
-const LIVE_WINDOW_MS: i64 = 60_000;
+pub(crate) const LIVE_WINDOW_MS: i64 = 60_000;
 /// How far back `Workers` lists lost workers unless asked otherwise: a day.
 const LOST_WINDOW_MS: i64 = 24 * 3_600_000;
 
@@ -55,16 +57,18 @@ pub struct Services {
     max_artifact_bytes: u64,
     /// Spec hashes never change once a sweep exists, so leases need not re-read them.
     spec_hashes: Arc<Mutex<HashMap<SweepId, String>>>,
+    metrics: Metrics,
 }
 
 impl Services {
     /// Services over a store and an artifact directory, accepting artifacts of up to
-    /// `max_artifact_bytes`.
+    /// `max_artifact_bytes`, counting what they do in `metrics`.
     pub fn new(
         store: Store,
         artifacts: ArtifactStore,
         heartbeat_interval_ms: u32,
         max_artifact_bytes: u64,
+        metrics: Metrics,
     ) -> Services {
         Services {
             store,
@@ -72,7 +76,16 @@ impl Services {
             heartbeat_interval_ms,
             max_artifact_bytes,
             spec_hashes: Arc::default(),
+            metrics,
         }
+    }
+
+    /// Counts a refusal of a stale lease's call before passing the error on.
+    fn stale(&self, e: Error) -> Error {
+        if matches!(e, Error::StaleLease { .. }) {
+            self.metrics.stale_completions.inc();
+        }
+        e
     }
 
     async fn spec_hash(&self, sweep_id: SweepId) -> Result<String, Error> {
@@ -272,7 +285,11 @@ impl WorkerService for Services {
         req: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         let worker_id = WorkerId(req.into_inner().worker_id);
-        let Some(c) = self.store.claim(&worker_id).await? else {
+        let claimed = {
+            let _t = self.metrics.db("lease");
+            self.store.claim(&worker_id).await?
+        };
+        let Some(c) = claimed else {
             return Ok(Response::new(pb::LeaseResponse {
                 lease: None,
                 retry_after_ms: IDLE_RETRY_MS,
@@ -280,7 +297,8 @@ impl WorkerService for Services {
         };
         let spec_hash = self.spec_hash(c.job.sweep_id).await?;
         let job = &c.job;
-        tracing::debug!(job = %job.job_key, token = job.lease_token.0, worker = %worker_id, "leased");
+        self.metrics.leased(job.id.0, &job.family, &job.stage);
+        tracing::debug!(sweep_id = job.sweep_id.0, job_id = job.id.0, job = %job.job_key, lease = job.lease_token.0, worker = %worker_id, "leased");
         let lease = pb::Lease {
             token: job.lease_token.0,
             expires_at_ms: job.lease_expires_at_ms.unwrap_or_default(),
@@ -303,18 +321,21 @@ impl WorkerService for Services {
             None => None,
         };
         let progress = r.progress.map(|p| {
-            serde_json::json!({"epoch": p.epoch, "epochs": p.epochs, "loss": p.loss, "message": p.message, "checkpoint": p.checkpoint})
+            serde_json::json!({"epoch": p.epoch, "epochs": p.epochs, "loss": p.loss, "steps_per_s": p.steps_per_s, "message": p.message, "checkpoint": p.checkpoint})
         });
-        let out = self
-            .store
-            .heartbeat(
-                &WorkerId(r.worker_id),
-                JobId(r.job_id),
-                FencingToken(r.token),
-                progress,
-                checkpoint,
-            )
-            .await?;
+        let out = {
+            let _t = self.metrics.db("heartbeat");
+            self.store
+                .heartbeat(
+                    &WorkerId(r.worker_id),
+                    JobId(r.job_id),
+                    FencingToken(r.token),
+                    progress,
+                    checkpoint,
+                )
+                .await
+                .map_err(|e| self.stale(e))?
+        };
         Ok(Response::new(match out {
             HeartbeatOutcome::Extended(expires_at_ms) => pb::HeartbeatResponse {
                 expires_at_ms,
@@ -333,14 +354,20 @@ impl WorkerService for Services {
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         let r = req.into_inner();
         let metrics = metrics_to_result(r.metrics.unwrap_or_default())?;
-        self.store
-            .complete(
-                &WorkerId(r.worker_id),
-                JobId(r.job_id),
-                FencingToken(r.token),
-                metrics,
-            )
-            .await?;
+        {
+            let _t = self.metrics.db("complete");
+            self.store
+                .complete(
+                    &WorkerId(r.worker_id),
+                    JobId(r.job_id),
+                    FencingToken(r.token),
+                    metrics,
+                )
+                .await
+                .map_err(|e| self.stale(e))?;
+        }
+        self.metrics.ended(r.job_id, true);
+        tracing::debug!(job_id = r.job_id, lease = r.token, "result accepted");
         Ok(Response::new(pb::CompleteResponse {}))
     }
 
@@ -349,18 +376,22 @@ impl WorkerService for Services {
         req: Request<pb::FailRequest>,
     ) -> Result<Response<pb::FailResponse>, Status> {
         let r = req.into_inner();
-        let state = self
-            .store
-            .fail(
-                &WorkerId(r.worker_id),
-                JobId(r.job_id),
-                FencingToken(r.token),
-                &r.error,
-                r.retryable,
-                r.release,
-            )
-            .await?;
-        tracing::info!(job_id = r.job_id, %state, release = r.release, error = %r.error, "attempt ended without result");
+        let state = {
+            let _t = self.metrics.db("fail");
+            self.store
+                .fail(
+                    &WorkerId(r.worker_id),
+                    JobId(r.job_id),
+                    FencingToken(r.token),
+                    &r.error,
+                    r.retryable,
+                    r.release,
+                )
+                .await
+                .map_err(|e| self.stale(e))?
+        };
+        self.metrics.ended(r.job_id, false);
+        tracing::info!(job_id = r.job_id, lease = r.token, %state, release = r.release, error = %r.error, "attempt ended without result");
         Ok(Response::new(pb::FailResponse {
             state: state.as_str().into(),
         }))
@@ -520,6 +551,8 @@ impl ArtifactService for Services {
         &self,
         req: Request<Streaming<pb::PutChunk>>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        // Operators may download artifacts; only workers upload them.
+        asdsweep_shared::auth::require(&req, Role::Worker, "ArtifactService/Put")?;
         let mut stream = req.into_inner();
         let first = stream
             .next()

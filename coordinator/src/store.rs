@@ -930,6 +930,25 @@ impl Store {
         .collect())
     }
 
+    /// Jobs of every sweep counted by family and state (for `/metrics`).
+    pub async fn job_counts(&self) -> Result<Vec<(String, JobState, u64)>> {
+        #[derive(Debug, FromQueryResult)]
+        struct FamilyStateCount {
+            family: String,
+            state: JobState,
+            n: i64,
+        }
+        Ok(FamilyStateCount::find_by_statement(self.stmt(
+            "SELECT family, state, COUNT(*) AS n FROM jobs GROUP BY family, state",
+            vec![],
+        ))
+        .all(&self.db)
+        .await?
+        .into_iter()
+        .map(|r| (r.family, r.state, r.n as u64))
+        .collect())
+    }
+
     /// Every job of a sweep with its result and that result's further metrics, in job order.
     pub async fn results(&self, sweep_id: SweepId) -> Result<Vec<(job::Model, Option<JobResult>)>> {
         let jobs = job::Entity::find()

@@ -38,6 +38,10 @@ pub mod throughput;
 
 #[cfg(feature = "proto")]
 pub mod auth;
+#[cfg(feature = "proto")]
+pub mod remote;
+#[cfg(feature = "proto")]
+pub mod telemetry;
 
 #[cfg(feature = "proto")]
 pub mod proto {

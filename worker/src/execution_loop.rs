@@ -6,6 +6,7 @@
 
 use crate::artifacts::Artifacts;
 use crate::data::DataRoot;
+use crate::metrics::WorkerMetrics;
 use crate::registry::{JobContext, JobError, Registry};
 use asdsweep_shared::auth::Bearer;
 use asdsweep_shared::proto::{
@@ -19,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -47,6 +48,10 @@ pub struct WorkerConfig {
     pub patience: Duration,
     /// Bearer token for the coordinator (`None`: send none).
     pub token: Option<String>,
+    /// TLS to the coordinator (used for `https://` addresses).
+    pub tls: asdsweep_shared::remote::ClientTls,
+    /// Where to serve the worker's `/metrics` (`None`: nowhere).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Dataset root (`--data`); jobs that read data fail without one.
     pub data_root: Option<PathBuf>,
     /// Where downloaded artifacts (checkpoints) are cached.
@@ -70,6 +75,8 @@ impl WorkerConfig {
             exit_when_idle: None,
             patience: Duration::from_secs(300),
             token: None,
+            tls: Default::default(),
+            metrics_listen: None,
             data_root: None,
             cache_dir: std::env::temp_dir().join("asdsweep-artifact-cache"),
             view_cache: None,
@@ -93,9 +100,12 @@ pub struct WorkerSummary {
 /// Why a worker stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The coordinator URL or token is malformed.
-    #[error("bad coordinator address or token for \"{0}\": {1}")]
+    /// The coordinator URL, token or TLS settings are unusable.
+    #[error("bad coordinator address, token or TLS settings for \"{0}\": {1}")]
     Address(String, String),
+    /// The metrics address cannot be served.
+    #[error("--metrics-listen: {0}")]
+    Metrics(String),
     /// The coordinator could not be reached within the patience window.
     #[error(
         "coordinator {coordinator} unreachable for {waited_s:.0} s while calling {call}: {last}"
@@ -144,6 +154,7 @@ struct Shared {
     identity: Mutex<(String, Duration)>,
     shutdown: CancellationToken,
     counters: Counters,
+    metrics: WorkerMetrics,
 }
 
 /// True for failures that mean "try again later" rather than "no".
@@ -288,7 +299,15 @@ impl Shared {
             };
             idle_since = None;
             self.counters.started.fetch_add(1, Ordering::SeqCst);
-            self.run_lease(lease).await?;
+            // Every log line of the attempt carries its sweep, job and lease (JSON logs
+            // show them as span fields).
+            let span = match &lease.job {
+                Some(j) => {
+                    tracing::info_span!("job", sweep_id = j.sweep_id, job_id = j.job_id, job = %j.job_key, lease = lease.token)
+                }
+                None => tracing::Span::none(),
+            };
+            self.run_lease(lease).instrument(span).await?;
         }
     }
 
@@ -318,7 +337,12 @@ impl Shared {
             data: self.data.clone(),
             device: self.cfg.device.clone(),
         };
-        let mut running = tokio::spawn(self.registry.dispatch(ctx));
+        self.metrics.started(&job);
+        let mut running = tokio::spawn(
+            self.registry
+                .dispatch(ctx)
+                .instrument(tracing::Span::current()),
+        );
         let mut beat = tokio::time::interval(hb_interval);
         beat.tick().await; // the first tick is immediate; the claim itself started the lease
         #[derive(PartialEq)]
@@ -342,7 +366,11 @@ impl Shared {
                 _ = beat.tick(), if stop == Stop::None => true,
                 // While draining too: the checkpoint of the epoch being finished is reported.
                 changed = progress_rx.changed(), if stop != Stop::Lost && watching => match changed {
-                    Ok(()) => progress_rx.borrow_and_update().checkpoint != reported_checkpoint,
+                    Ok(()) => {
+                        let p = progress_rx.borrow_and_update();
+                        self.metrics.progress(&job, &p);
+                        p.checkpoint != reported_checkpoint
+                    }
                     Err(_) => {
                         watching = false;
                         false
@@ -387,6 +415,7 @@ impl Shared {
         };
         if stop == Stop::Lost {
             self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
+            self.metrics.ended(&job, "abandoned");
             return Ok(());
         }
         // A checkpoint the drained job uploaded as it stopped goes to the coordinator before
@@ -446,17 +475,19 @@ impl Shared {
         };
         match answer {
             Ok(state) => {
-                let c = match (call, stop == Stop::Shutdown) {
-                    ("Complete", _) => &self.counters.succeeded,
-                    (_, true) => &self.counters.released,
-                    _ => &self.counters.failed,
+                let (c, outcome) = match (call, stop == Stop::Shutdown) {
+                    ("Complete", _) => (&self.counters.succeeded, "succeeded"),
+                    (_, true) => (&self.counters.released, "released"),
+                    _ => (&self.counters.failed, "failed"),
                 };
                 c.fetch_add(1, Ordering::SeqCst);
+                self.metrics.ended(&job, outcome);
                 tracing::info!(job = %job.job_key, %state, "reported");
             }
             Err(s) => {
                 // Stale token or cancelled sweep: someone else owns the job now.
                 self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
+                self.metrics.ended(&job, "abandoned");
                 tracing::warn!(job = %job.job_key, error = %s.message(), "{call} rejected; result dropped");
             }
         }
@@ -480,8 +511,8 @@ pub async fn run_worker(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<WorkerSummary> {
-    let channel = Channel::from_shared(cfg.coordinator.clone())
-        .map_err(|e| Error::Address(cfg.coordinator.clone(), e.to_string()))?
+    let channel = asdsweep_shared::remote::endpoint(&cfg.coordinator, &cfg.tls)
+        .map_err(|e| Error::Address(cfg.coordinator.clone(), e))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect_lazy();
@@ -513,8 +544,28 @@ pub async fn run_worker(
             abandoned: AtomicU64::new(0),
             started: AtomicU64::new(0),
         },
+        metrics: WorkerMetrics::new(),
         cfg,
     });
+    let stop_metrics = CancellationToken::new();
+    let _stop_metrics_on_exit = stop_metrics.clone().drop_guard();
+    if let Some(at) = shared.cfg.metrics_listen {
+        let listener = asdsweep_shared::telemetry::bind(at)
+            .await
+            .map_err(Error::Metrics)?;
+        tracing::info!(addr = %listener.local_addr().map_or(at, |a| a), "worker metrics at /metrics");
+        let served = asdsweep_shared::telemetry::serve_metrics(
+            listener,
+            shared.metrics.registry().clone(),
+            None,
+            stop_metrics.cancelled_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "the worker's metrics server failed");
+            }
+        });
+    }
     if let Err(e) = shared.register().await {
         if shared.shutdown.is_cancelled() {
             return Ok(WorkerSummary::default());

@@ -8,6 +8,7 @@
 //! - [`bench`]: training throughput (`asdsweep bench train`).
 //! - [`families`]: the model families (training with burn).
 //! - [`execution_loop`]: register, lease, heartbeat, complete or fail.
+//! - [`metrics`]: the worker's Prometheus metrics (`--metrics-listen`).
 //! - [`artifacts`]: uploads to and verified, cached downloads from the artifact service.
 //! - [`data`]: the `--data` root, dataset manifests and the log-mel cache.
 
@@ -21,6 +22,7 @@ pub mod data;
 pub mod dropout;
 pub mod execution_loop;
 pub mod families;
+pub mod metrics;
 pub mod progress;
 pub mod registry;
 pub mod softmax;

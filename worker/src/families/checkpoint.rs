@@ -294,12 +294,36 @@ pub struct Run<M> {
     pub finished: bool,
 }
 
-/// What one epoch's steps summed: the loss times the items of each batch, and the items.
+/// What one epoch's steps summed: the loss times the items of each batch, the items,
+/// and the steps.
+#[derive(Debug, Default)]
 pub struct EpochSum {
     /// Σ batch loss × batch items.
     pub loss: f64,
     /// Items trained on.
     pub items: usize,
+    /// Optimiser steps (batches).
+    pub steps: usize,
+}
+
+impl EpochSum {
+    /// Adds one step: a batch of `items` with mean loss `loss`.
+    pub fn add(&mut self, loss: f64, items: usize) {
+        self.loss += loss * items as f64;
+        self.items += items;
+        self.steps += 1;
+    }
+}
+
+/// An epoch's end as the worker reports it (progress, metrics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochStats {
+    /// Epoch just finished (1-based).
+    pub epoch: usize,
+    /// Its mean training loss.
+    pub loss: f32,
+    /// Optimiser steps per second of its wall time.
+    pub steps_per_s: f64,
 }
 
 /// The epoch loop every trained family shares: AdamW (PyTorch's epsilon, `weight_decay`),
@@ -353,6 +377,7 @@ pub fn run_epochs<C: TrainingConfig, M: Module, E: From<CheckpointError>>(
         let lr = step_decay(schedule.lr, schedule.lr_gamma, schedule.lr_step_epochs, e);
         let sum;
         (model, sum) = epoch(e, lr, model, &mut optim)?;
+        let seconds = started.elapsed().as_secs_f64();
         let epoch_loss = if sum.items == 0 {
             f32::NAN
         } else {
@@ -366,6 +391,7 @@ pub fn run_epochs<C: TrainingConfig, M: Module, E: From<CheckpointError>>(
         let end = EpochEnd {
             epoch: e,
             loss: epoch_loss,
+            steps_per_s: sum.steps as f64 / seconds.max(1e-9),
             cfg,
             model: &model,
             optim: &optim,
@@ -386,6 +412,8 @@ pub struct EpochEnd<'a, C, M> {
     pub epoch: usize,
     /// Its mean training loss.
     pub loss: f32,
+    /// Optimiser steps per second of its wall time.
+    pub steps_per_s: f64,
     pub(crate) cfg: &'a C,
     pub(crate) model: &'a M,
     pub(crate) optim: &'a ModuleOptimizer,
@@ -395,6 +423,15 @@ pub struct EpochEnd<'a, C, M> {
 }
 
 impl<C: TrainingConfig, M: Module> EpochEnd<'_, C, M> {
+    /// Epoch, loss and pace, for progress reports.
+    pub fn stats(&self) -> EpochStats {
+        EpochStats {
+            epoch: self.epoch,
+            loss: self.loss,
+            steps_per_s: self.steps_per_s,
+        }
+    }
+
     /// The lowest-loss state so far (the current one if no epoch had a finite loss), without autodiff.
     pub fn best_model(&self) -> M {
         self.best

@@ -514,10 +514,7 @@ pub fn train(
         order.clear();
         order.extend(0..n);
         order.shuffle(&mut rng);
-        let mut sum = EpochSum {
-            loss: 0.0,
-            items: 0,
-        };
+        let mut sum = EpochSum::default();
         for batch in order[..usable].chunks(cfg.schedule.batch_size) {
             let offsets: Vec<usize> = batch
                 .iter()
@@ -531,8 +528,7 @@ pub fn train(
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
-            sum.loss += value as f64 * batch.len() as f64;
-            sum.items += batch.len();
+            sum.add(value as f64, batch.len());
         }
         Ok::<_, ClassifierError>((model, sum))
     };

@@ -2,7 +2,7 @@
 //! reported, uploading checkpoints as they are taken (each one heartbeated at once, so a
 //! next attempt resumes from it), and stopping on cancellation.
 
-use super::checkpoint::{Checkpoint, TrainingConfig};
+use super::checkpoint::{Checkpoint, EpochStats, TrainingConfig};
 use super::inputs::blocking;
 use crate::registry::{JobContext, JobError};
 use std::ops::ControlFlow;
@@ -50,19 +50,20 @@ pub struct EpochReporter {
 }
 
 impl EpochReporter {
-    /// After epoch `epoch` with mean loss `loss`: updates progress and, every `checkpoint_every`
-    /// epochs, at the last, and when the worker is being drained, uploads the blob
-    /// `checkpoint` makes.
+    /// After an epoch: updates progress (epoch, loss, steps/s) and, every
+    /// `checkpoint_every` epochs, at the last, and when the worker is being drained, uploads
+    /// the blob `checkpoint` makes.
     pub fn epoch_end(
         &mut self,
-        epoch: usize,
-        loss: f32,
+        stats: EpochStats,
         checkpoint: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> ControlFlow<()> {
+        let epoch = stats.epoch;
         self.progress.send_modify(|pr| {
             pr.epoch = epoch as u32;
             pr.epochs = self.epochs as u32;
-            pr.loss = Some(loss as f64);
+            pr.loss = Some(stats.loss as f64);
+            pr.steps_per_s = stats.steps_per_s;
         });
         let draining = self.drain.is_cancelled();
         if epoch.is_multiple_of(self.every) || epoch == self.epochs || draining {
@@ -195,22 +196,28 @@ mod tests {
     #[test]
     fn a_drained_run_saves_the_epoch_it_finished_and_a_cancelled_one_only_stops() {
         let blob = |epoch: usize| move || Ok(vec![epoch as u8]);
+        let at = |epoch: usize, loss: f32| EpochStats {
+            epoch,
+            loss,
+            steps_per_s: 2.5,
+        };
         let (mut r, mut rx) = reporter();
-        assert_eq!(r.epoch_end(1, 0.5, blob(1)), ControlFlow::Continue(()));
+        assert_eq!(r.epoch_end(at(1, 0.5), blob(1)), ControlFlow::Continue(()));
         assert!(rx.try_recv().is_err(), "epoch 1 is not due");
-        assert_eq!(r.epoch_end(5, 0.4, blob(5)), ControlFlow::Continue(()));
+        assert_eq!(r.epoch_end(at(5, 0.4), blob(5)), ControlFlow::Continue(()));
         assert_eq!(rx.try_recv().unwrap(), (5, vec![5]));
         // SIGTERM: drain, then cancel. Epoch 7 is not due, but it is saved before stopping.
         r.drain.cancel();
         r.cancel.cancel();
-        assert_eq!(r.epoch_end(7, 0.3, blob(7)), ControlFlow::Break(()));
+        assert_eq!(r.epoch_end(at(7, 0.3), blob(7)), ControlFlow::Break(()));
         assert_eq!(rx.try_recv().unwrap(), (7, vec![7]));
         assert_eq!(r.progress.borrow().epoch, 7);
+        assert_eq!(r.progress.borrow().steps_per_s, 2.5);
 
         // A cancelled sweep or a lost lease stops without saving an undue epoch.
         let (mut r, mut rx) = reporter();
         r.cancel.cancel();
-        assert_eq!(r.epoch_end(3, 0.3, blob(3)), ControlFlow::Break(()));
+        assert_eq!(r.epoch_end(at(3, 0.3), blob(3)), ControlFlow::Break(()));
         assert!(rx.try_recv().is_err());
     }
 }

@@ -162,7 +162,7 @@ impl Train for Autoencoder {
             .flat_map(|r| r.iter().copied())
             .collect();
         let trained = super::train(&config, &rows, &device, resume.as_ref(), |end| {
-            reporter.epoch_end(end.epoch, end.loss, || {
+            reporter.epoch_end(end.stats(), || {
                 end.checkpoint()
                     .map(|c| c.encode())
                     .map_err(|e| e.to_string())

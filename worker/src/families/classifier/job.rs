@@ -230,7 +230,7 @@ impl Train for Classifier {
             .map(|p| p.value);
         let epochs = config.schedule.epochs;
         let trained = super::train(&config, &clips, &labels, &device, resume.as_ref(), |end| {
-            reporter.epoch_end(end.epoch, end.loss, || {
+            reporter.epoch_end(end.stats(), || {
                 let mut cp = end.checkpoint().map_err(|e| e.to_string())?;
                 if end.epoch == epochs {
                     let f1 = end

@@ -294,7 +294,7 @@ impl Train for Contrastive {
         let epochs = config.schedule.epochs;
         let bad = |e: super::ContrastiveError| JobError::permanent(format!("job {k}: {e}"));
         let trained = super::train(&config, &views, &device, resume.as_ref(), |end| {
-            reporter.epoch_end(end.epoch, end.loss, || {
+            reporter.epoch_end(end.stats(), || {
                 let mut cp = end.checkpoint().map_err(|e| e.to_string())?;
                 if end.epoch == epochs {
                     let (u, a) = geometry(&end.best_model(), &views, seed, &device)

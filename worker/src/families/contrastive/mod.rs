@@ -301,10 +301,7 @@ pub fn train(
         order.extend(0..n);
         order.shuffle(&mut rng);
         let pairs = view_pairs(n, cfg.seed, epoch as u64);
-        let mut sum = EpochSum {
-            loss: 0.0,
-            items: 0,
-        };
+        let mut sum = EpochSum::default();
         for chunk in order[..usable].chunks(batch_size) {
             let a: Vec<(usize, usize)> = chunk.iter().map(|&c| (c, pairs[c].0)).collect();
             let b: Vec<(usize, usize)> = chunk.iter().map(|&c| (c, pairs[c].1)).collect();
@@ -312,8 +309,7 @@ pub fn train(
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
-            sum.loss += f64::from(value) * chunk.len() as f64;
-            sum.items += chunk.len();
+            sum.add(f64::from(value), chunk.len());
         }
         Ok::<_, ContrastiveError>((model, sum))
     };

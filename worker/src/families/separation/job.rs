@@ -427,7 +427,7 @@ impl Train for Separation {
             resume.as_ref(),
             make_batch,
             |end| {
-                reporter.epoch_end(end.epoch, end.loss, || {
+                reporter.epoch_end(end.stats(), || {
                     end.checkpoint()
                         .map(|c| c.encode())
                         .map_err(|e| e.to_string())

@@ -173,10 +173,7 @@ pub fn train(
     let model = cfg.model.init(&train_device, cfg.seed);
     let fresh = || Ok(cfg.model.init(device, cfg.seed));
     let epoch = |epoch: usize, lr: f64, mut model: Separator, optim: &mut ModuleOptimizer| {
-        let mut sum = EpochSum {
-            loss: 0.0,
-            items: 0,
-        };
+        let mut sum = EpochSum::default();
         for indices in epoch_batches(items, cfg.schedule.batch_size, cfg.seed, epoch) {
             let b = make_batch(epoch, &indices).map_err(SeparationError::Data)?;
             let shape = [b.items, 2, b.frames, bins];
@@ -186,8 +183,7 @@ pub fn train(
             let value: f32 = loss.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
-            sum.loss += f64::from(value) * b.items as f64;
-            sum.items += b.items;
+            sum.add(f64::from(value), b.items);
         }
         Ok((model, sum))
     };

@@ -1,0 +1,195 @@
+//! The coordinator's Prometheus metrics (`serve --metrics-listen`): counters and
+//! histograms kept by the services as calls happen, and gauges read from the database at
+//! each scrape (jobs by family and state, live workers), so that every replica of a
+//! scaled-out coordinator reports the whole queue.
+
+use crate::queue::JobState;
+use crate::service::LIVE_WINDOW_MS;
+use crate::store::{Store, now_ms};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The coordinator's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    jobs: IntGaugeVec,
+    workers_live: IntGauge,
+    /// Leases handed to workers.
+    pub leases_granted: IntCounter,
+    /// Leases the reaper returned to the queue after they expired.
+    pub leases_expired: IntCounter,
+    /// Heartbeats and completions refused because their lease was no longer current.
+    pub stale_completions: IntCounter,
+    job_seconds: HistogramVec,
+    db_seconds: HistogramVec,
+    scrape_db_seconds: Histogram,
+    /// Jobs leased by this coordinator: family, stage and when, for their duration.
+    running: Arc<Mutex<HashMap<i64, (String, String, Instant)>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are distinct");
+    c
+}
+
+impl Metrics {
+    /// Fresh metrics in a registry of their own (with the process's CPU and memory).
+    pub fn new() -> Metrics {
+        let r = asdsweep_shared::telemetry::registry();
+        let db_buckets = prometheus::exponential_buckets(0.000_25, 2.0, 14).expect("buckets");
+        Metrics {
+            jobs: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("asdsweep_jobs", "Jobs by family and state, all sweeps"),
+                    &["family", "state"],
+                )
+                .expect("valid metric"),
+            ),
+            workers_live: register(
+                &r,
+                IntGauge::new(
+                    "asdsweep_workers_live",
+                    "Workers that called within the last minute",
+                )
+                .expect("valid metric"),
+            ),
+            leases_granted: register(
+                &r,
+                IntCounter::new("asdsweep_leases_granted_total", "Leases granted to workers")
+                    .expect("valid metric"),
+            ),
+            leases_expired: register(
+                &r,
+                IntCounter::new(
+                    "asdsweep_leases_expired_total",
+                    "Expired leases returned to the queue by this coordinator's reaper",
+                )
+                .expect("valid metric"),
+            ),
+            stale_completions: register(
+                &r,
+                IntCounter::new(
+                    "asdsweep_stale_completions_total",
+                    "Heartbeats and completions refused because the lease was no longer current",
+                )
+                .expect("valid metric"),
+            ),
+            job_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "asdsweep_job_duration_seconds",
+                        "Time from lease to accepted result, by family and stage",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.01, 4.0, 12).expect("buckets")),
+                    &["family", "stage"],
+                )
+                .expect("valid metric"),
+            ),
+            db_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "asdsweep_db_seconds",
+                        "Database time of the queue's calls, by operation",
+                    )
+                    .buckets(db_buckets.clone()),
+                    &["op"],
+                )
+                .expect("valid metric"),
+            ),
+            scrape_db_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "asdsweep_scrape_db_seconds",
+                        "Database time of reading the gauges for a scrape",
+                    )
+                    .buckets(db_buckets),
+                )
+                .expect("valid metric"),
+            ),
+            registry: r,
+            running: Arc::default(),
+        }
+    }
+
+    /// The registry to serve.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Times one database operation until the timer is dropped.
+    pub fn db(&self, op: &str) -> HistogramTimer {
+        self.db_seconds.with_label_values(&[op]).start_timer()
+    }
+
+    /// A lease was granted on a job.
+    pub fn leased(&self, job_id: i64, family: &str, stage: &str) {
+        self.leases_granted.inc();
+        self.running.lock().expect("metrics lock poisoned").insert(
+            job_id,
+            (family.to_owned(), stage.to_owned(), Instant::now()),
+        );
+    }
+
+    /// A job's attempt ended: with a result (its duration is recorded) or without.
+    pub fn ended(&self, job_id: i64, succeeded: bool) {
+        let started = self
+            .running
+            .lock()
+            .expect("metrics lock poisoned")
+            .remove(&job_id);
+        if let (true, Some((family, stage, at))) = (succeeded, started) {
+            self.job_seconds
+                .with_label_values(&[family.as_str(), stage.as_str()])
+                .observe(at.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Reads the gauges from the database (at each scrape); a failure leaves them as they
+    /// were and is logged.
+    pub async fn refresh(&self, store: &Store) {
+        let _t = self.scrape_db_seconds.start_timer();
+        match store.job_counts().await {
+            Ok(counts) => {
+                self.jobs.reset();
+                // Every state of every family, zeros included, so that a query such as
+                // sum(asdsweep_jobs{state="pending"}) sees 0 rather than no series.
+                let families: BTreeSet<&str> = counts.iter().map(|(f, _, _)| f.as_str()).collect();
+                for family in families {
+                    for state in JobState::ALL {
+                        self.jobs
+                            .with_label_values(&[family, state.as_str()])
+                            .set(0);
+                    }
+                }
+                for (family, state, n) in &counts {
+                    self.jobs
+                        .with_label_values(&[family.as_str(), state.as_str()])
+                        .set(*n as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading job counts for /metrics failed"),
+        }
+        match store.workers_seen_since(now_ms() - LIVE_WINDOW_MS).await {
+            Ok(w) => self.workers_live.set(w.len() as i64),
+            Err(e) => tracing::warn!(error = %e, "reading live workers for /metrics failed"),
+        }
+    }
+}
