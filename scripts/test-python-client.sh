@@ -4,7 +4,8 @@
 #      grpcio-tools, protobuf and pandas;
 #   2. the gRPC stubs regenerated into a temporary directory must equal the committed ones
 #      (a proto changed without `clients/python/generate.sh` fails here);
-#   3. the offline tests (tests/test_frame.py);
+#   3. the offline tests (tests/test_frame.py; tests/test_tls.py, with certificates from
+#      deploy/make-certs.sh);
 #   4. `asdsweep serve` on a free loopback port with a temporary SQLite database and a token,
 #      two `asdsweep worker`s with that token, and tests/test_live.py against them (it
 #      launches sweeps/noop-demo.toml and checks the DataFrame of its results);
@@ -71,8 +72,9 @@ if ! diff -r -q -x '__init__.py' -x '__pycache__' "$work/gen" clients/python/asd
 fi
 say "stubs match proto/"
 
-# --- 3. offline tests --------------------------------------------------------------------
-"$PY" -m unittest discover -s clients/python/tests -p 'test_frame.py'
+# --- 3. offline tests (test_tls.py: TLS, mutual TLS and tokens against a Python server) ---
+GRPC_VERBOSITY=ERROR "$PY" -m unittest discover -s clients/python/tests -p 'test_frame.py'
+GRPC_VERBOSITY=ERROR "$PY" -m unittest discover -s clients/python/tests -p 'test_tls.py'
 
 # --- 4. a live coordinator and two workers -----------------------------------------------
 port="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
