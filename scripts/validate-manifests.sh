@@ -27,10 +27,27 @@ DIR="${1:-deploy/k8s}"
 
 die() { echo "scripts/validate-manifests.sh: $*" >&2; exit 1; }
 
+# Python with its venv module, from Debian's packages when missing (as scripts/test.sh
+# installs PostgreSQL and Chromium): a fresh machine runs .ci/run as it is.
+ensure_python_venv() {
+  if command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    return
+  fi
+  command -v apt-get >/dev/null || die "needs python3 with its venv module (install them by hand: no apt-get here)"
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "needs python3 and python3-venv; installing them needs root (or sudo)"
+    sudo=(sudo)
+  fi
+  echo "scripts/validate-manifests.sh: installing Debian's python3 and python3-venv" >&2
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+}
+
 [ -d "$DIR" ] || die "no directory $DIR"
-command -v python3 >/dev/null || die "needs python3 (with its venv module) to install kubernetes-validate"
 if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV" || die "cannot create a venv at $VENV (on Debian: apt-get install python3-venv)"
+  ensure_python_venv
+  python3 -m venv "$VENV" || die "cannot create a venv at $VENV"
 fi
 if ! "$VENV/bin/python" -c 'import sys, importlib.metadata as m; sys.exit(m.version("kubernetes-validate") != sys.argv[1])' \
     "$KUBERNETES_VALIDATE" 2>/dev/null; then
