@@ -26,18 +26,21 @@ COORDINATOR = os.environ.get("ASDSWEEP_TEST_COORDINATOR")
 class LiveCoordinator(unittest.TestCase):
     def test_launch_wait_and_read_the_noop_demo_into_a_dataframe(self):
         with Client(COORDINATOR) as c:
-            # A fresh sweep every time, so that a coordinator used before gives the same answer.
+            # Launching is idempotent: the spec as a path, then as text, is one sweep (on a
+            # coordinator used before, one launched then: `created` may be False already).
+            first = c.launch(SPEC)
+            again = c.launch(SPEC.read_text())
+            self.assertEqual((again.sweep_id, again.created), (first.sweep_id, False))
+            # force_new: a sweep of its own, whatever ran before. The checks below are on it.
             launched = c.launch(SPEC, force_new=True)
             self.assertTrue(launched.created)
+            self.assertNotEqual(launched.sweep_id, first.sweep_id)
             self.assertEqual(launched.name, "noop-demo")
             # 3 machine types x 2 seeds x 2 configs, a train and an eval job each.
-            self.assertEqual(launched.jobs, 24)
+            self.assertEqual((first.jobs, launched.jobs), (24, 24))
 
-            # The same spec again, not forced: the same sweep back, nothing created.
-            again = c.launch(SPEC.read_text())
-            self.assertEqual((again.sweep_id, again.created), (launched.sweep_id, False))
-
-            final = c.wait(launched.sweep_id, timeout=float(os.environ.get("ASDSWEEP_TEST_TIMEOUT_S", "120")))
+            timeout = float(os.environ.get("ASDSWEEP_TEST_TIMEOUT_S", "120"))
+            final = c.wait(launched.sweep_id, timeout=timeout)
             self.assertEqual(final.state, "finished")
             self.assertEqual(c.counts(launched.sweep_id), {"succeeded": 24})
 
@@ -46,7 +49,6 @@ class LiveCoordinator(unittest.TestCase):
             self.assertEqual(list(frame.columns)[: len(RESULT_COLUMNS)], RESULT_COLUMNS)
             self.assertEqual(set(frame["state"]), {"succeeded"})
             self.assertEqual(set(frame["proxy_metric"]), {"noop"})
-            self.assertEqual(set(frame["family"]), {"noop"})
             self.assertEqual(set(frame["config"]), {"small", "large"})
             self.assertEqual(set(frame["stage"]), {"train", "eval"})
             self.assertEqual(set(frame["seed"]), {1, 2})
@@ -55,8 +57,12 @@ class LiveCoordinator(unittest.TestCase):
             # `large` fails once on purpose (fail_times = 1) and succeeds on its retry.
             self.assertEqual(set(frame.loc[frame["config"] == "large", "attempts"]), {2})
             self.assertEqual(set(frame.loc[frame["config"] == "small", "attempts"]), {1})
-            # Results by name are the newest sweep of that name: this one.
-            self.assertEqual(sorted(c.results("noop-demo")["job"]), sorted(frame["job"]))
+            # A sweep named by name is the newest of that name: the forced one.
+            self.assertEqual(c.sweep_status("noop-demo").sweep_id, launched.sweep_id)
+
+            # The idempotent one ran too (the workers take jobs of every sweep).
+            c.wait(first.sweep_id, timeout=timeout)
+            self.assertEqual(len(c.results(first.sweep_id)), 24)
 
     def test_an_unknown_sweep_is_named(self):
         with Client(COORDINATOR) as c:
