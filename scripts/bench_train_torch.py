@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch counterpart of `asdsweep bench train`: training steps/s of the same models,
-timed the same way, so burn-flex can be compared with PyTorch on the same CPU and threads.
+timed the same way, so burn-flex can be compared with PyTorch on the same CPU and threads,
+and (`--device cuda`) burn's GPU backends with PyTorch CUDA on the same GPU.
 
 - ae: the study's autoencoder (the DCASE baseline `AENet` of `ae_baseline_utils.py`), hidden
   128, latent 8, 640-dim input, batch 512, MSE reconstruction loss, AdamW lr 5e-4;
@@ -23,10 +24,12 @@ and tests/fixtures/gen/separation_fixtures.py (the separator's parity-fixture mo
 A step: zero the gradients, forward, loss, backward, AdamW step, `loss.item()` (as the Rust
 side reads its loss back). One fixed random batch (seeded). WARMUP untimed steps, then REPEATS
 timed runs of STEPS steps; the figure is the median run. Prints one JSON object per model.
+On a GPU the weights and the batch are made on the CPU exactly as there (same seed, same
+values) and then moved; `loss.item()` waits for the GPU each step, so a step is timed whole.
 
 Usage (torch 2.9.0 and safetensors 0.8.0 in a venv; see tests/fixtures/gen/model_fixtures.py):
     python scripts/bench_train_torch.py --threads 2 [--model ae|resnet18|separator|simclr|all] [--steps N]
-        [--warmup N] [--repeats 3] [--batch N]
+        [--warmup N] [--repeats 3] [--batch N] [--device cpu|cuda|cuda:N]
 """
 
 import argparse
@@ -49,10 +52,10 @@ CLASSES = 7  # machine types of DCASE 2022 Task 2
 DEFAULTS = {"ae": (100, 10), "resnet18": (3, 1), "separator": (3, 1), "simclr": (3, 1)}  # (steps, warmup), as `asdsweep bench train`
 
 
-def workload(name, gen, batch=None):
+def workload(name, gen, batch=None, device="cpu"):
     if name == "ae":
-        model = AENet(input_dim=640, hidden=128, latent=8)
-        x = torch.rand(batch or 512, 640, generator=gen) * 2 - 1
+        model = AENet(input_dim=640, hidden=128, latent=8).to(device)
+        x = (torch.rand(batch or 512, 640, generator=gen) * 2 - 1).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, eps=1e-8)
 
         def loss_fn():
@@ -61,10 +64,10 @@ def workload(name, gen, batch=None):
 
         return model, x, opt, loss_fn
     if name == "resnet18":
-        model = ResNet(CLASSES, depth=18)
+        model = ResNet(CLASSES, depth=18).to(device)
         b = batch or 32
-        x = torch.rand(b, 1, 128, 313, generator=gen) * 2 - 1
-        y = torch.randint(0, CLASSES, (b,), generator=gen)
+        x = (torch.rand(b, 1, 128, 313, generator=gen) * 2 - 1).to(device)
+        y = torch.randint(0, CLASSES, (b,), generator=gen).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01, eps=1e-8)
 
         def loss_fn():
@@ -79,9 +82,9 @@ def workload(name, gen, batch=None):
             torch.nn.Linear(d, d), torch.nn.BatchNorm1d(d), torch.nn.ReLU(),
             torch.nn.Linear(d, d), torch.nn.BatchNorm1d(d), torch.nn.ReLU(),
             torch.nn.Linear(d, 128))
-        model = torch.nn.ModuleDict({"backbone": backbone, "projector": projector})
+        model = torch.nn.ModuleDict({"backbone": backbone, "projector": projector}).to(device)
         b = batch or 96
-        x = torch.rand(2, b, 1, 128, 313, generator=gen) * 2 - 1
+        x = (torch.rand(2, b, 1, 128, 313, generator=gen) * 2 - 1).to(device)
         # Only the backbone's pooled features and the projector take part, as in SimCLR.
         params = list(projector.parameters()) + [p for n, p in backbone.named_parameters() if not n.startswith("fc.")]
         opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01, eps=1e-8)
@@ -93,10 +96,10 @@ def workload(name, gen, batch=None):
 
         return model, x, opt, loss_fn
     if name == "separator":
-        model = Separator(64, 2)
+        model = Separator(64, 2).to(device)
         b = batch or 12
-        x = torch.rand(b, 2, 201, 161, generator=gen) * 2 - 1
-        y = torch.rand(b, 2, 201, 161, generator=gen) * 2 - 1
+        x = (torch.rand(b, 2, 201, 161, generator=gen) * 2 - 1).to(device)
+        y = (torch.rand(b, 2, 201, 161, generator=gen) * 2 - 1).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, eps=1e-8)
 
         def loss_fn():
@@ -108,15 +111,17 @@ def workload(name, gen, batch=None):
     raise ValueError(name)
 
 
-def bench(name, steps, warmup, repeats, threads, seed, batch=None):
+def bench(name, steps, warmup, repeats, threads, seed, batch=None, device=torch.device("cpu")):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model, x, opt, loss_fn = workload(name, gen, batch)
+    model, x, opt, loss_fn = workload(name, gen, batch, device)
     model.train()
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn()
+        # Tensors the losses make themselves (NT-Xent's mask and targets) on the same device.
+        with device:
+            loss = loss_fn()
         loss.backward()
         opt.step()
         return loss.item()
@@ -136,6 +141,8 @@ def bench(name, steps, warmup, repeats, threads, seed, batch=None):
     return {
         "model": name,
         "framework": f"pytorch-{torch.__version__}",
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": threads,
         "batch": samples,
         "input_shape": list(x.shape),
@@ -160,7 +167,22 @@ def main():
                    help="torch.set_num_threads (default: all cores)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--batch", type=int, help="samples per step instead of the study's batch")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), or cuda / cuda:N: PyTorch CUDA on that GPU")
     a = p.parse_args()
+    try:
+        device = torch.device(a.device)
+    except RuntimeError as e:
+        p.error(f"--device {a.device!r}: {e}")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device {a.device!r}: expected cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            p.error(f"--device {a.device}: this torch ({torch.__version__}) sees no CUDA GPU")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= torch.cuda.device_count():
+            p.error(f"--device {a.device}: only {torch.cuda.device_count()} CUDA device(s) here")
     for key in ("steps", "repeats", "threads", "batch"):
         value = getattr(a, key)
         if value is not None and value < 1:
@@ -170,7 +192,7 @@ def main():
     for name in names:
         steps, warmup = DEFAULTS[name]
         report = bench(name, a.steps or steps, a.warmup if a.warmup is not None else warmup,
-                       a.repeats, a.threads, a.seed, a.batch)
+                       a.repeats, a.threads, a.seed, a.batch, device)
         print(json.dumps(report), flush=True)
 
 
