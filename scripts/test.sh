@@ -15,6 +15,9 @@
 #   * Headless Chromium at /usr/bin/chromium (the report rendering test):
 #     installed from Debian's package when missing.
 #
+# After the cargo tests (when no arguments were given) it runs the Python client's tests
+# against a live coordinator (scripts/test-python-client.sh: a venv under target/).
+#
 # Installing needs root (or sudo); everything else runs as the calling user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,4 +94,10 @@ if [ ! -x /usr/bin/chromium ] && [ ! -x /usr/bin/chromium-browser ]; then
   apt_install chromium
 fi
 
-exec cargo test --workspace "$@"
+cargo test --workspace "$@"
+
+# The Python client against a live coordinator (the binary cargo test just built); only for
+# the whole suite, not when arguments pick some tests.
+if [ $# -eq 0 ]; then
+  scripts/test-python-client.sh
+fi

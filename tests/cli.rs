@@ -251,7 +251,7 @@ fn a_coordinator_with_a_token_refuses_calls_without_it() {
     let denied = asdsweep(&["status", "--coordinator", &addr, "--token", "guess"]);
     assert!(!denied.status.success());
     assert!(
-        stderr(&denied).contains("bearer token"),
+        stderr(&denied).contains("needs the operator token"),
         "{}",
         stderr(&denied)
     );

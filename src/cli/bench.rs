@@ -50,6 +50,9 @@ pub struct BenchTrainArgs {
     /// Seed of the weights, the input and the labels.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Device to train on: `cpu` (flex) or `cuda:N` (a build with the `cuda` or `tch` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Print one JSON object per model (JSON Lines) instead of a sentence.
     #[arg(long)]
     pub json: bool,
@@ -90,6 +93,7 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
             repeats: args.repeats,
             threads,
             seed: args.seed,
+            device: args.device.clone(),
         };
         let report = bench::train_throughput(workload, &options)?;
         if args.json {

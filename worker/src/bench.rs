@@ -21,6 +21,7 @@ use crate::families::classifier::{ClassifierConfig, HeadKind};
 use crate::families::contrastive::{ContrastiveConfig, Mode};
 use crate::families::resnet::ResNetConfig;
 use crate::families::separation::{SeparatorConfig, loss};
+use asdsweep_shared::spec::Backend;
 
 /// Machine types of DCASE 2022 Task 2, the classification family's classes.
 pub const STUDY_CLASSES: usize = 7;
@@ -34,6 +35,9 @@ pub enum BenchError {
     /// A count that must be positive is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// The device cannot be used by this build.
+    #[error(transparent)]
+    Device(#[from] crate::backend::BackendError),
     /// The thread pool could not be started.
     #[error("cannot start a pool of {threads} threads: {message}")]
     Pool {
@@ -200,7 +204,7 @@ impl Workload {
 }
 
 /// How long and on how many threads to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
     /// Untimed steps before the first timed run (allocator, caches, lazy initialisation).
     pub warmup: usize,
@@ -212,6 +216,8 @@ pub struct BenchOptions {
     pub threads: usize,
     /// Seed of the weights, the input and the labels.
     pub seed: u64,
+    /// Device to train on, as `worker --device` takes it (`cpu`, `cuda:0`).
+    pub device: String,
 }
 
 /// One workload's measured throughput.
@@ -219,8 +225,11 @@ pub struct BenchOptions {
 pub struct TrainBenchReport {
     /// Workload name (`ae`, `resnet18`).
     pub model: String,
-    /// The backend measured: `burn-flex`, or `burn-flex+x86-v4` in a build with AVX-512 kernels.
+    /// The backend measured: `burn-flex`, or `burn-flex+x86-v4` in a build with AVX-512
+    /// kernels, `burn-cuda`, `burn-tch`.
     pub framework: String,
+    /// The device trained on (`cpu`, `cuda:0`).
+    pub device: String,
     /// Threads of the compute pool.
     pub threads: usize,
     /// Samples per step.
@@ -313,17 +322,18 @@ pub fn train_throughput(
             threads: options.threads,
             message: e.to_string(),
         })?;
+    let selected = crate::backend::select(&options.device)?;
+    let framework = match selected.backend {
+        Backend::Flex if cfg!(feature = "x86-v4") => "burn-flex+x86-v4".to_owned(),
+        b => format!("burn-{}", b.as_str()),
+    };
     let load = load_average();
-    let (runs, last_loss) = pool.install(|| time_steps(workload, options))?;
+    let (runs, last_loss) = pool.install(|| time_steps(workload, options, &selected.device))?;
     let steps_per_s = median(&runs);
     Ok(TrainBenchReport {
         model: workload.name(),
-        framework: if cfg!(feature = "x86-v4") {
-            "burn-flex+x86-v4"
-        } else {
-            "burn-flex"
-        }
-        .into(),
+        framework,
+        device: selected.name,
         threads: options.threads,
         batch: workload.batch(),
         input_shape: workload.input_shape(),
@@ -344,8 +354,12 @@ fn random_values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Runs the warm-up, then `repeats` timed runs; returns each run's steps/s and the last loss.
-fn time_steps(workload: &Workload, o: &BenchOptions) -> Result<(Vec<f64>, f32), BenchError> {
-    let device = Device::flex().autodiff();
+fn time_steps(
+    workload: &Workload,
+    o: &BenchOptions,
+    device: &Device,
+) -> Result<(Vec<f64>, f32), BenchError> {
+    let device = device.clone().autodiff();
     let shape = workload.input_shape();
     let values = random_values(shape.iter().product(), o.seed);
     match workload {
@@ -477,6 +491,7 @@ mod tests {
             repeats: 3,
             threads: 1,
             seed: 1,
+            device: "cpu".into(),
         }
     }
 
@@ -579,6 +594,16 @@ mod tests {
         ] {
             let err = train_throughput(&w, &o).expect_err("zero").to_string();
             assert!(err.starts_with(name), "{err}");
+        }
+        if !cfg!(any(feature = "cuda", feature = "tch")) {
+            let gpu = BenchOptions {
+                device: "cuda:0".into(),
+                ..tiny_options()
+            };
+            let err = train_throughput(&w, &gpu)
+                .expect_err("no GPU backend")
+                .to_string();
+            assert!(err.contains("cuda:0"), "{err}");
         }
     }
 

@@ -90,14 +90,22 @@ pub(crate) fn step_decay(lr: f64, gamma: f64, step_epochs: usize, epoch: usize) 
     lr * gamma.powi(steps)
 }
 
-/// The device the families' tests run on: flex, or CPU libtorch in a build with the `tch`
-/// feature when `ASDSWEEP_TEST_DEVICE=libtorch` (as `scripts/check-tch.sh` runs them).
+/// The device the families' tests run on: flex; CPU libtorch in a build with the `tch`
+/// feature when `ASDSWEEP_TEST_DEVICE=libtorch` (as `scripts/check-tch.sh` runs them); the
+/// GPU `worker --device cuda:N` would use when `ASDSWEEP_TEST_DEVICE=cuda:N` (as
+/// `scripts/check-gpu.sh` runs them; a build without `cuda` or `tch` panics, naming why).
 #[cfg(test)]
 pub(crate) fn test_device() -> Device {
+    let asked = std::env::var("ASDSWEEP_TEST_DEVICE").unwrap_or_default();
     #[cfg(feature = "tch")]
-    if std::env::var("ASDSWEEP_TEST_DEVICE").as_deref() == Ok("libtorch") {
+    if asked == "libtorch" {
         #[allow(deprecated)] // burn-tch is deprecated upstream; the design card still asks for it
         return Device::libtorch();
+    }
+    if asked.starts_with("cuda:") {
+        return crate::backend::select(&asked)
+            .unwrap_or_else(|e| panic!("ASDSWEEP_TEST_DEVICE={asked}: {e}"))
+            .device;
     }
     Device::flex()
 }
@@ -108,9 +116,16 @@ mod tests {
 
     #[test]
     fn the_tests_run_on_the_device_asked_for() {
-        let asked = std::env::var("ASDSWEEP_TEST_DEVICE").as_deref() == Ok("libtorch");
-        let on_libtorch = format!("{:?}", test_device()).contains("LibTorch");
-        assert_eq!(on_libtorch, asked && cfg!(feature = "tch"));
+        let asked = std::env::var("ASDSWEEP_TEST_DEVICE").unwrap_or_default();
+        let device = format!("{:?}", test_device());
+        let on_libtorch = device.contains("LibTorch");
+        let on_cuda = device.contains("Cuda") || device.contains("Cuda(");
+        if asked.starts_with("cuda:") {
+            assert!(on_cuda || on_libtorch, "asked {asked}, got {device}");
+        } else {
+            assert!(!on_cuda, "{device}");
+            assert_eq!(on_libtorch, asked == "libtorch" && cfg!(feature = "tch"));
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as asdsweep_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61sdsweep/v1/worker.proto\x12\x0b\x61sdsweep.v1\x1a\x18\x61sdsweep/v1/common.proto\"d\n\x0c\x43\x61pabilities\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\r\n\x05kinds\x18\x05 \x03(\t\"a\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x19.asdsweep.v1.Capabilities\x12\x0f\n\x07version\x18\x03 \x01(\t\"D\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"!\n\x0cLeaseRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\xb1\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07job_key\x18\x02 \x01(\t\x12\x10\n\x08sweep_id\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x06 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x0c\n\x04seed\x18\t \x01(\x03\x12\x13\n\x0bparams_json\x18\n \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\r\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\r\x12\x17\n\x0finput_artifacts\x18\r \x03(\t\x12\x11\n\tspec_hash\x18\x0e \x01(\t\x12\x1e\n\x11resume_checkpoint\x18\x0f \x01(\tH\x00\x88\x01\x01\x42\x14\n\x12_resume_checkpoint\"\\\n\x05Lease\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.asdsweep.v1.Job\x12\r\n\x05token\x18\x02 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\r\"Y\n\rLeaseResponse\x12&\n\x05lease\x18\x01 \x01(\x0b\x32\x12.asdsweep.v1.LeaseH\x00\x88\x01\x01\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\rB\x08\n\x06_lease\"~\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\r\x12\x11\n\x04loss\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x17\n\ncheckpoint\x18\x05 \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_lossB\r\n\x0b_checkpoint\"m\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x03\x12\'\n\x08progress\x18\x04 \x01(\x0b\x32\x15.asdsweep.v1.Progress\"=\n\x11HeartbeatResponse\x12\x15\n\rexpires_at_ms\x18\x01 \x01(\x03\x12\x11\n\tcancelled\x18\x02 \x01(\x08\"m\n\x0f\x43ompleteRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x03\x12(\n\x07metrics\x18\x04 \x01(\x0b\x32\x17.asdsweep.v1.JobMetrics\"\x12\n\x10\x43ompleteResponse\"r\n\x0b\x46\x61ilRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\x12\x0f\n\x07release\x18\x06 \x01(\x08\"\x1d\n\x0c\x46\x61ilResponse\x12\r\n\x05state\x18\x01 \x01(\t2\xea\x02\n\rWorkerService\x12G\n\x08Register\x12\x1c.asdsweep.v1.RegisterRequest\x1a\x1d.asdsweep.v1.RegisterResponse\x12>\n\x05Lease\x12\x19.asdsweep.v1.LeaseRequest\x1a\x1a.asdsweep.v1.LeaseResponse\x12J\n\tHeartbeat\x12\x1d.asdsweep.v1.HeartbeatRequest\x1a\x1e.asdsweep.v1.HeartbeatResponse\x12G\n\x08\x43omplete\x12\x1c.asdsweep.v1.CompleteRequest\x1a\x1d.asdsweep.v1.CompleteResponse\x12;\n\x04\x46\x61il\x12\x18.asdsweep.v1.FailRequest\x1a\x19.asdsweep.v1.FailResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61sdsweep/v1/worker.proto\x12\x0b\x61sdsweep.v1\x1a\x18\x61sdsweep/v1/common.proto\"d\n\x0c\x43\x61pabilities\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\r\n\x05kinds\x18\x05 \x03(\t\"a\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x19.asdsweep.v1.Capabilities\x12\x0f\n\x07version\x18\x03 \x01(\t\"D\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"!\n\x0cLeaseRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\xb1\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07job_key\x18\x02 \x01(\t\x12\x10\n\x08sweep_id\x18\x03 \x01(\x03\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x06 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x0c\n\x04seed\x18\t \x01(\x03\x12\x13\n\x0bparams_json\x18\n \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\r\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\r\x12\x17\n\x0finput_artifacts\x18\r \x03(\t\x12\x11\n\tspec_hash\x18\x0e \x01(\t\x12\x1e\n\x11resume_checkpoint\x18\x0f \x01(\tH\x00\x88\x01\x01\x42\x14\n\x12_resume_checkpoint\"\\\n\x05Lease\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.asdsweep.v1.Job\x12\r\n\x05token\x18\x02 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\r\"Y\n\rLeaseResponse\x12&\n\x05lease\x18\x01 \x01(\x0b\x32\x12.asdsweep.v1.LeaseH\x00\x88\x01\x01\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\rB\x08\n\x06_lease\"\x93\x01\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\r\x12\x11\n\x04loss\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x17\n\ncheckpoint\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0bsteps_per_s\x18\x06 \x01(\x01\x42\x07\n\x05_lossB\r\n\x0b_checkpoint\"m\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x03\x12\'\n\x08progress\x18\x04 \x01(\x0b\x32\x15.asdsweep.v1.Progress\"=\n\x11HeartbeatResponse\x12\x15\n\rexpires_at_ms\x18\x01 \x01(\x03\x12\x11\n\tcancelled\x18\x02 \x01(\x08\"m\n\x0f\x43ompleteRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x03\x12(\n\x07metrics\x18\x04 \x01(\x0b\x32\x17.asdsweep.v1.JobMetrics\"\x12\n\x10\x43ompleteResponse\"r\n\x0b\x46\x61ilRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\x12\x0f\n\x07release\x18\x06 \x01(\x08\"\x1d\n\x0c\x46\x61ilResponse\x12\r\n\x05state\x18\x01 \x01(\t2\xea\x02\n\rWorkerService\x12G\n\x08Register\x12\x1c.asdsweep.v1.RegisterRequest\x1a\x1d.asdsweep.v1.RegisterResponse\x12>\n\x05Lease\x12\x19.asdsweep.v1.LeaseRequest\x1a\x1a.asdsweep.v1.LeaseResponse\x12J\n\tHeartbeat\x12\x1d.asdsweep.v1.HeartbeatRequest\x1a\x1e.asdsweep.v1.HeartbeatResponse\x12G\n\x08\x43omplete\x12\x1c.asdsweep.v1.CompleteRequest\x1a\x1d.asdsweep.v1.CompleteResponse\x12;\n\x04\x46\x61il\x12\x18.asdsweep.v1.FailRequest\x1a\x19.asdsweep.v1.FailResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,20 +46,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASE']._serialized_end=773
   _globals['_LEASERESPONSE']._serialized_start=775
   _globals['_LEASERESPONSE']._serialized_end=864
-  _globals['_PROGRESS']._serialized_start=866
-  _globals['_PROGRESS']._serialized_end=992
-  _globals['_HEARTBEATREQUEST']._serialized_start=994
-  _globals['_HEARTBEATREQUEST']._serialized_end=1103
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1105
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1166
-  _globals['_COMPLETEREQUEST']._serialized_start=1168
-  _globals['_COMPLETEREQUEST']._serialized_end=1277
-  _globals['_COMPLETERESPONSE']._serialized_start=1279
-  _globals['_COMPLETERESPONSE']._serialized_end=1297
-  _globals['_FAILREQUEST']._serialized_start=1299
-  _globals['_FAILREQUEST']._serialized_end=1413
-  _globals['_FAILRESPONSE']._serialized_start=1415
-  _globals['_FAILRESPONSE']._serialized_end=1444
-  _globals['_WORKERSERVICE']._serialized_start=1447
-  _globals['_WORKERSERVICE']._serialized_end=1809
+  _globals['_PROGRESS']._serialized_start=867
+  _globals['_PROGRESS']._serialized_end=1014
+  _globals['_HEARTBEATREQUEST']._serialized_start=1016
+  _globals['_HEARTBEATREQUEST']._serialized_end=1125
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1127
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1188
+  _globals['_COMPLETEREQUEST']._serialized_start=1190
+  _globals['_COMPLETEREQUEST']._serialized_end=1299
+  _globals['_COMPLETERESPONSE']._serialized_start=1301
+  _globals['_COMPLETERESPONSE']._serialized_end=1319
+  _globals['_FAILREQUEST']._serialized_start=1321
+  _globals['_FAILREQUEST']._serialized_end=1435
+  _globals['_FAILRESPONSE']._serialized_start=1437
+  _globals['_FAILRESPONSE']._serialized_end=1466
+  _globals['_WORKERSERVICE']._serialized_start=1469
+  _globals['_WORKERSERVICE']._serialized_end=1831
 # @@protoc_insertion_point(module_scope)

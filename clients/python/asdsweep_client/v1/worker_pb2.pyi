@@ -100,18 +100,20 @@ class LeaseResponse(_message.Message):
     def __init__(self, lease: _Optional[_Union[Lease, _Mapping]] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("epoch", "epochs", "loss", "message", "checkpoint")
+    __slots__ = ("epoch", "epochs", "loss", "message", "checkpoint", "steps_per_s")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_PER_S_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     epochs: int
     loss: float
     message: str
     checkpoint: str
-    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., loss: _Optional[float] = ..., message: _Optional[str] = ..., checkpoint: _Optional[str] = ...) -> None: ...
+    steps_per_s: float
+    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., loss: _Optional[float] = ..., message: _Optional[str] = ..., checkpoint: _Optional[str] = ..., steps_per_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("worker_id", "job_id", "token", "progress")
