@@ -183,6 +183,9 @@ enum Command {
         /// Where augmented views (contrastive family) are kept [default: <data>/.asdsweep/views]; for a read-only data mount.
         #[arg(long, env = "ASDSWEEP_VIEW_CACHE")]
         view_cache: Option<PathBuf>,
+        /// Where log-mel spectrograms are kept on disk, shared by the workers of a machine [default: <data>/.asdsweep/logmel]; for a read-only data mount.
+        #[arg(long, env = "ASDSWEEP_FEATURE_CACHE")]
+        feature_cache: Option<PathBuf>,
         /// Serve this worker's Prometheus metrics (job, epoch, loss, steps/s) at http://ADDR/metrics.
         #[arg(long, env = "ASDSWEEP_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
@@ -498,6 +501,7 @@ async fn run(command: Command) -> Result<()> {
             data,
             cache_dir,
             view_cache,
+            feature_cache,
             metrics_listen,
         } => {
             if let Some(n) = threads {
@@ -525,6 +529,7 @@ async fn run(command: Command) -> Result<()> {
             cfg.metrics_listen = metrics_listen;
             cfg.data_root = data;
             cfg.view_cache = view_cache;
+            cfg.feature_cache = feature_cache;
             if let Some(dir) = cache_dir {
                 cfg.cache_dir = dir;
             }

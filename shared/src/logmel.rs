@@ -300,11 +300,27 @@ pub fn logmel_files(
     cfg: &LogMelConfig,
     on_done: &(dyn Fn() + Sync),
 ) -> Vec<Result<Array2<f32>>> {
+    each_logmel_file(paths, cfg, |_, r| {
+        on_done();
+        r
+    })
+}
+
+/// Log-mels of many files in parallel (rayon), each handed to `each(index, result)` on the
+/// thread that computed it as soon as it is ready (to write it out, say, without keeping
+/// it); returns what `each` returned, in the order of `paths`. One [`LogMel`] (filters,
+/// window, FFT plan) per thread and sample rate.
+pub fn each_logmel_file<T: Send>(
+    paths: &[PathBuf],
+    cfg: &LogMelConfig,
+    each: impl Fn(usize, Result<Array2<f32>>) -> T + Sync + Send,
+) -> Vec<T> {
     paths
         .par_iter()
+        .enumerate()
         .map_init(
             || None::<LogMel>,
-            |slot, path| {
+            |slot, (i, path)| {
                 let r = (|| {
                     let audio = crate::audio::decode_wav_file(path)?;
                     let lm = match slot {
@@ -313,8 +329,7 @@ pub fn logmel_files(
                     };
                     lm.compute(&audio.samples)
                 })();
-                on_done();
-                r
+                each(i, r)
             },
         )
         .collect()

@@ -242,27 +242,32 @@ pub fn run_features(args: FeaturesArgs) -> anyhow::Result<()> {
         bail!("{}: no .wav files found", args.input.display());
     }
     let paths: Vec<PathBuf> = rels.iter().map(|r| args.input.join(r)).collect();
+    let outs: Vec<PathBuf> = rels
+        .iter()
+        .map(|r| args.out.join(Path::new(r).with_extension("npy")))
+        .collect();
+    let dirs: std::collections::BTreeSet<&Path> = outs.iter().filter_map(|o| o.parent()).collect();
+    for dir in dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    }
+    // Decoding, log-mel and writing happen together on every thread: each file is written
+    // by the thread that computed it, as soon as it is ready, and nothing is kept.
     let bar = progress(paths.len(), "log-mel");
-    let results =
-        thread_pool(args.threads)?.install(|| logmel::logmel_files(&paths, &cfg, &|| bar.inc(1)));
+    let errors: Vec<Option<String>> = thread_pool(args.threads)?.install(|| {
+        logmel::each_logmel_file(&paths, &cfg, |i, r| {
+            let written = r.map_err(|e| e.to_string()).and_then(|feats| {
+                npy::write_f32(&outs[i], feats.view()).map_err(|e| e.to_string())
+            });
+            bar.inc(1);
+            written.err()
+        })
+    });
     bar.finish_and_clear();
     let mut failed = 0usize;
-    for (rel, r) in rels.iter().zip(results) {
-        match r {
-            Ok(feats) => {
-                let out = args.out.join(Path::new(rel).with_extension("npy"));
-                if let Some(parent) = out.parent() {
-                    std::fs::create_dir_all(parent).with_context(|| {
-                        format!("{}: cannot create directory", parent.display())
-                    })?;
-                }
-                npy::write_f32(&out, feats.view())?;
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {e}");
-            }
-        }
+    for e in errors.into_iter().flatten() {
+        failed += 1;
+        eprintln!("error: {e}");
     }
     println!(
         "{} of {} files -> {}",

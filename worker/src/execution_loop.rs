@@ -58,6 +58,8 @@ pub struct WorkerConfig {
     pub cache_dir: PathBuf,
     /// Where augmented views are kept (`None`: `<data root>/.asdsweep/views`).
     pub view_cache: Option<PathBuf>,
+    /// Where log-mels are kept on disk (`None`: `<data root>/.asdsweep/logmel`).
+    pub feature_cache: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -80,6 +82,7 @@ impl WorkerConfig {
             data_root: None,
             cache_dir: std::env::temp_dir().join("asdsweep-artifact-cache"),
             view_cache: None,
+            feature_cache: None,
         }
     }
 }
@@ -523,9 +526,15 @@ pub async fn run_worker(
         .as_deref()
         .map(DataRoot::open)
         .transpose()?
-        .map(|d| match &cfg.view_cache {
-            Some(dir) => Arc::new(d.with_view_cache(dir.clone())),
-            None => Arc::new(d),
+        .map(|d| {
+            let d = match &cfg.feature_cache {
+                Some(dir) => d.with_feature_cache(Some(dir.clone())),
+                None => d,
+            };
+            Arc::new(match &cfg.view_cache {
+                Some(dir) => d.with_view_cache(dir.clone()),
+                None => d,
+            })
         });
     let shared = Arc::new(Shared {
         client: WorkerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
