@@ -1132,11 +1132,8 @@ impl Store {
         };
         match &self.writer {
             Some(writer) => submit(writer, |answer| Op::Claim(claimant, answer)).await,
-            None => Ok(self
-                .alone(async |txn| lease::claim_many(txn, &[claimant], now).await)
-                .await?
-                .pop()
-                .flatten()),
+            // Postgres: one statement, so no transaction around it.
+            None => lease::claim_one(&self.db, &claimant, now).await,
         }
     }
 
@@ -1159,10 +1156,9 @@ impl Store {
         };
         let out = match &self.writer {
             Some(writer) => submit(writer, |answer| Op::Beat(beat, answer)).await,
-            None => only(
-                self.alone(async |txn| lease::heartbeat_many(txn, &[beat], now).await)
-                    .await?,
-            ),
+            // Postgres: one UPDATE (and, for a refused beat, a read of why), so no
+            // transaction around it.
+            None => only(lease::heartbeat_many(&self.db, &[beat], now).await?),
         }?;
         self.touch_worker(worker_id, now).await?;
         Ok(out)

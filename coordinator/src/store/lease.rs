@@ -122,19 +122,13 @@ async fn claim_for_backend(
     } else {
         ""
     };
-    // `backends` lists names between commas, so matching `,name,` inside `,list,` is exact.
     let ids: Vec<JobId> = super::IdRow::find_by_statement(stmt(
         db,
-        &format!(
-            "SELECT id FROM jobs WHERE {ready} AND not_before_ms <= $1 \
-             AND (backends IS NULL OR ',' || backends || ',' LIKE $3) \
-             ORDER BY priority DESC, id LIMIT $2 {lock}",
-            ready = sql_sources(Event::Claim),
-        ),
+        &format!("{} {lock}", ready_jobs_sql()),
         vec![
             now.into(),
             (workers.len() as i64).into(),
-            format!("%,{backend},%").into(),
+            backend_pattern(backend).into(),
         ],
     ))
     .all(db)
@@ -170,28 +164,83 @@ async fn claim_for_backend(
         .all(db)
         .await?
     {
-        let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
-            ArtifactsRow::find_by_statement(stmt(
-                db,
-                "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
-                vec![job.id.into()],
-            ))
-            .all(db)
-            .await?
-            .into_iter()
-            .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
-            .collect()
-        } else {
-            Vec::new()
-        };
         if let Some(&i) = slot.get(&job.id) {
-            out[i] = Some(Claimed {
-                job,
-                input_artifacts,
-            });
+            out[i] = Some(with_inputs(db, job).await?);
         }
     }
     Ok(out)
+}
+
+/// The ready jobs a backend may run, most urgent first: `$1` now, `$2` how many, `$3`
+/// [`backend_pattern`]. (`backends` lists names between commas, so matching `,name,`
+/// inside `,list,` is exact.)
+fn ready_jobs_sql() -> String {
+    format!(
+        "SELECT id FROM jobs WHERE {ready} AND not_before_ms <= $1 \
+         AND (backends IS NULL OR ',' || backends || ',' LIKE $3) \
+         ORDER BY priority DESC, id LIMIT $2",
+        ready = sql_sources(Event::Claim),
+    )
+}
+
+fn backend_pattern(backend: &str) -> String {
+    format!("%,{backend},%")
+}
+
+/// A leased job with the artifacts of the jobs it depends on (an evaluation job's
+/// checkpoint).
+async fn with_inputs(db: &impl ConnectionTrait, job: job::Model) -> Result<Claimed> {
+    let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
+        ArtifactsRow::find_by_statement(stmt(
+            db,
+            "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
+            vec![job.id.into()],
+        ))
+        .all(db)
+        .await?
+        .into_iter()
+        .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
+        .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Claimed {
+        job,
+        input_artifacts,
+    })
+}
+
+/// Postgres: leases one ready job to one worker in a single statement (the pick locks its
+/// row with `FOR UPDATE SKIP LOCKED`, so concurrent claims take different jobs), run
+/// outside any transaction: one round trip instead of the four of BEGIN, SELECT, UPDATE
+/// and COMMIT.
+pub(super) async fn claim_one(
+    db: &impl ConnectionTrait,
+    claimant: &Claimant,
+    now: i64,
+) -> Result<Option<Claimed>> {
+    let sql = format!(
+        "UPDATE jobs SET state = {to}, attempts = attempts + 1, lease_token = lease_token + 1, \
+         lease_expires_at_ms = $1 + lease_ttl_ms, started_at_ms = $1, progress = NULL, worker_id = $4 \
+         WHERE {from} AND id IN ({pick} FOR UPDATE SKIP LOCKED) RETURNING *",
+        to = sql_target(Event::Claim),
+        from = sql_sources(Event::Claim),
+        pick = ready_jobs_sql(),
+    );
+    let values: Vec<Value> = vec![
+        now.into(),
+        1i64.into(),
+        backend_pattern(&claimant.backend).into(),
+        claimant.worker_id.clone().into(),
+    ];
+    match job::Entity::find()
+        .from_raw_sql(stmt(db, &sql, values))
+        .one(db)
+        .await?
+    {
+        Some(job) => Ok(Some(with_inputs(db, job).await?)),
+        None => Ok(None),
+    }
 }
 
 #[derive(Debug, FromQueryResult)]
