@@ -63,6 +63,10 @@ fn check(r: &FleetReport) {
     }
     assert_eq!(r.seconds, 2.0, "{json}");
     assert!(r.coordinator_cpu_cores > 0.0, "{json}");
+    assert!(
+        r.machine_cpu_cores >= r.coordinator_cpu_cores * 0.9,
+        "{json}"
+    );
     assert!(r.coordinator_peak_rss_mib > 1.0, "{json}");
     assert!(
         r.coordinator_peak_rss_mib >= r.coordinator_rss_mib,

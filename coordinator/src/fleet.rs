@@ -173,6 +173,9 @@ pub struct FleetReport {
     pub coordinator_rss_mib: f64,
     /// This process's CPU use over the window (the simulated workers), in cores.
     pub bench_cpu_cores: f64,
+    /// The whole machine's CPU use over the window, in cores (coordinator, simulated
+    /// workers, the database server and anything else running), from /proc/stat.
+    pub machine_cpu_cores: f64,
     /// Queue operations the coordinator ran on the database per second: lease (also those
     /// that found nothing), heartbeat, complete and fail calls, from asdsweep_db_seconds.
     pub db_queue_ops_per_s: f64,
@@ -254,11 +257,13 @@ impl std::fmt::Display for FleetReport {
         )?;
         writeln!(
             f,
-            "  coordinator: {:.2} cores, peak RSS {:.1} MiB (now {:.1} MiB); simulated workers: {:.2} cores",
+            "  coordinator: {:.2} cores, peak RSS {:.1} MiB (now {:.1} MiB); simulated workers: {:.2} cores; machine: {:.2} of {} cores busy",
             self.coordinator_cpu_cores,
             self.coordinator_peak_rss_mib,
             self.coordinator_rss_mib,
-            self.bench_cpu_cores
+            self.bench_cpu_cores,
+            self.machine_cpu_cores,
+            self.cpus
         )?;
         write!(
             f,
@@ -565,6 +570,7 @@ struct Snapshot {
     at: Instant,
     coordinator_cpu: Option<f64>,
     own_cpu: Option<f64>,
+    machine_cpu: Option<f64>,
     metrics: HashMap<String, f64>,
     xact_commit: Option<i64>,
 }
@@ -579,6 +585,7 @@ impl Snapshot {
         let at = Instant::now();
         let coordinator_cpu = cpu_seconds(pid);
         let own_cpu = cpu_seconds("self");
+        let machine_cpu = machine_busy_seconds();
         let metrics = scrape(metrics).await?;
         let xact_commit = match pg {
             Some(db) => Some(xact_commit(db).await?),
@@ -588,6 +595,7 @@ impl Snapshot {
             at,
             coordinator_cpu,
             own_cpu,
+            machine_cpu,
             metrics,
             xact_commit,
         })
@@ -607,6 +615,19 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     // In clock ticks of USER_HZ, which is 100 on Linux.
     Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds all cores of the machine spent busy (not idle or waiting), from /proc/stat.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .map(|t| t.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: f64 = ticks.iter().take(8).sum::<f64>() - ticks.get(3)? - ticks.get(4)?;
+    Some(busy / 100.0)
 }
 
 /// Peak resident memory (VmHWM) of a process in MiB, from /proc/PID/status.
@@ -782,7 +803,9 @@ pub async fn fleet(cfg: FleetConfig) -> Result<FleetReport> {
     if cfg.workers == 0 {
         return Err(fail("--workers must be at least 1"));
     }
-    if !(cfg.seconds > 0.0) || !(cfg.job_ms_mean > 0.0) || !(cfg.job_ms_sigma >= 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    let sigma_ok = cfg.job_ms_sigma.is_finite() && cfg.job_ms_sigma >= 0.0;
+    if !positive(cfg.seconds) || !positive(cfg.job_ms_mean) || !sigma_ok {
         return Err(fail(
             "--seconds and --job-ms-mean must be positive and --job-ms-sigma not negative",
         ));
@@ -1017,6 +1040,10 @@ async fn measure(
             .unwrap_or(f64::NAN)
             / (1024.0 * 1024.0),
         bench_cpu_cores: match (before.own_cpu, after.own_cpu) {
+            (Some(a), Some(b)) => (b - a) / wall,
+            _ => f64::NAN,
+        },
+        machine_cpu_cores: match (before.machine_cpu, after.machine_cpu) {
             (Some(a), Some(b)) => (b - a) / wall,
             _ => f64::NAN,
         },
