@@ -364,6 +364,9 @@ enum BenchCommand {
     Augment(cli::audio::BenchAugmentArgs),
     /// Training steps per second of the autoencoder and ResNet-18 on burn's flex CPU backend.
     Train(cli::bench::BenchTrainArgs),
+    /// A fleet of N simulated workers (a connection each) against one coordinator process:
+    /// lease, heartbeat and complete latency, the coordinator's CPU and memory, database load.
+    Fleet(cli::bench::BenchFleetArgs),
     /// Queue throughput: a real coordinator and W gRPC clients that lease, heartbeat and complete no-op jobs.
     Queue {
         /// Jobs to run.
@@ -697,6 +700,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Bench(BenchCommand::Features(args)) => cli::audio::run_bench_features(args)?,
         Command::Bench(BenchCommand::Augment(args)) => cli::audio::run_bench_augment(args)?,
         Command::Bench(BenchCommand::Train(args)) => cli::bench::run_bench_train(&args)?,
+        Command::Bench(BenchCommand::Fleet(args)) => cli::bench::run_bench_fleet(args).await?,
         Command::EvaluateScores(args) => cli::analysis::run_evaluate_scores(&args)?,
         Command::Probe(args) => cli::analysis::run_probe(&args)?,
         Command::Analyze(args) => cli::analysis::run_analyze(&args)?,

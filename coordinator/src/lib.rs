@@ -11,6 +11,7 @@
 //! - [`metrics`]: the Prometheus metrics (`/metrics`).
 //! - [`server`]: starting and stopping a coordinator.
 //! - [`bench`]: the queue benchmark.
+//! - [`fleet`]: the fleet benchmark (N simulated workers against a coordinator process).
 //! - [`local`]: a whole sweep on one machine (`asdsweep run`).
 
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod backup;
 pub mod bench;
 pub mod entity;
 pub mod error;
+pub mod fleet;
 pub mod ids;
 pub mod local;
 pub mod metrics;

@@ -14,6 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// A job leased by this coordinator: family, stage and when.
+type Running = (String, String, Instant);
+
 /// The coordinator's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -30,7 +33,7 @@ pub struct Metrics {
     db_seconds: HistogramVec,
     scrape_db_seconds: Histogram,
     /// Jobs leased by this coordinator: family, stage and when, for their duration.
-    running: Arc<Mutex<HashMap<i64, (String, String, Instant)>>>,
+    running: Arc<Mutex<HashMap<i64, Running>>>,
 }
 
 impl Default for Metrics {

@@ -104,3 +104,87 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Flags of `asdsweep bench fleet`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Starts one coordinator (this binary's `serve`, on free loopback ports) and simulates the workers in this \
+process, each with a gRPC connection of its own: register, then lease; a leased job is held for a duration drawn \
+from a log-normal distribution (seeded per worker), heartbeating at the interval Register answers, then completed; \
+with no job, wait retry_after_ms. Worker starts are spread over --ramp-s; calls that start in the --seconds window \
+after --warmup-s are measured. A Postgres run creates a fresh schema and drops it at the end. \
+Build with --release. JSON fields: README, Performance (bench fleet)."
+)]
+pub struct BenchFleetArgs {
+    /// Simulated workers (a connection each).
+    #[arg(long, default_value_t = 1000)]
+    pub workers: u32,
+    /// Database URL, e.g. postgres://postgres@127.0.0.1:5432/test [default: a SQLite file in a temporary directory].
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Postgres schema to create and drop (must not exist) [default: bench_fleet_<random>].
+    #[arg(long)]
+    pub db_schema: Option<String>,
+    /// Length of the measurement window, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// From the first worker's start to the window, seconds (at least --ramp-s).
+    #[arg(long, default_value_t = 15.0)]
+    pub warmup_s: f64,
+    /// Worker starts are spread evenly over this many seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub ramp_s: f64,
+    /// Mean job duration, ms (log-normal).
+    #[arg(long, default_value_t = 10_000.0)]
+    pub job_ms_mean: f64,
+    /// σ of the logarithm of the job duration (0: every job takes the mean).
+    #[arg(long, default_value_t = 0.5)]
+    pub job_ms_sigma: f64,
+    /// The coordinator's heartbeat interval (serve --heartbeat-ms).
+    #[arg(long, default_value_t = 5_000)]
+    pub heartbeat_ms: u64,
+    /// Seed of the job durations.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Jobs to launch [default: enough that the queue does not run dry].
+    #[arg(long)]
+    pub jobs: Option<u32>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `asdsweep bench fleet` and prints its report.
+pub async fn run_bench_fleet(args: BenchFleetArgs) -> Result<()> {
+    use asdsweep_coordinator::fleet;
+    use std::time::Duration;
+    for (name, v) in [("--warmup-s", args.warmup_s), ("--ramp-s", args.ramp_s)] {
+        if !(v.is_finite() && v >= 0.0) {
+            anyhow::bail!("{name} must be a number of seconds, at least 0");
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| {
+        anyhow::anyhow!("locating the asdsweep binary to start the coordinator with: {e}")
+    })?;
+    let cfg = fleet::FleetConfig {
+        workers: args.workers,
+        db_url: args.db,
+        db_schema: args.db_schema,
+        seconds: args.seconds,
+        warmup: Duration::from_secs_f64(args.warmup_s),
+        ramp: Duration::from_secs_f64(args.ramp_s),
+        job_ms_mean: args.job_ms_mean,
+        job_ms_sigma: args.job_ms_sigma,
+        heartbeat_ms: args.heartbeat_ms,
+        seed: args.seed,
+        jobs: args.jobs,
+        ..fleet::FleetConfig::new(exe)
+    };
+    let report = fleet::fleet(cfg).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
