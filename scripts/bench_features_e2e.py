@@ -5,8 +5,9 @@ on the same clips (scripts/bench_librosa.py, which writes nothing), alternating,
 prints one JSON object per run and a summary line with the medians.
 
 Usage:  asdsweep bench features --clips 300 --write-clips /tmp/clips
-        python3 scripts/bench_features_e2e.py BIN /tmp/clips [ROUNDS] [LABEL]
-BIN is the asdsweep binary (a release build); LABEL names the build in the output.
+        python3 scripts/bench_features_e2e.py BIN[=LABEL][,BIN2=LABEL2…] /tmp/clips [ROUNDS]
+BIN is an asdsweep binary (a release build), LABEL its name in the output (two builds, e.g.
+before and after a change, run in turn within each round).
 """
 import json
 import shutil
@@ -41,24 +42,28 @@ def librosa_run(clips):
 
 
 def main():
-    binary, clips = sys.argv[1], Path(sys.argv[2])
+    builds = [(b.split("=", 1) + ["asdsweep"])[:2] for b in sys.argv[1].split(",")]
+    clips = Path(sys.argv[2])
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    label = sys.argv[4] if len(sys.argv) > 4 else "asdsweep"
     n = len(list(clips.glob("*.wav")))
-    ours, theirs = [], []
+    ours = {label: [] for _, label in builds}
+    theirs = []
     for r in range(rounds):
-        a = asdsweep_run(binary, clips, n)
-        ours.append(a)
-        print(json.dumps({"bench": "features_e2e", "run": label, "round": r, "clips": n,
-                          "clips_per_s": round(a, 1)}), flush=True)
-        b = librosa_run(clips)
-        theirs.append(b["load_logmel_single_process_clips_per_s"])
+        for binary, label in builds:
+            a = asdsweep_run(binary, clips, n)
+            ours[label].append(a)
+            print(json.dumps({"bench": "features_e2e", "run": label, "round": r, "clips": n,
+                              "clips_per_s": round(a, 1)}), flush=True)
+        b = librosa_run(clips)["load_logmel_single_process_clips_per_s"]
+        theirs.append(b)
         print(json.dumps({"bench": "features_e2e", "run": "librosa", "round": r, "clips": n,
-                          "clips_per_s": round(b["load_logmel_single_process_clips_per_s"], 1)}), flush=True)
-    a, b = statistics.median(ours), statistics.median(theirs)
-    print(json.dumps({"bench": "features_e2e", "summary": True, "run": label, "clips": n,
-                      "median_clips_per_s": round(a, 1), "librosa_median_clips_per_s": round(b, 1),
-                      "ratio": round(a / b, 2)}), flush=True)
+                          "clips_per_s": round(b, 1)}), flush=True)
+    b = statistics.median(theirs)
+    for label, runs in ours.items():
+        a = statistics.median(runs)
+        print(json.dumps({"bench": "features_e2e", "summary": True, "run": label, "clips": n,
+                          "median_clips_per_s": round(a, 1), "librosa_median_clips_per_s": round(b, 1),
+                          "ratio": round(a / b, 2)}), flush=True)
 
 
 if __name__ == "__main__":
