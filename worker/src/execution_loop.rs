@@ -139,14 +139,6 @@ pub enum Error {
 /// Result alias for the worker.
 pub type Result<T> = std::result::Result<T, Error>;
 
-struct Counters {
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-    released: AtomicU64,
-    abandoned: AtomicU64,
-    started: AtomicU64,
-}
-
 struct Shared {
     cfg: WorkerConfig,
     registry: Registry,
@@ -156,7 +148,8 @@ struct Shared {
     /// Worker id and heartbeat interval; replaced if the coordinator forgets us.
     identity: Mutex<(String, Duration)>,
     shutdown: CancellationToken,
-    counters: Counters,
+    /// Jobs leased so far (for `max_jobs`); how they ended is counted in `metrics`.
+    started: AtomicU64,
     metrics: WorkerMetrics,
 }
 
@@ -249,7 +242,7 @@ impl Shared {
     fn reached_max_jobs(&self) -> bool {
         self.cfg
             .max_jobs
-            .is_some_and(|m| self.counters.started.load(Ordering::SeqCst) >= m)
+            .is_some_and(|m| self.started.load(Ordering::SeqCst) >= m)
     }
 
     async fn slot_loop(self: Arc<Self>) -> Result<()> {
@@ -301,7 +294,7 @@ impl Shared {
                 continue;
             };
             idle_since = None;
-            self.counters.started.fetch_add(1, Ordering::SeqCst);
+            self.started.fetch_add(1, Ordering::SeqCst);
             // Every log line of the attempt carries its sweep, job and lease (JSON logs
             // show them as span fields).
             let span = match &lease.job {
@@ -417,7 +410,6 @@ impl Shared {
             }
         };
         if stop == Stop::Lost {
-            self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
             self.metrics.ended(&job, "abandoned");
             return Ok(());
         }
@@ -478,18 +470,16 @@ impl Shared {
         };
         match answer {
             Ok(state) => {
-                let (c, outcome) = match (call, stop == Stop::Shutdown) {
-                    ("Complete", _) => (&self.counters.succeeded, "succeeded"),
-                    (_, true) => (&self.counters.released, "released"),
-                    _ => (&self.counters.failed, "failed"),
+                let outcome = match (call, stop == Stop::Shutdown) {
+                    ("Complete", _) => "succeeded",
+                    (_, true) => "released",
+                    _ => "failed",
                 };
-                c.fetch_add(1, Ordering::SeqCst);
                 self.metrics.ended(&job, outcome);
                 tracing::info!(job = %job.job_key, %state, "reported");
             }
             Err(s) => {
                 // Stale token or cancelled sweep: someone else owns the job now.
-                self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
                 self.metrics.ended(&job, "abandoned");
                 tracing::warn!(job = %job.job_key, error = %s.message(), "{call} rejected; result dropped");
             }
@@ -546,13 +536,7 @@ pub async fn run_worker(
         registry,
         identity: Mutex::new((String::new(), Duration::from_secs(5))),
         shutdown,
-        counters: Counters {
-            succeeded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            released: AtomicU64::new(0),
-            abandoned: AtomicU64::new(0),
-            started: AtomicU64::new(0),
-        },
+        started: AtomicU64::new(0),
         metrics: WorkerMetrics::new(),
         cfg,
     });
@@ -595,11 +579,11 @@ pub async fn run_worker(
     if let Some(e) = first_error {
         return Err(e);
     }
-    let c = &shared.counters;
+    let m = &shared.metrics;
     Ok(WorkerSummary {
-        succeeded: c.succeeded.load(Ordering::SeqCst),
-        failed: c.failed.load(Ordering::SeqCst),
-        released: c.released.load(Ordering::SeqCst),
-        abandoned: c.abandoned.load(Ordering::SeqCst),
+        succeeded: m.attempts("succeeded"),
+        failed: m.attempts("failed"),
+        released: m.attempts("released"),
+        abandoned: m.attempts("abandoned"),
     })
 }

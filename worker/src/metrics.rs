@@ -116,6 +116,12 @@ impl WorkerMetrics {
         self.steps_per_s.with_label_values(&key).set(p.steps_per_s);
     }
 
+    /// Attempts this worker ended with `outcome` (what [`WorkerSummary`](crate::WorkerSummary)
+    /// reports).
+    pub fn attempts(&self, outcome: &str) -> u64 {
+        self.ended.with_label_values(&[outcome]).get()
+    }
+
     /// A job's attempt ended with `outcome`; its series go.
     pub fn ended(&self, job: &Job, outcome: &str) {
         self.ended.with_label_values(&[outcome]).inc();
