@@ -3,7 +3,7 @@
 
 mod processes;
 
-use processes::{BIN, asdsweep, free_port, serve};
+use processes::{BIN, Proc, asdsweep, free_port, serve};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -232,14 +232,17 @@ fn a_coordinator_with_a_token_refuses_calls_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display());
-    let mut serve = Command::new(BIN)
-        .args(["serve", "--listen", &addr, "--db", &db, "--token", "s3cret"])
-        .arg("--artifacts")
-        .arg(dir.path().join("artifacts"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed when dropped, also when an assertion below fails.
+    let _serve = Proc(
+        Command::new(BIN)
+            .args(["serve", "--listen", &addr, "--db", &db, "--token", "s3cret"])
+            .arg("--artifacts")
+            .arg(dir.path().join("artifacts"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let end = Instant::now() + Duration::from_secs(20);
     while !asdsweep(&["status", "--coordinator", &addr, "--token", "s3cret"])
         .status
@@ -260,8 +263,6 @@ fn a_coordinator_with_a_token_refuses_calls_without_it() {
             .status
             .success()
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
 }
 
 #[test]

@@ -205,4 +205,14 @@ fn asdsweep_views_makes_the_workers_views_ahead_resumes_and_names_a_bad_machine_
         "{}",
         text(&out.stderr)
     );
+
+    // A dataset without any clips is an error, not "0 clips".
+    std::fs::create_dir_all(data.join("empty")).unwrap();
+    let out = asdsweep(&["views", "empty", "--data", root, "--layout", "dcase2020"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no training clips") && err.contains("empty"),
+        "{err}"
+    );
 }

@@ -190,8 +190,11 @@ impl Metrics {
             }
             Err(e) => tracing::warn!(error = %e, "reading job counts for /metrics failed"),
         }
-        match store.workers_seen_since(now_ms() - LIVE_WINDOW_MS).await {
-            Ok(w) => self.workers_live.set(w.len() as i64),
+        match store
+            .count_workers_seen_since(now_ms() - LIVE_WINDOW_MS)
+            .await
+        {
+            Ok(n) => self.workers_live.set(n as i64),
             Err(e) => tracing::warn!(error = %e, "reading live workers for /metrics failed"),
         }
     }

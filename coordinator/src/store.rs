@@ -23,8 +23,8 @@ use asdsweep_shared::spec::{Backend, QueueSpec, Spec};
 use futures::future::BoxFuture;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    Statement, TransactionTrait, Value,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder, Statement, TransactionTrait, Value,
 };
 
 mod lease;
@@ -51,8 +51,27 @@ pub struct Store {
     /// When each worker's `last_seen_ms` was last written (the hot path writes
     /// it at most once per [`TOUCH_EVERY_MS`] per worker) and its backend.
     touched: Arc<Mutex<HashMap<WorkerId, Seen>>>,
-    /// The group-commit writer (SQLite only; Postgres gets a transaction per operation).
-    writer: Option<tokio::sync::mpsc::UnboundedSender<Op>>,
+    /// The task that the hot path's calls go through.
+    hot: HotPath,
+}
+
+/// The task that the leasing calls go through, by database.
+#[derive(Debug, Clone)]
+enum HotPath {
+    /// SQLite: the group-commit writer, through which every write goes.
+    Writer(tokio::sync::mpsc::UnboundedSender<Op>),
+    /// Postgres: the claim batcher ([`claim_batches`]); every other call is a statement or
+    /// transaction of its own.
+    Claimer(tokio::sync::mpsc::UnboundedSender<ClaimCall>),
+}
+
+impl HotPath {
+    fn writer(&self) -> Option<&tokio::sync::mpsc::UnboundedSender<Op>> {
+        match self {
+            HotPath::Writer(w) => Some(w),
+            HotPath::Claimer(_) => None,
+        }
+    }
 }
 
 /// A worker as the hot path knows it.
@@ -83,6 +102,42 @@ enum Op {
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
+
+/// A claim waiting for the Postgres claim batcher.
+type ClaimCall = (lease::Claimant, Answer<Option<Claimed>>);
+
+/// Most claims answered by one statement on Postgres.
+const MAX_CLAIMS: usize = 64;
+
+/// Postgres: answers every claim waiting in this coordinator with one statement per backend
+/// ([`lease::claim_many`]), one batch at a time. Under load the calls that arrive while a
+/// batch runs form the next one, so a fleet finishing jobs together costs a few statements
+/// instead of one per worker; a lone claim goes at once. A failed statement fails the claims
+/// of its batch only (nothing was leased: workers ask again).
+async fn claim_batches(
+    db: DatabaseConnection,
+    mut calls: tokio::sync::mpsc::UnboundedReceiver<ClaimCall>,
+) {
+    let mut batch = Vec::with_capacity(MAX_CLAIMS);
+    while calls.recv_many(&mut batch, MAX_CLAIMS).await > 0 {
+        let (claimants, answers): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        match lease::claim_many(&db, &claimants, now_ms()).await {
+            Ok(claimed) => {
+                for (answer, c) in answers.into_iter().zip(claimed) {
+                    let _ = answer.send(Ok(c));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, claims = answers.len(), "a batch of claims failed");
+                for answer in answers {
+                    let _ = answer.send(Err(Error::Db(DbErr::Custom(format!(
+                        "claiming a job failed: {e}"
+                    )))));
+                }
+            }
+        }
+    }
+}
 
 /// WAL pages after which a commit also checkpoints (SQLite's default is 1,000).
 /// Each checkpoint syncs the log and the database file, stalling the writer
@@ -570,15 +625,19 @@ impl Store {
             DbBackend::Postgres => migrate_postgres(url, &db, schema).await?,
             _ => Migrator::up(&db, None).await?,
         }
-        let writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| {
+        let hot = if db.get_database_backend() == DbBackend::Sqlite {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(group_commit(db.clone(), rx));
-            tx
-        });
+            HotPath::Writer(tx)
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(claim_batches(db.clone(), rx));
+            HotPath::Claimer(tx)
+        };
         Ok(Store {
             db,
             touched: Arc::default(),
-            writer,
+            hot,
         })
     }
 
@@ -991,6 +1050,14 @@ impl Store {
             .collect())
     }
 
+    /// How many workers were seen since `since_ms` (one `COUNT`, for `/metrics`).
+    pub async fn count_workers_seen_since(&self, since_ms: i64) -> Result<u64> {
+        Ok(worker::Entity::find()
+            .filter(worker::Column::LastSeenMs.gte(since_ms))
+            .count(&self.db)
+            .await?)
+    }
+
     /// Workers seen since `since_ms`, each with the key of a job it holds a lease on.
     pub async fn workers_seen_since(
         &self,
@@ -1108,7 +1175,7 @@ impl Store {
         T: Send + 'static,
         F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send + 'static,
     {
-        let Some(writer) = &self.writer else {
+        let Some(writer) = self.hot.writer() else {
             return self.alone(async |txn| work(txn).await).await;
         };
         let op = move |answer: Answer<T>| {
@@ -1130,10 +1197,17 @@ impl Store {
             worker_id: worker_id.clone(),
             backend,
         };
-        match &self.writer {
-            Some(writer) => submit(writer, |answer| Op::Claim(claimant, answer)).await,
-            // Postgres: one statement, so no transaction around it.
-            None => lease::claim_one(&self.db, &claimant, now).await,
+        match &self.hot {
+            HotPath::Writer(writer) => submit(writer, |answer| Op::Claim(claimant, answer)).await,
+            HotPath::Claimer(claimer) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                claimer.send((claimant, tx)).map_err(|_| {
+                    Error::Db(DbErr::Custom("the claim batcher has stopped".into()))
+                })?;
+                rx.await.map_err(|_| {
+                    Error::Db(DbErr::Custom("the claim batcher dropped a claim".into()))
+                })?
+            }
         }
     }
 
@@ -1154,7 +1228,7 @@ impl Store {
             progress,
             checkpoint,
         };
-        let out = match &self.writer {
+        let out = match self.hot.writer() {
             Some(writer) => submit(writer, |answer| Op::Beat(beat, answer)).await,
             // Postgres: one UPDATE (and, for a refused beat, a read of why), so no
             // transaction around it.
@@ -1180,12 +1254,10 @@ impl Store {
             token,
             result,
         };
-        match &self.writer {
+        match self.hot.writer() {
             Some(writer) => submit(writer, |answer| Op::Complete(Box::new(done), answer)).await,
-            None => only(
-                self.alone(async |txn| lease::complete_many(txn, &[done], now).await)
-                    .await?,
-            ),
+            // Postgres: one statement, so no transaction around it.
+            None => lease::complete_one(&self.db, &done, now).await,
         }?;
         self.touch_worker(worker_id, now).await?;
         Ok(())

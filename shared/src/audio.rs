@@ -168,6 +168,11 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// longer than the file (truncation), a data length that is not a whole number of frames,
 /// zero channels or rate, and encodings other than integer PCM and IEEE float.
 pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
+    parse_wav(bytes, path).map(|(info, _)| info)
+}
+
+/// [`parse_wav_header`], with where the sample data lies in `bytes`.
+fn parse_wav(bytes: &[u8], path: &Path) -> Result<(WavInfo, std::ops::Range<usize>)> {
     if bytes.len() < 12 {
         return Err(not_wav(
             path,
@@ -276,13 +281,19 @@ pub fn parse_wav_header(bytes: &[u8], path: &Path) -> Result<WavInfo> {
             present: data_len - data_len % frame_bytes,
         });
     }
-    Ok(WavInfo {
-        sample_rate,
-        channels,
-        bits_per_sample: bits,
-        format,
-        frames: data_len / frame_bytes,
-    })
+    let (data_at, _) = data.expect("invariant: checked above");
+    let frames = data_len / frame_bytes;
+    let start = data_at as usize;
+    Ok((
+        WavInfo {
+            sample_rate,
+            channels,
+            bits_per_sample: bits,
+            format,
+            frames,
+        },
+        start..start + (frames * frame_bytes) as usize,
+    ))
 }
 
 /// Reads and validates only the header of the WAV at `path` (whole-file size checks included).
@@ -314,13 +325,43 @@ pub fn decode_wav_file_at(path: &Path, rate: u32) -> Result<Vec<f32>> {
 }
 
 /// Decodes WAV `bytes` (named `path` in errors) into f32 mono at the native rate.
+///
+/// 16-bit PCM, the datasets' format, is converted here straight from the validated data chunk
+/// (symphonia's scaling, s / 32768, and its channel mean: the same bits, tested against
+/// symphonia's path, at a fraction of the cost); every other encoding goes through symphonia.
 pub fn decode_wav_bytes(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
-    let info = parse_wav_header(&bytes, path)?;
+    let (info, data) = parse_wav(&bytes, path)?;
     if info.frames == 0 {
         return Err(AudioError::Empty {
             path: path.to_path_buf(),
         });
     }
+    if info.format == SampleFormat::Pcm && info.bits_per_sample == 16 {
+        return Ok(Audio {
+            samples: pcm16_mono(&bytes[data], usize::from(info.channels)),
+            sample_rate: info.sample_rate,
+            channels: info.channels,
+        });
+    }
+    decode_with_symphonia(bytes, path, info)
+}
+
+/// Interleaved little-endian 16-bit samples of `channels` channels as f32 mono, scaled and
+/// averaged exactly as symphonia's path below does ([`mix_down`]): s / 32768, and for
+/// several channels their sum in channel order divided by the count.
+fn pcm16_mono(data: &[u8], channels: usize) -> Vec<f32> {
+    let sample = |b: &[u8]| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0;
+    if channels == 1 {
+        return data.chunks_exact(2).map(sample).collect();
+    }
+    let n = channels as f32;
+    data.chunks_exact(2 * channels)
+        .map(|frame| frame.chunks_exact(2).fold(0.0f32, |acc, b| acc + sample(b)) / n)
+        .collect()
+}
+
+/// The symphonia path of [`decode_wav_bytes`] for encodings other than 16-bit PCM.
+fn decode_with_symphonia(bytes: Vec<u8>, path: &Path, info: WavInfo) -> Result<Audio> {
     let decode_err = |e: SymphoniaError| AudioError::Decode {
         path: path.to_path_buf(),
         problem: e.to_string(),
@@ -717,6 +758,35 @@ fn drive<R: rubato::Resampler<f32>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcm16_is_read_to_the_same_bits_as_through_symphonia() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+        for channels in [1u16, 2, 3] {
+            let frames = 4_099;
+            let mut wav =
+                encode_wav_pcm16(&vec![0.0; frames * usize::from(channels)], 16_000, channels);
+            // Every 16-bit value can occur, the extremes included.
+            let data = wav.len() - frames * usize::from(channels) * 2;
+            for (i, b) in wav[data..].chunks_exact_mut(2).enumerate() {
+                let v: i16 = match i {
+                    0 => i16::MIN,
+                    1 => i16::MAX,
+                    _ => rng.random(),
+                };
+                b.copy_from_slice(&v.to_le_bytes());
+            }
+            let path = Path::new("pcm16.wav");
+            let fast = decode_wav_bytes(wav.clone(), path).unwrap();
+            let info = parse_wav_header(&wav, path).unwrap();
+            let theirs = decode_with_symphonia(wav, path, info).unwrap();
+            assert_eq!(fast.samples.len(), frames);
+            assert_eq!((fast.sample_rate, fast.channels), (16_000, channels));
+            let bits = |a: &Audio| a.samples.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&theirs), "{channels} channels");
+        }
+    }
 
     #[test]
     fn the_shared_sinc_table_gives_rubatos_products() {

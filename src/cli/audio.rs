@@ -287,6 +287,7 @@ pub fn run_views(args: ViewsArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.view_cache {
         data = data.with_view_cache(dir);
     }
+    let dataset_name = args.dataset.clone();
     let ds = data.dataset(&DatasetSpec {
         path: args.dataset,
         layout: args.layout,
@@ -308,6 +309,18 @@ pub fn run_views(args: ViewsArgs) -> anyhow::Result<()> {
         args.view_seed,
     )
     .map_err(anyhow::Error::msg)?;
+    if clips.is_empty() {
+        bail!(
+            "no training clips in dataset {dataset_name} under {} (machine types there: {}): \
+             nothing to make views of",
+            args.data.display(),
+            if machine_types.is_empty() {
+                "none".to_owned()
+            } else {
+                machine_types.join(", ")
+            }
+        );
+    }
     let bar = progress(clips.len(), "views");
     let made = thread_pool(args.threads)?.install(|| store.ensure(&clips, &|| bar.inc(1)));
     bar.finish_and_clear();

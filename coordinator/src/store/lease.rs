@@ -6,9 +6,10 @@
 //! `UPDATE`, one multi-row `INSERT` and at most one unblocking `UPDATE` for any
 //! number of completions, plus a `SELECT` and an `INSERT` of their further metrics
 //! when they have any). On SQLite the group-commit writer hands them every
-//! call of a kind that is waiting; elsewhere (and when a batch fails and its
-//! calls are retried one by one) they get batches of one. The SQL is the same
-//! on SQLite and Postgres: parameters are bound with their types, so
+//! call of a kind that is waiting (and when a batch fails its calls are retried
+//! one by one). Postgres has no single writer: each call there is one statement
+//! outside any transaction (the claims waiting in this coordinator together, a
+//! heartbeat as a batch of one, [`complete_one`]). Parameters are bound with their types, so
 //! `CASE id WHEN $a THEN $b … END` types like its values.
 
 use super::{
@@ -117,14 +118,12 @@ async fn claim_for_backend(
     workers: &[&WorkerId],
     now: i64,
 ) -> Result<Vec<Option<Claimed>>> {
-    let lock = if db.get_database_backend() == DbBackend::Postgres {
-        "FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
+    if db.get_database_backend() == DbBackend::Postgres {
+        return claim_in_one_statement(db, backend, workers, now).await;
+    }
     let ids: Vec<JobId> = super::IdRow::find_by_statement(stmt(
         db,
-        &format!("{} {lock}", ready_jobs_sql()),
+        &ready_jobs_sql(),
         vec![
             now.into(),
             (workers.len() as i64).into(),
@@ -146,11 +145,9 @@ async fn claim_for_backend(
         values.push((*worker).clone().into());
     }
     let sql = format!(
-        "UPDATE jobs {by_id} SET state = {to}, attempts = attempts + 1, lease_token = lease_token + 1, \
-         lease_expires_at_ms = $1 + lease_ttl_ms, started_at_ms = $1, progress = NULL, worker_id = {case} \
-         WHERE {from} AND id IN ({ids}) RETURNING *",
+        "UPDATE jobs {by_id} SET {lease}, worker_id = {case} WHERE {from} AND id IN ({ids}) RETURNING *",
         by_id = by_id(db),
-        to = sql_target(Event::Claim),
+        lease = lease_set(),
         from = sql_sources(Event::Claim),
         case = case_by_id(2, ids.len()),
         ids = (0..ids.len())
@@ -165,6 +162,62 @@ async fn claim_for_backend(
         .await?
     {
         if let Some(&i) = slot.get(&job.id) {
+            out[i] = Some(with_inputs(db, job).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// What a claim sets besides the worker (`$1` is now).
+fn lease_set() -> String {
+    format!(
+        "state = {}, attempts = attempts + 1, lease_token = lease_token + 1, \
+         lease_expires_at_ms = $1 + lease_ttl_ms, started_at_ms = $1, progress = NULL",
+        sql_target(Event::Claim)
+    )
+}
+
+/// Postgres: leases up to one ready job to each of `workers` in a single statement run
+/// outside any transaction (one round trip for any number of claims, instead of BEGIN,
+/// SELECT, UPDATE and COMMIT). The pick locks its rows with `FOR UPDATE SKIP LOCKED`, so
+/// concurrent claims, from this coordinator or another, take different jobs; the picked jobs
+/// are numbered and job n goes to the n-th worker.
+async fn claim_in_one_statement(
+    db: &impl ConnectionTrait,
+    backend: &str,
+    workers: &[&WorkerId],
+    now: i64,
+) -> Result<Vec<Option<Claimed>>> {
+    let arms: String = (0..workers.len())
+        .map(|i| format!(" WHEN {} THEN ${}", i + 1, i + 4))
+        .collect();
+    let sql = format!(
+        "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED), \
+         numbered AS (SELECT id AS pick, row_number() OVER (ORDER BY id) AS n FROM picked) \
+         UPDATE jobs SET {lease}, worker_id = CASE n{arms} END \
+         FROM numbered WHERE jobs.id = numbered.pick AND {from} RETURNING jobs.*",
+        pick = ready_jobs_sql(),
+        lease = lease_set(),
+        from = sql_sources(Event::Claim),
+    );
+    let mut values: Vec<Value> = vec![
+        now.into(),
+        (workers.len() as i64).into(),
+        backend_pattern(backend).into(),
+    ];
+    values.extend(workers.iter().map(|w| Value::from((*w).clone())));
+    let mut out: Vec<Option<Claimed>> = workers.iter().map(|_| None).collect();
+    for job in job::Entity::find()
+        .from_raw_sql(stmt(db, &sql, values))
+        .all(db)
+        .await?
+    {
+        // The first of this worker's calls still without a job (a worker may claim twice at once).
+        let slot = workers
+            .iter()
+            .zip(&out)
+            .position(|(w, o)| o.is_none() && Some(*w) == job.worker_id.as_ref());
+        if let Some(i) = slot {
             out[i] = Some(with_inputs(db, job).await?);
         }
     }
@@ -208,39 +261,6 @@ async fn with_inputs(db: &impl ConnectionTrait, job: job::Model) -> Result<Claim
         job,
         input_artifacts,
     })
-}
-
-/// Postgres: leases one ready job to one worker in a single statement (the pick locks its
-/// row with `FOR UPDATE SKIP LOCKED`, so concurrent claims take different jobs), run
-/// outside any transaction: one round trip instead of the four of BEGIN, SELECT, UPDATE
-/// and COMMIT.
-pub(super) async fn claim_one(
-    db: &impl ConnectionTrait,
-    claimant: &Claimant,
-    now: i64,
-) -> Result<Option<Claimed>> {
-    let sql = format!(
-        "UPDATE jobs SET state = {to}, attempts = attempts + 1, lease_token = lease_token + 1, \
-         lease_expires_at_ms = $1 + lease_ttl_ms, started_at_ms = $1, progress = NULL, worker_id = $4 \
-         WHERE {from} AND id IN ({pick} FOR UPDATE SKIP LOCKED) RETURNING *",
-        to = sql_target(Event::Claim),
-        from = sql_sources(Event::Claim),
-        pick = ready_jobs_sql(),
-    );
-    let values: Vec<Value> = vec![
-        now.into(),
-        1i64.into(),
-        backend_pattern(&claimant.backend).into(),
-        claimant.worker_id.clone().into(),
-    ];
-    match job::Entity::find()
-        .from_raw_sql(stmt(db, &sql, values))
-        .one(db)
-        .await?
-    {
-        Some(job) => Ok(Some(with_inputs(db, job).await?)),
-        None => Ok(None),
-    }
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -357,15 +377,7 @@ pub(super) async fn complete_many(
     let mut unblock = Vec::new();
     for c in done {
         let Some(f) = finished.get(&c.job_id) else {
-            out.push(match lease_problem(db, c.job_id, c.token).await? {
-                // The same lease completing again (a retried call whose answer was lost).
-                Error::StaleLease { state, current, .. }
-                    if judge_lease(state, current, c.token) == LeaseVerdict::AlreadyCompleted =>
-                {
-                    Ok(())
-                }
-                other => Err(other),
-            });
+            out.push(not_recorded(db, c).await?);
             continue;
         };
         if f.dependents > 0 {
@@ -418,6 +430,102 @@ pub(super) async fn complete_many(
         .await?;
     }
     Ok(out)
+}
+
+/// Postgres: records one completion in a single statement, run outside any transaction
+/// (one statement is atomic): the guarded `UPDATE` of the job, the result's `INSERT`, its
+/// further metrics' `INSERT` and the unblocking of dependents are data-modifying CTEs fed by
+/// the `UPDATE`'s `RETURNING`, so nothing is written unless the token is current. One round
+/// trip instead of the four of BEGIN, UPDATE, INSERT and COMMIT (six with metrics). Answers
+/// as [`complete_many`] does for one call.
+///
+/// Every part of the statement reads one snapshot, in which the job just completed is still
+/// leased, so the dependents' check counts the jobs of `done` as succeeded.
+pub(super) async fn complete_one(
+    db: &impl ConnectionTrait,
+    c: &Completion,
+    now: i64,
+) -> Result<()> {
+    let r = &c.result;
+    let mut values: Vec<Value> = vec![
+        now.into(),
+        c.job_id.into(),
+        c.token.into(),
+        r.proxy_metric.clone().into(),
+        r.proxy_value.into(),
+        r.proxy_direction.map(|d| d.as_str().to_owned()).into(),
+        r.lp_in_auc.into(),
+        r.lp_in_pauc.into(),
+        r.lp_out_auc.into(),
+        r.lp_out_pauc.into(),
+        r.md_auc.into(),
+        r.md_pauc.into(),
+        r.extra.clone().into(),
+        r.provenance.clone().into(),
+        serde_json::json!(r.artifacts).into(),
+        c.worker_id.clone().into(),
+    ];
+    let metrics = if r.metrics.is_empty() {
+        String::new()
+    } else {
+        let rows: Vec<String> = r
+            .metrics
+            .iter()
+            .map(|m| {
+                let n = values.len();
+                values.push(m.name.clone().into());
+                values.push(m.value.into());
+                values.push(m.direction.map(|d| d.as_str().to_owned()).into());
+                format!("(${}, ${}, ${})", n + 1, n + 2, n + 3)
+            })
+            .collect();
+        format!(
+            ", metrics AS (INSERT INTO result_metrics (result_id, name, value, direction) \
+             SELECT res.id, m.name, m.value, m.direction FROM res \
+             CROSS JOIN (VALUES {}) AS m(name, value, direction))",
+            rows.join(", ")
+        )
+    };
+    let sql = format!(
+        "WITH done AS (UPDATE jobs SET state = {to}, finished_at_ms = $1, lease_expires_at_ms = NULL, \
+         last_error = NULL WHERE {from} AND id = $2 AND lease_token = $3 RETURNING id, sweep_id, dependents), \
+         res AS (INSERT INTO results (job_id, sweep_id, proxy_metric, proxy_value, proxy_direction, \
+         lp_in_auc, lp_in_pauc, lp_out_auc, lp_out_pauc, md_auc, md_pauc, extra, provenance, artifacts, \
+         worker_id, lease_token, created_at_ms) \
+         SELECT id, sweep_id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $3, $1 FROM done \
+         RETURNING id){metrics}, \
+         unblocked AS (UPDATE jobs SET state = {unblock_to} WHERE {unblock_from} \
+         AND id IN (SELECT d.job_id FROM job_deps d JOIN done ON d.dep_id = done.id WHERE done.dependents > 0) \
+         AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.dep_id \
+         WHERE d.job_id = jobs.id AND p.state <> {succeeded} AND p.id NOT IN (SELECT id FROM done))) \
+         SELECT id FROM done",
+        to = sql_target(Event::Complete),
+        from = sql_sources(Event::Complete),
+        unblock_to = sql_target(Event::Unblock),
+        unblock_from = sql_sources(Event::Unblock),
+        succeeded = sql_state(JobState::Succeeded),
+    );
+    if super::IdRow::find_by_statement(stmt(db, &sql, values))
+        .one(db)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    not_recorded(db, c).await?
+}
+
+/// The answer to a completion whose guarded `UPDATE` matched no row: `Ok` when the same
+/// lease already completed (a retried call whose answer was lost), else its lease problem.
+async fn not_recorded(db: &impl ConnectionTrait, c: &Completion) -> Result<Result<()>> {
+    Ok(match lease_problem(db, c.job_id, c.token).await? {
+        Error::StaleLease { state, current, .. }
+            if judge_lease(state, current, c.token) == LeaseVerdict::AlreadyCompleted =>
+        {
+            Ok(())
+        }
+        other => Err(other),
+    })
 }
 
 /// Inserts the further metrics of the completions in `done` that just finished,
