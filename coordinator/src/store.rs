@@ -112,8 +112,9 @@ const MAX_CLAIMS: usize = 64;
 /// Postgres: answers every claim waiting in this coordinator with one statement per backend
 /// ([`lease::claim_many`]), one batch at a time. Under load the calls that arrive while a
 /// batch runs form the next one, so a fleet finishing jobs together costs a few statements
-/// instead of one per worker; a lone claim goes at once. A failed statement fails the claims
-/// of its batch only (nothing was leased: workers ask again).
+/// instead of one per worker; a lone claim goes at once. A failure fails the claims of its
+/// batch only, and the workers ask again (had the jobs been leased before the failure, in
+/// reading an evaluation job's inputs, their leases expire and they are leased again).
 async fn claim_batches(
     db: DatabaseConnection,
     mut calls: tokio::sync::mpsc::UnboundedReceiver<ClaimCall>,
