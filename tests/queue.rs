@@ -970,11 +970,24 @@ async fn after_cancel_no_job_of_the_sweep_is_leased_again(h: &Harness) {
         .into_inner()
         .cancelled;
     let at = Instant::now();
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     assert!(cancelled > 0);
     let mut abandoned = 0;
     for (w, _) in workers {
         abandoned += w.await.unwrap().abandoned;
     }
+    // The coordinator leased nothing after the cancel returned.
+    let leased_after = format!("SELECT COUNT(*) AS n FROM jobs WHERE started_at_ms > {at_ms}");
+    assert_eq!(
+        count(coord.store(), &leased_after).await,
+        0,
+        "jobs leased after the cancel"
+    );
+    // A worker may still start the one job leased to it just before the cancel, whose
+    // answer was on its way: at most one per worker.
     let late_starts = kind
         .starts
         .lock()
@@ -982,7 +995,10 @@ async fn after_cancel_no_job_of_the_sweep_is_leased_again(h: &Harness) {
         .iter()
         .filter(|(_, t)| *t > at)
         .count();
-    assert_eq!(late_starts, 0, "jobs started after the cancel");
+    assert!(
+        late_starts <= 2,
+        "{late_starts} jobs started after the cancel"
+    );
     let status = sweep_status(&coord.url(), sweep.sweep_id).await;
     assert_eq!(status.state, "cancelled");
     assert_eq!(
