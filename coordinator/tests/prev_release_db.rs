@@ -214,7 +214,10 @@ async fn a_database_of_the_previous_release_is_migrated_and_its_results_read() {
     .map(|n| n.version)
     .collect();
     assert_eq!(applied.len(), Migrator::migrations().len(), "{applied:?}");
-    assert_eq!(applied.last().unwrap(), "m20261203_000004_result_metrics");
+    assert_eq!(
+        applied.last().unwrap(),
+        "m20261205_000005_heartbeats_in_place"
+    );
     assert_eq!(
         applied[..PREVIOUS_MIGRATIONS as usize],
         [

@@ -9,6 +9,7 @@ mod m20261125_000001_create_queue;
 mod m20261125_000002_job_checkpoint;
 mod m20261203_000003_job_backends;
 mod m20261203_000004_result_metrics;
+mod m20261205_000005_heartbeats_in_place;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_job_checkpoint::Migration),
             Box::new(m20261203_000003_job_backends::Migration),
             Box::new(m20261203_000004_result_metrics::Migration),
+            Box::new(m20261205_000005_heartbeats_in_place::Migration),
         ]
     }
 }
