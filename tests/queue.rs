@@ -600,6 +600,23 @@ async fn higher_priority_jobs_are_leased_first(h: &Harness) {
     coord.shutdown().await;
 }
 
+/// A `noop` job of family `f` with no dependencies.
+fn noop_job(key: &str) -> JobSpec {
+    JobSpec {
+        key: key.into(),
+        kind: "noop".into(),
+        stage: Stage::Run,
+        family: "f".into(),
+        config: "c".into(),
+        device: "d".into(),
+        seed: 1,
+        params: serde_json::json!({}),
+        depends_on: vec![],
+        priority: 0,
+        backends: vec![],
+    }
+}
+
 async fn launch(url: &str, spec_toml: &str) -> pb::LaunchResponse {
     let mut c = SweepServiceClient::connect(url.to_owned()).await.unwrap();
     c.launch(pb::LaunchRequest {
@@ -1055,17 +1072,11 @@ async fn bad_specs_and_unknown_kinds_fail_clearly(h: &Harness) {
 
     // A job of a kind this worker does not know fails at once with the reason.
     let job = JobSpec {
-        key: "mystery/x/fan/s1/run".into(),
         kind: "mystery".into(),
-        stage: Stage::Run,
         family: "mystery".into(),
         config: "x".into(),
         device: "fan".into(),
-        seed: 1,
-        params: serde_json::json!({}),
-        depends_on: vec![],
-        priority: 0,
-        backends: vec![],
+        ..noop_job("mystery/x/fan/s1/run")
     };
     let queue = QueueSpec::default();
     let new = NewSweep {
@@ -1176,6 +1187,106 @@ async fn two_coordinators_on_one_postgres_never_run_a_job_twice() {
     );
     a.shutdown().await;
     b.shutdown().await;
+    h.cleanup().await;
+}
+
+/// On Postgres the completions and heartbeats waiting together go to the database as one
+/// batch each (several completions: one transaction). A completion whose result cannot be
+/// stored fails alone; the rest of its batch is recorded.
+#[tokio::test]
+async fn on_postgres_a_completion_that_fails_in_its_batch_fails_alone() {
+    use asdsweep_coordinator::store::{HeartbeatOutcome, NewResult, NewWorker};
+    use sea_orm::ConnectionTrait;
+    let h = Harness::postgres("completion_batch");
+    let store = h.store().await;
+    let jobs: Vec<JobSpec> = ["a", "b", "c", "d"].map(noop_job).into();
+    let queue = QueueSpec::default();
+    store
+        .launch_jobs(NewSweep {
+            name: "batch",
+            spec_hash: "h",
+            sweep_key: "batch-key",
+            spec_toml: "",
+            queue: &queue,
+            jobs: &jobs,
+        })
+        .await
+        .unwrap();
+    let mut leased = Vec::new();
+    for name in ["w1", "w2", "w3", "w4"] {
+        let w = store
+            .register_worker(NewWorker {
+                name: name.into(),
+                backend: "flex".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let job = store.claim(&w).await.unwrap().unwrap().job;
+        leased.push((w, job));
+    }
+    let [(w1, a), (w2, b), (w3, c), (w4, d)] = <[_; 4]>::try_from(leased).unwrap();
+    let db = store.connection();
+    db.execute_unprepared(&format!(
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.job_id = {} THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$",
+        b.id
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared(
+        "CREATE TRIGGER boom BEFORE INSERT ON results FOR EACH ROW EXECUTE FUNCTION boom()",
+    )
+    .await
+    .unwrap();
+
+    // On this single-threaded runtime the batchers run only once every call waits, so
+    // the three completions form one batch and the two heartbeats another.
+    let (done_a, done_b, done_c, beat_c, beat_d) = tokio::join!(
+        store.complete(&w1, a.id, a.lease_token, NewResult::default()),
+        store.complete(&w2, b.id, b.lease_token, NewResult::default()),
+        store.complete(&w3, c.id, c.lease_token, NewResult::default()),
+        store.heartbeat(&w3, c.id, c.lease_token, None, None),
+        store.heartbeat(&w4, d.id, d.lease_token, None, None),
+    );
+    done_a.unwrap();
+    assert!(
+        done_b
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("boom")),
+        "{done_b:?}"
+    );
+    done_c.unwrap();
+    // c's beat came after its completion, in a batch of its own kind: either it found the
+    // lease still open or it is refused as the job is done; d's lease is extended.
+    assert!(
+        matches!(beat_c, Ok(HeartbeatOutcome::Extended(_)) | Err(_)),
+        "{beat_c:?}"
+    );
+    assert!(
+        matches!(beat_d, Ok(HeartbeatOutcome::Extended(_))),
+        "{beat_d:?}"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) AS n FROM jobs WHERE state = 'succeeded'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &store,
+            &format!(
+                "SELECT COUNT(*) AS n FROM jobs WHERE state = 'leased' AND id = {}",
+                b.id
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) AS n FROM results").await, 2);
     h.cleanup().await;
 }
 

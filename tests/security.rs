@@ -494,6 +494,10 @@ async fn metrics_of_the_coordinator_and_a_worker_are_scraped_and_parse(h: &Harne
         Some(0.0)
     );
     assert_eq!(
+        value(&after, "asdsweep_stale_heartbeats_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
         value(&after, "asdsweep_leases_expired_total", &[]),
         Some(0.0)
     );

@@ -3,6 +3,7 @@
 //! each scrape (jobs by family and state, live workers), so that every replica of a
 //! scaled-out coordinator reports the whole queue.
 
+use crate::ids::JobId;
 use crate::queue::JobState;
 use crate::service::LIVE_WINDOW_MS;
 use crate::store::{Store, now_ms};
@@ -27,8 +28,10 @@ pub struct Metrics {
     pub leases_granted: IntCounter,
     /// Leases the reaper returned to the queue after they expired.
     pub leases_expired: IntCounter,
-    /// Heartbeats and completions refused because their lease was no longer current.
+    /// Completions (and failure reports) refused because their lease was no longer current.
     pub stale_completions: IntCounter,
+    /// Heartbeats refused because their lease was no longer current.
+    pub stale_heartbeats: IntCounter,
     job_seconds: HistogramVec,
     db_seconds: HistogramVec,
     scrape_db_seconds: Histogram,
@@ -88,7 +91,15 @@ impl Metrics {
                 &r,
                 IntCounter::new(
                     "asdsweep_stale_completions_total",
-                    "Heartbeats and completions refused because the lease was no longer current",
+                    "Completions and failure reports refused because the lease was no longer current",
+                )
+                .expect("valid metric"),
+            ),
+            stale_heartbeats: register(
+                &r,
+                IntCounter::new(
+                    "asdsweep_stale_heartbeats_total",
+                    "Heartbeats refused because the lease was no longer current",
                 )
                 .expect("valid metric"),
             ),
@@ -151,6 +162,15 @@ impl Metrics {
         );
     }
 
+    /// The reaper returned these jobs' expired leases to the queue: their attempts ended
+    /// without a result.
+    pub fn expired(&self, job_ids: &[JobId]) {
+        self.leases_expired.inc_by(job_ids.len() as u64);
+        for id in job_ids {
+            self.ended(id.0, false);
+        }
+    }
+
     /// A job's attempt ended: with a result (its duration is recorded) or without.
     pub fn ended(&self, job_id: i64, succeeded: bool) {
         let started = self
@@ -197,5 +217,37 @@ impl Metrics {
             Ok(n) => self.workers_live.set(n as i64),
             Err(e) => tracing::warn!(error = %e, "reading live workers for /metrics failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(m: &Metrics) -> u64 {
+        m.job_seconds
+            .with_label_values(&["f", "run"])
+            .get_sample_count()
+    }
+
+    #[test]
+    fn an_expired_lease_ends_its_attempt_and_a_late_result_times_nothing() {
+        let m = Metrics::new();
+        m.leased(1, "f", "run");
+        m.leased(2, "f", "run");
+        m.expired(&[JobId(1)]);
+        assert_eq!(m.leases_expired.get(), 1);
+        assert_eq!(
+            m.running.lock().unwrap().len(),
+            1,
+            "job 1 is no longer running"
+        );
+        // A result for job 1 after its lease expired would be refused; had it been
+        // accepted, its duration would not be that of any lease this coordinator holds.
+        m.ended(1, true);
+        assert_eq!(observed(&m), 0);
+        m.ended(2, true);
+        assert_eq!(observed(&m), 1);
+        assert!(m.running.lock().unwrap().is_empty());
     }
 }

@@ -342,7 +342,7 @@ async fn reap_loop(store: Store, metrics: Metrics, every: Duration, stop: Cancel
             _ = tick.tick() => {}
         }
         match store.reap_expired().await {
-            Ok(n) => metrics.leases_expired.inc_by(n),
+            Ok(reaped) => metrics.expired(&reaped),
             Err(e) => tracing::warn!(error = %e, "reaping expired leases failed; will retry"),
         }
     }

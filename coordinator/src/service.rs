@@ -80,12 +80,10 @@ impl Services {
         }
     }
 
-    /// Counts a refusal of a stale lease's call before passing the error on.
+    /// Counts a refused completion or failure report of a stale lease before passing the
+    /// error on.
     fn stale(&self, e: Error) -> Error {
-        if matches!(e, Error::StaleLease { .. }) {
-            self.metrics.stale_completions.inc();
-        }
-        e
+        count_stale(&self.metrics.stale_completions, e)
     }
 
     async fn spec_hash(&self, sweep_id: SweepId) -> Result<String, Error> {
@@ -334,7 +332,7 @@ impl WorkerService for Services {
                     checkpoint,
                 )
                 .await
-                .map_err(|e| self.stale(e))?
+                .map_err(|e| count_stale(&self.metrics.stale_heartbeats, e))?
         };
         Ok(Response::new(match out {
             HeartbeatOutcome::Extended(expires_at_ms) => pb::HeartbeatResponse {
@@ -632,4 +630,12 @@ impl ArtifactService for Services {
         };
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// Counts `e` on `counter` when it refuses a stale lease's call; passes it on.
+fn count_stale(counter: &prometheus::IntCounter, e: Error) -> Error {
+    if matches!(e, Error::StaleLease { .. }) {
+        counter.inc();
+    }
+    e
 }

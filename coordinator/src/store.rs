@@ -30,6 +30,7 @@ use sea_orm::{
 mod lease;
 use serde_json::Value as Json;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,18 +59,22 @@ pub struct Store {
 /// The task that the leasing calls go through, by database.
 #[derive(Debug, Clone)]
 enum HotPath {
-    /// SQLite: the group-commit writer, through which every write goes.
-    Writer(tokio::sync::mpsc::UnboundedSender<Op>),
-    /// Postgres: the claim batcher ([`claim_batches`]); every other call is a statement or
-    /// transaction of its own.
-    Claimer(tokio::sync::mpsc::UnboundedSender<ClaimCall>),
+    /// SQLite: the group-commit writer, through which every write goes, and the
+    /// checkpointer beside it.
+    Writer {
+        ops: tokio::sync::mpsc::UnboundedSender<Op>,
+        checkpoints: Arc<Checkpointer>,
+    },
+    /// Postgres: the batchers of claims, heartbeats and completions ([`batches`]); every
+    /// other call is a statement or transaction of its own.
+    Batchers(Batchers),
 }
 
 impl HotPath {
     fn writer(&self) -> Option<&tokio::sync::mpsc::UnboundedSender<Op>> {
         match self {
-            HotPath::Writer(w) => Some(w),
-            HotPath::Claimer(_) => None,
+            HotPath::Writer { ops, .. } => Some(ops),
+            HotPath::Batchers(_) => None,
         }
     }
 }
@@ -103,50 +108,295 @@ enum Op {
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
 
-/// A claim waiting for the Postgres claim batcher.
-type ClaimCall = (lease::Claimant, Answer<Option<Claimed>>);
+/// A call waiting for one of the Postgres batchers, and where its answer goes.
+type Call<C, T> = (C, Answer<T>);
 
-/// Most claims answered by one statement on Postgres.
-const MAX_CLAIMS: usize = 64;
+/// The Postgres batchers' inboxes, one per kind of leasing call.
+#[derive(Debug, Clone)]
+struct Batchers {
+    claims: tokio::sync::mpsc::UnboundedSender<Call<lease::Claimant, Option<Claimed>>>,
+    beats: tokio::sync::mpsc::UnboundedSender<Call<lease::Beat, HeartbeatOutcome>>,
+    dones: tokio::sync::mpsc::UnboundedSender<Call<lease::Completion, ()>>,
+}
 
-/// Postgres: answers every claim waiting in this coordinator with one statement per backend
-/// ([`lease::claim_many`]), one batch at a time. Under load the calls that arrive while a
-/// batch runs form the next one, so a fleet finishing jobs together costs a few statements
-/// instead of one per worker; a lone claim goes at once. A failure fails the claims of its
-/// batch only, and the workers ask again (had the jobs been leased before the failure, in
-/// reading an evaluation job's inputs, their leases expire and they are leased again).
-async fn claim_batches(
-    db: DatabaseConnection,
-    mut calls: tokio::sync::mpsc::UnboundedReceiver<ClaimCall>,
-) {
-    let mut batch = Vec::with_capacity(MAX_CLAIMS);
-    while calls.recv_many(&mut batch, MAX_CLAIMS).await > 0 {
-        let (claimants, answers): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        match lease::claim_many(&db, &claimants, now_ms()).await {
-            Ok(claimed) => {
-                for (answer, c) in answers.into_iter().zip(claimed) {
-                    let _ = answer.send(Ok(c));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, claims = answers.len(), "a batch of claims failed");
-                for answer in answers {
-                    let _ = answer.send(Err(Error::Db(DbErr::Custom(format!(
-                        "claiming a job failed: {e}"
-                    )))));
-                }
-            }
+/// Most calls answered by one batch on Postgres.
+const MAX_CALLS: usize = 64;
+
+impl Batchers {
+    /// Starts one batcher per kind of call on `db`.
+    fn start(db: &DatabaseConnection) -> Batchers {
+        let (claims, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(batches(db.clone(), rx, claim_batch));
+        let (beats, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(batches(db.clone(), rx, beat_batch));
+        let (dones, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(batches(db.clone(), rx, completion_batch));
+        Batchers {
+            claims,
+            beats,
+            dones,
         }
     }
 }
 
-/// WAL pages after which a commit also checkpoints (SQLite's default is 1,000).
-/// Each checkpoint syncs the log and the database file, stalling the writer
-/// (5.6 ms on average on the development machine, 117 of them in one queue
-/// benchmark at the default); the queue rewrites the same few pages all the
-/// time, so a longer log costs little more to copy back and is synced far less
-/// often. 16,384 pages of 4 KiB bound the log at about 64 MiB.
-const WAL_CHECKPOINT_PAGES: u32 = 16_384;
+/// Hands `call` to a batcher and waits for its answer.
+async fn batched<C, T>(
+    inbox: &tokio::sync::mpsc::UnboundedSender<Call<C, T>>,
+    call: C,
+) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    inbox
+        .send((call, tx))
+        .map_err(|_| Error::Db(DbErr::Custom("the queue's batcher has stopped".into())))?;
+    rx.await
+        .map_err(|_| Error::Db(DbErr::Custom("the queue's batcher dropped a call".into())))?
+}
+
+/// Postgres: answers every waiting call of one kind together with `run`, one batch at a
+/// time. Under load the calls that arrive while a batch runs form the next one, so a fleet
+/// finishing jobs together costs a few statements instead of one per worker; a lone call
+/// goes at once. Claims, heartbeats and completions each have a batcher of their own, so
+/// their batches run side by side on connections of the pool.
+async fn batches<C, T>(
+    db: DatabaseConnection,
+    mut calls: tokio::sync::mpsc::UnboundedReceiver<Call<C, T>>,
+    run: impl AsyncFn(&DatabaseConnection, &[C]) -> Vec<Result<T>>,
+) {
+    let mut batch = Vec::with_capacity(MAX_CALLS);
+    while calls.recv_many(&mut batch, MAX_CALLS).await > 0 {
+        let (args, answers): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        for (answer, out) in answers.into_iter().zip(run(&db, &args).await) {
+            let _ = answer.send(out);
+        }
+    }
+}
+
+/// Claims together: one statement per backend ([`lease::claim_many`]). A failure fails the
+/// claims of its batch only, and the workers ask again (had the jobs been leased before the
+/// failure, in reading an evaluation job's inputs, their leases expire and they are leased
+/// again).
+async fn claim_batch(
+    db: &DatabaseConnection,
+    claimants: &[lease::Claimant],
+) -> Vec<Result<Option<Claimed>>> {
+    match lease::claim_many(db, claimants, now_ms()).await {
+        Ok(claimed) => claimed.into_iter().map(Ok).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, claims = claimants.len(), "a batch of claims failed");
+            claimants
+                .iter()
+                .map(|_| {
+                    Err(Error::Db(DbErr::Custom(format!(
+                        "claiming a job failed: {e}"
+                    ))))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Heartbeats together: one `UPDATE` per [`lease::rounds`] round (a job at most once in
+/// each); when one fails, its beats again one by one, so that a bad beat fails alone.
+async fn beat_batch(
+    db: &DatabaseConnection,
+    beats: &[lease::Beat],
+) -> Vec<Result<HeartbeatOutcome>> {
+    let now = now_ms();
+    in_rounds(
+        beats,
+        |b| b.job_id,
+        |round| async move { lease::heartbeat_many(db, &round, now).await },
+    )
+    .await
+}
+
+/// Completions together: a round of one is one statement ([`lease::complete_one`]); a
+/// larger round is one transaction ([`lease::complete_many`]), committed once. When a
+/// round fails, its completions again one by one.
+async fn completion_batch(db: &DatabaseConnection, dones: &[lease::Completion]) -> Vec<Result<()>> {
+    let now = now_ms();
+    in_rounds(
+        dones,
+        |c| c.job_id,
+        |round| async move {
+            match &round[..] {
+                [one] => Ok(vec![lease::complete_one(db, one, now).await]),
+                _ => {
+                    let txn = db.begin().await?;
+                    let outs = lease::complete_many(&txn, &round, now).await?;
+                    txn.commit().await?;
+                    Ok(outs)
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Answers `calls` with `run`, a [`lease::rounds`] round at a time (a job at most once in
+/// each), in their order; a round whose `run` fails is run again a call at a time.
+async fn in_rounds<C: Clone, T, F: Future<Output = Result<Vec<Result<T>>>>>(
+    calls: &[C],
+    job_id: impl Fn(&C) -> JobId,
+    run: impl Fn(Vec<C>) -> F,
+) -> Vec<Result<T>> {
+    let mut outs: Vec<Option<Result<T>>> = calls.iter().map(|_| None).collect();
+    let indices: Vec<usize> = (0..calls.len()).collect();
+    for round in lease::rounds(indices, |&i| job_id(&calls[i])) {
+        let args: Vec<C> = round.iter().map(|&i| calls[i].clone()).collect();
+        let found = match run(args.clone()).await {
+            Ok(found) => found,
+            Err(e) if args.len() > 1 => {
+                tracing::warn!(error = %e, calls = args.len(), "a batch failed; running its calls one by one");
+                let mut found = Vec::with_capacity(args.len());
+                for arg in args {
+                    found.push(run(vec![arg]).await.and_then(only));
+                }
+                found
+            }
+            Err(e) => vec![Err(e)],
+        };
+        for (i, out) in round.into_iter().zip(found) {
+            outs[i] = Some(out);
+        }
+    }
+    outs.into_iter()
+        .map(|o| o.expect("every call is in one round"))
+        .collect()
+}
+
+/// When SQLite's write-ahead log is checkpointed ([`Checkpointer`]).
+#[derive(Debug, Clone, Copy)]
+struct CheckpointPolicy {
+    /// How often the background checkpointer copies the log back into the database file.
+    every: Duration,
+    /// Pages in the log beyond which the writer checkpoints itself between two
+    /// batches, so that the log starts again from its beginning.
+    restart_pages: i64,
+}
+
+/// A checkpoint every quarter second; the log restarted past 16,384 pages of 4 KiB
+/// (64 MiB, the bound it had with automatic checkpoints).
+const CHECKPOINTS: CheckpointPolicy = CheckpointPolicy {
+    every: Duration::from_millis(250),
+    restart_pages: 16_384,
+};
+
+/// SQLite's checkpoints, kept off the writer's path. In WAL mode with
+/// `synchronous = NORMAL` SQLite syncs its files only when it checkpoints, and a
+/// commit that crosses `wal_autocheckpoint` checkpoints inside the commit: the
+/// group-commit writer, and every call waiting on it, stalled for the syncs
+/// (seen with strace in the fleet benchmark: 0.16–0.23 s each on the development
+/// machine's disk). So the writer's connection never checkpoints on its own; a
+/// connection of its own copies the log back every [`CheckpointPolicy::every`] in
+/// `PASSIVE` mode, which waits for nobody and blocks nobody, and which also puts
+/// the results in the database file within a fraction of a second.
+#[derive(Debug)]
+struct Checkpointer {
+    db: DatabaseConnection,
+    task: tokio::task::JoinHandle<()>,
+    /// Set when the log has passed its bound. Passive checkpoints alone cannot
+    /// start the log again while the writer keeps appending to it, so the writer
+    /// then checkpoints itself between two batches ([`group_commit`]), when
+    /// little is left to copy, and its next batch starts the log from its beginning.
+    restart: Arc<AtomicBool>,
+}
+
+impl Checkpointer {
+    /// Opens the checkpointer's connection to the (migrated) database at `url`.
+    async fn start(url: &str, policy: CheckpointPolicy) -> Result<Checkpointer> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .max_connections(1)
+            .min_connections(1);
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+        let db = Database::connect(opts).await?;
+        let restart = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(checkpoint_in_background(
+            db.clone(),
+            restart.clone(),
+            policy,
+        ));
+        Ok(Checkpointer { db, task, restart })
+    }
+
+    /// Stops the task and closes its connection.
+    async fn stop(&self) -> Result<()> {
+        self.task.abort();
+        self.db.close_by_ref().await?;
+        Ok(())
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What `PRAGMA wal_checkpoint` reports.
+#[derive(Debug, Clone, Copy)]
+struct WalState {
+    /// Another connection was checkpointing: this one did nothing.
+    busy: bool,
+    /// Pages in the log.
+    pages: i64,
+    /// Of those, pages now in the database file.
+    copied: i64,
+}
+
+/// Runs a `PASSIVE` checkpoint on `db`.
+async fn checkpoint_passive(db: &DatabaseConnection) -> Result<WalState> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(PASSIVE)",
+        ))
+        .await?
+        .ok_or_else(|| Error::Db(DbErr::Custom("wal_checkpoint returned no row".into())))?;
+    Ok(WalState {
+        busy: row.try_get::<i64>("", "busy")? != 0,
+        pages: row.try_get("", "log")?,
+        copied: row.try_get("", "checkpointed")?,
+    })
+}
+
+/// The checkpointer's loop ([`Checkpointer`]).
+async fn checkpoint_in_background(
+    db: DatabaseConnection,
+    restart: Arc<AtomicBool>,
+    policy: CheckpointPolicy,
+) {
+    let mut every = tokio::time::interval(policy.every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match checkpoint_passive(&db).await {
+            Ok(wal) if wal.pages >= policy.restart_pages => restart.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "a background checkpoint failed"),
+        }
+    }
+}
+
+/// The writer's own checkpoint, when the checkpointer asked for one: once it has
+/// copied the whole log, the writer's next transaction starts the log afresh.
+async fn restart_log_if_asked(db: &DatabaseConnection, restart: &AtomicBool) {
+    if !restart.load(Ordering::Relaxed) {
+        return;
+    }
+    match checkpoint_passive(db).await {
+        Ok(wal) if !wal.busy && wal.copied == wal.pages => restart.store(false, Ordering::Relaxed),
+        // The background checkpoint was running, or a reader holds old pages:
+        // again after the next batch.
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the writer's checkpoint failed"),
+    }
+}
 
 /// The answer to send once the batch's commit outcome is known.
 fn reply_after_commit<T: Send + 'static>(answer: Answer<T>, out: Result<T>) -> BatchReply {
@@ -305,7 +555,11 @@ async fn in_savepoint<T>(
 /// in one transaction and commits once, so the write-ahead log is appended
 /// once per batch instead of once per call. Leasing calls go first, batched
 /// ([`LeaseCalls`]); then the rest, each in a savepoint of its own.
-async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::UnboundedReceiver<Op>) {
+async fn group_commit(
+    db: DatabaseConnection,
+    mut ops: tokio::sync::mpsc::UnboundedReceiver<Op>,
+    restart: Arc<AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while ops.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let now = now_ms();
@@ -353,6 +607,7 @@ async fn group_commit(db: DatabaseConnection, mut ops: tokio::sync::mpsc::Unboun
         for reply in replies {
             reply(committed.clone());
         }
+        restart_log_if_asked(&db, &restart).await;
     }
 }
 
@@ -598,6 +853,15 @@ impl Store {
     /// applies the migrations. `schema` selects a Postgres schema (created if
     /// missing); it is ignored for SQLite.
     pub async fn open(url: &str, schema: Option<&str>) -> Result<Store> {
+        Store::open_with(url, schema, CHECKPOINTS).await
+    }
+
+    /// [`Store::open`] with SQLite's checkpoints as `checkpoints` says.
+    async fn open_with(
+        url: &str,
+        schema: Option<&str>,
+        checkpoints: CheckpointPolicy,
+    ) -> Result<Store> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(10))
@@ -612,7 +876,8 @@ impl Store {
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
-                    .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+                    // Checkpoints are the [`Checkpointer`]'s.
+                    .pragma("wal_autocheckpoint", "0")
             });
         } else {
             opts.max_connections(16).min_connections(1);
@@ -627,13 +892,15 @@ impl Store {
             _ => Migrator::up(&db, None).await?,
         }
         let hot = if db.get_database_backend() == DbBackend::Sqlite {
+            let checkpoints = Arc::new(Checkpointer::start(url, checkpoints).await?);
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(group_commit(db.clone(), rx));
-            HotPath::Writer(tx)
+            tokio::spawn(group_commit(db.clone(), rx, checkpoints.restart.clone()));
+            HotPath::Writer {
+                ops: tx,
+                checkpoints,
+            }
         } else {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(claim_batches(db.clone(), rx));
-            HotPath::Claimer(tx)
+            HotPath::Batchers(Batchers::start(&db))
         };
         Ok(Store {
             db,
@@ -647,7 +914,8 @@ impl Store {
     /// and emptied, so the file alone holds every result (whoever copies `asdsweep.db`
     /// copies them all).
     pub async fn close(&self) -> Result<()> {
-        if self.db.get_database_backend() == DbBackend::Sqlite {
+        if let HotPath::Writer { checkpoints, .. } = &self.hot {
+            checkpoints.stop().await?;
             self.db
                 .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
                 .await?;
@@ -1199,16 +1467,10 @@ impl Store {
             backend,
         };
         match &self.hot {
-            HotPath::Writer(writer) => submit(writer, |answer| Op::Claim(claimant, answer)).await,
-            HotPath::Claimer(claimer) => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                claimer.send((claimant, tx)).map_err(|_| {
-                    Error::Db(DbErr::Custom("the claim batcher has stopped".into()))
-                })?;
-                rx.await.map_err(|_| {
-                    Error::Db(DbErr::Custom("the claim batcher dropped a claim".into()))
-                })?
+            HotPath::Writer { ops: writer, .. } => {
+                submit(writer, |answer| Op::Claim(claimant, answer)).await
             }
+            HotPath::Batchers(b) => batched(&b.claims, claimant).await,
         }
     }
 
@@ -1229,11 +1491,9 @@ impl Store {
             progress,
             checkpoint,
         };
-        let out = match self.hot.writer() {
-            Some(writer) => submit(writer, |answer| Op::Beat(beat, answer)).await,
-            // Postgres: one UPDATE (and, for a refused beat, a read of why), so no
-            // transaction around it.
-            None => only(lease::heartbeat_many(&self.db, &[beat], now).await?),
+        let out = match &self.hot {
+            HotPath::Writer { ops, .. } => submit(ops, |answer| Op::Beat(beat, answer)).await,
+            HotPath::Batchers(b) => batched(&b.beats, beat).await,
         }?;
         self.touch_worker(worker_id, now).await?;
         Ok(out)
@@ -1255,10 +1515,11 @@ impl Store {
             token,
             result,
         };
-        match self.hot.writer() {
-            Some(writer) => submit(writer, |answer| Op::Complete(Box::new(done), answer)).await,
-            // Postgres: one statement, so no transaction around it.
-            None => lease::complete_one(&self.db, &done, now).await,
+        match &self.hot {
+            HotPath::Writer { ops, .. } => {
+                submit(ops, |answer| Op::Complete(Box::new(done), answer)).await
+            }
+            HotPath::Batchers(b) => batched(&b.dones, done).await,
         }?;
         self.touch_worker(worker_id, now).await?;
         Ok(())
@@ -1400,16 +1661,18 @@ impl Store {
     }
 
     /// Returns expired leases to the queue (or to `dead` when their attempts
-    /// are spent). Safe to run from several coordinators at once.
-    pub async fn reap_expired(&self) -> Result<u64> {
+    /// are spent) and names the jobs it returned. Safe to run from several
+    /// coordinators at once.
+    pub async fn reap_expired(&self) -> Result<Vec<JobId>> {
         let now = now_ms();
         let expired = job::Entity::find()
             .filter(job::Column::State.eq(JobState::Leased))
             .filter(job::Column::LeaseExpiresAtMs.lt(now))
             .all(&self.db)
             .await?;
-        let mut reaped = 0;
+        let mut reaped = Vec::new();
         for job in expired {
+            let id = job.id;
             let error = format!(
                 "attempt {}/{}: lease expired: worker {} stopped heartbeating",
                 job.attempts,
@@ -1435,7 +1698,7 @@ impl Store {
                 .await
             {
                 Ok(_) => {
-                    reaped += 1;
+                    reaped.push(id);
                     tracing::info!(job = %key, "{error}");
                 }
                 // Completed or reaped by someone else in the meantime.
@@ -1657,6 +1920,108 @@ mod tests {
         };
         store.launch_jobs(new).await.unwrap();
         store
+    }
+
+    /// The rows in `dir/q.db` alone (its write-ahead log left behind), read from a copy.
+    fn sweeps_in_the_file_alone(dir: &std::path::Path) -> Option<i64> {
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.join("q.db"), copy.path().join("q.db")).unwrap();
+        let url = format!("sqlite://{}", copy.path().join("q.db").display());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let db = Database::connect(url).await.ok()?;
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT COUNT(*) AS n FROM sweeps",
+                ))
+                .await
+                .ok()??;
+            row.try_get::<i64>("", "n").ok()
+        })
+    }
+
+    #[tokio::test]
+    async fn results_reach_the_database_file_while_the_store_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = sqlite_store_with(dir.path(), &[job("a", &[])]).await;
+        let started = std::time::Instant::now();
+        // The background checkpointer copies the log back within a quarter second.
+        let path = dir.path().to_owned();
+        loop {
+            let p = path.clone();
+            let found = tokio::task::spawn_blocking(move || sweeps_in_the_file_alone(&p))
+                .await
+                .unwrap();
+            if found == Some(1) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the sweep is still only in the write-ahead log after 10 s: {found:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_constant_writes_the_log_starts_again_past_its_bound() {
+        const JOBS: usize = 1_000;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let policy = CheckpointPolicy {
+            every: Duration::from_millis(10),
+            restart_pages: 64,
+        };
+        let store = Store::open_with(&url, None, policy).await.unwrap();
+        let jobs: Vec<_> = (0..JOBS).map(|i| job(&format!("j{i}"), &[])).collect();
+        let queue = QueueSpec::default();
+        store
+            .launch_jobs(NewSweep {
+                name: "t",
+                spec_hash: "h",
+                sweep_key: "k",
+                spec_toml: "",
+                queue: &queue,
+                jobs: &jobs,
+            })
+            .await
+            .unwrap();
+        let w = store
+            .register_worker(NewWorker {
+                name: "w".into(),
+                backend: "flex".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // One claim and one completion after the other, each a commit of its own that
+        // appends at least one page to the log: with no restart the log would hold at
+        // least 2,000 pages at the end; the background checkpoints alone never catch
+        // up with a writer that never pauses.
+        for _ in 0..JOBS {
+            let job = store.claim(&w).await.unwrap().unwrap().job;
+            store
+                .complete(&w, job.id, job.lease_token, NewResult::default())
+                .await
+                .unwrap();
+        }
+        let frame = 4096 + 24;
+        let wal = std::fs::metadata(dir.path().join("q.db-wal"))
+            .unwrap()
+            .len();
+        assert!(
+            wal < (JOBS as u64 / 2) * frame,
+            "the log grew to {wal} bytes ({} pages) with a bound of 64 pages",
+            wal / frame
+        );
+        store.close().await.unwrap();
+        let path = dir.path().to_owned();
+        let found = tokio::task::spawn_blocking(move || sweeps_in_the_file_alone(&path));
+        assert_eq!(found.await.unwrap(), Some(1));
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! number of completions, plus a `SELECT` and an `INSERT` of their further metrics
 //! when they have any). On SQLite the group-commit writer hands them every
 //! call of a kind that is waiting (and when a batch fails its calls are retried
-//! one by one). Postgres has no single writer: each call there is one statement
-//! outside any transaction (the claims waiting in this coordinator together, a
-//! heartbeat as a batch of one, [`complete_one`]). Parameters are bound with their types, so
-//! `CASE id WHEN $a THEN $b … END` types like its values.
+//! one by one). Postgres has no single writer: there a batcher per kind of call
+//! hands them the calls of that kind waiting in this coordinator, each batch one
+//! statement outside any transaction (claims, heartbeats, a lone completion:
+//! [`complete_one`]) or, for several completions, one transaction. Parameters
+//! are bound with their types, so `CASE id WHEN $a THEN $b … END` types like
+//! its values.
 
 use super::{
     ArtifactsRow, Claimed, HeartbeatOutcome, NewResult, deps_done, lease_problem, sql_sources,
