@@ -260,8 +260,16 @@ async fn in_rounds<C: Clone, T, F: Future<Output = Result<Vec<Result<T>>>>>(
             outs[i] = Some(out);
         }
     }
+    // Every call is in one round and each round answers all of its calls; should a
+    // statement answer fewer, the rest get an error rather than the batcher a panic.
     outs.into_iter()
-        .map(|o| o.expect("every call is in one round"))
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                Err(Error::Db(DbErr::Custom(
+                    "the batch gave no answer for this call".into(),
+                )))
+            })
+        })
         .collect()
 }
 
@@ -373,12 +381,27 @@ async fn checkpoint_in_background(
 ) {
     let mut every = tokio::time::interval(policy.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Failures in a row: the first is logged, and then one in a thousand (every few
+    // minutes), not four a second.
+    let mut failing = 0u64;
     loop {
         every.tick().await;
         match checkpoint_passive(&db).await {
-            Ok(wal) if wal.pages >= policy.restart_pages => restart.store(true, Ordering::Relaxed),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "a background checkpoint failed"),
+            Ok(wal) => {
+                if failing > 0 {
+                    tracing::info!(failures = failing, "background checkpoints work again");
+                    failing = 0;
+                }
+                if wal.pages >= policy.restart_pages {
+                    restart.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                if failing % 1000 == 0 {
+                    tracing::warn!(error = %e, failures = failing + 1, "a background checkpoint failed; the write-ahead log grows until one succeeds");
+                }
+                failing += 1;
+            }
         }
     }
 }
