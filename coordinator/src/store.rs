@@ -397,7 +397,7 @@ async fn checkpoint_in_background(
                 }
             }
             Err(e) => {
-                if failing % 1000 == 0 {
+                if failing.is_multiple_of(1000) {
                     tracing::warn!(error = %e, failures = failing + 1, "a background checkpoint failed; the write-ahead log grows until one succeeds");
                 }
                 failing += 1;
