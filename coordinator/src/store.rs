@@ -244,13 +244,13 @@ async fn in_rounds<C: Clone, T, F: Future<Output = Result<Vec<Result<T>>>>>(
     let indices: Vec<usize> = (0..calls.len()).collect();
     for round in lease::rounds(indices, |&i| job_id(&calls[i])) {
         let args: Vec<C> = round.iter().map(|&i| calls[i].clone()).collect();
-        let found = match run(args.clone()).await {
+        let found = match run(args).await {
             Ok(found) => found,
-            Err(e) if args.len() > 1 => {
-                tracing::warn!(error = %e, calls = args.len(), "a batch failed; running its calls one by one");
-                let mut found = Vec::with_capacity(args.len());
-                for arg in args {
-                    found.push(run(vec![arg]).await.and_then(only));
+            Err(e) if round.len() > 1 => {
+                tracing::warn!(error = %e, calls = round.len(), "a batch failed; running its calls one by one");
+                let mut found = Vec::with_capacity(round.len());
+                for &i in &round {
+                    found.push(run(vec![calls[i].clone()]).await.and_then(only));
                 }
                 found
             }
