@@ -23,6 +23,7 @@ pub mod dropout;
 pub mod execution_loop;
 pub mod families;
 pub mod metrics;
+pub mod norm;
 pub mod progress;
 pub mod registry;
 pub mod softmax;

@@ -20,6 +20,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use crate::norm::batch_norm;
+
 /// Input width: 5 frames × 128 mel bins.
 pub const INPUT_DIM: usize = 640;
 
@@ -75,7 +77,7 @@ impl Block {
     }
 
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        burn::tensor::activation::relu(self.norm.forward(self.linear.forward(x)))
+        burn::tensor::activation::relu(batch_norm(&self.norm, self.linear.forward(x)))
     }
 }
 

@@ -18,6 +18,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::ConfigError;
 use crate::conv::conv2d;
+use crate::norm::batch_norm;
 
 /// The depths the study trains.
 pub const DEPTHS: [usize; 5] = [18, 34, 50, 101, 152];
@@ -185,7 +186,7 @@ pub struct Downsample {
 
 impl Downsample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(conv2d(&self.conv, x))
+        batch_norm(&self.bn, conv2d(&self.conv, x))
     }
 }
 
@@ -252,13 +253,13 @@ impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (out, downsample) = match self {
             Block::Basic(b) => {
-                let h = relu(b.bn1.forward(conv2d(&b.conv1, x.clone())));
-                (b.bn2.forward(conv2d(&b.conv2, h)), &b.downsample)
+                let h = relu(batch_norm(&b.bn1, conv2d(&b.conv1, x.clone())));
+                (batch_norm(&b.bn2, conv2d(&b.conv2, h)), &b.downsample)
             }
             Block::Bottleneck(b) => {
-                let h = relu(b.bn1.forward(conv2d(&b.conv1, x.clone())));
-                let h = relu(b.bn2.forward(conv2d(&b.conv2, h)));
-                (b.bn3.forward(conv2d(&b.conv3, h)), &b.downsample)
+                let h = relu(batch_norm(&b.bn1, conv2d(&b.conv1, x.clone())));
+                let h = relu(batch_norm(&b.bn2, conv2d(&b.conv2, h)));
+                (batch_norm(&b.bn3, conv2d(&b.conv3, h)), &b.downsample)
             }
         };
         let identity = match downsample {
@@ -320,7 +321,7 @@ impl ResNet {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut h = self
             .maxpool
-            .forward(relu(self.bn1.forward(conv2d(&self.conv1, x))));
+            .forward(relu(batch_norm(&self.bn1, conv2d(&self.conv1, x))));
         for block in self
             .layer1
             .iter()

@@ -34,6 +34,7 @@ use rand::{Rng, SeedableRng};
 use super::ConfigError;
 use super::checkpoint::{CheckpointError, EpochSum, TrainingConfig, run_epochs};
 use super::resnet::{ResNet, ResNetConfig};
+use crate::norm::batch_norm;
 pub use asdsweep_shared::family::contrastive::Mode;
 
 /// NT-Xent's temperature in the study.
@@ -70,8 +71,8 @@ impl Mlp {
     /// `[B, input]` to `[B, output]`; batch statistics on an autodiff device, running ones
     /// otherwise.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = relu(self.bn1.forward(self.fc1.forward(x)));
-        let x = relu(self.bn2.forward(self.fc2.forward(x)));
+        let x = relu(batch_norm(&self.bn1, self.fc1.forward(x)));
+        let x = relu(batch_norm(&self.bn2, self.fc2.forward(x)));
         self.fc3.forward(x)
     }
 }

@@ -11,6 +11,7 @@
 use super::attention::RelativeAttention;
 use crate::conv::conv2d;
 use crate::dropout::dropout;
+use crate::norm::batch_norm;
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::nn::{
@@ -247,7 +248,7 @@ impl ConvModule {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.norm.forward(x).swap_dims(1, 2);
         let h = glu(self.point_in.forward(h), 1);
-        let h = silu(self.batch_norm.forward(self.depthwise.forward(h)));
+        let h = silu(batch_norm(&self.batch_norm, self.depthwise.forward(h)));
         self.point_out.forward(h).swap_dims(1, 2)
     }
 }
