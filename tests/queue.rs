@@ -25,6 +25,7 @@ on_sqlite_and_postgres!(
     after_cancel_no_job_of_the_sweep_is_leased_again,
     bad_specs_and_unknown_kinds_fail_clearly,
     a_failed_training_job_ends_its_evaluation_jobs_with_a_reason,
+    evaluation_jobs_leased_together_each_get_their_own_training_artifacts,
     higher_priority_jobs_are_leased_first,
     a_reported_checkpoint_is_handed_to_the_next_attempt_and_a_malformed_one_refused,
     jobs_are_leased_only_to_workers_with_a_backend_their_family_allows,
@@ -1140,6 +1141,94 @@ async fn a_failed_training_job_ends_its_evaluation_jobs_with_a_reason(h: &Harnes
                 .contains("dependency noop/bad/*/s1/train ended dead"),
             "{}",
             d.error
+        );
+    }
+    coord.shutdown().await;
+}
+
+/// Evaluation jobs leased at the same moment (so, mostly, in one claim batch, whose inputs
+/// are read in one query) each get the artifacts of their own training job.
+async fn evaluation_jobs_leased_together_each_get_their_own_training_artifacts(h: &Harness) {
+    let coord = h.coordinator().await;
+    let configs = 4;
+    let spec = noop_spec("inputs", configs, 2, "", "").replace(
+        "kind = \"noop\"\n",
+        "kind = \"noop\"\ntraining = \"global\"\n",
+    );
+    assert_eq!(launch(&coord.url(), &spec).await.jobs as usize, 3 * configs);
+    let mut client = WorkerServiceClient::connect(coord.url()).await.unwrap();
+    let register = |mut c: WorkerServiceClient<_>| async move {
+        c.register(pb::RegisterRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id
+    };
+    // The training jobs are the only ready ones: lease them all, then complete each with an
+    // artifact of its own (an evaluation job is ready as soon as its training succeeds).
+    let w = register(client.clone()).await;
+    let mut trains = Vec::new();
+    for _ in 0..configs {
+        let lease = client
+            .lease(pb::LeaseRequest {
+                worker_id: w.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .lease
+            .expect("a training job");
+        assert_eq!(lease.job.as_ref().unwrap().stage, "train", "{lease:?}");
+        trains.push(lease);
+    }
+    let mut sha_of_config = std::collections::HashMap::new();
+    for (i, lease) in trains.into_iter().enumerate() {
+        let job = lease.job.unwrap();
+        let sha = format!("{:02x}", 0xa0 + i).repeat(32);
+        client
+            .complete(pb::CompleteRequest {
+                worker_id: w.clone(),
+                job_id: job.job_id,
+                token: lease.token,
+                metrics: Some(pb::JobMetrics {
+                    proxy_metric: "count".into(),
+                    proxy_value: Some(1.0),
+                    artifacts: vec![sha.clone()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        sha_of_config.insert(job.config, sha);
+    }
+    // Every evaluation job at once, one worker each.
+    let mut workers = Vec::new();
+    for _ in 0..2 * configs {
+        workers.push(register(client.clone()).await);
+    }
+    let leases = futures::future::join_all(workers.into_iter().map(|worker_id| {
+        let mut c = client.clone();
+        async move {
+            c.lease(pb::LeaseRequest { worker_id })
+                .await
+                .unwrap()
+                .into_inner()
+                .lease
+        }
+    }))
+    .await;
+    let mut seen = std::collections::HashSet::new();
+    for lease in leases {
+        let job = lease
+            .expect("an evaluation job for every worker")
+            .job
+            .unwrap();
+        assert_eq!(job.stage, "eval", "{job:?}");
+        assert!(seen.insert(job.job_id), "job {} leased twice", job.job_id);
+        assert_eq!(
+            job.input_artifacts,
+            vec![sha_of_config[&job.config].clone()],
+            "{job:?}"
         );
     }
     coord.shutdown().await;

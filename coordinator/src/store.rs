@@ -819,11 +819,6 @@ struct CountRow {
 }
 
 #[derive(Debug, FromQueryResult)]
-struct ArtifactsRow {
-    artifacts: Json,
-}
-
-#[derive(Debug, FromQueryResult)]
 struct BackendsCount {
     backends: String,
     n: i64,

@@ -15,8 +15,8 @@
 //! its values.
 
 use super::{
-    ArtifactsRow, Claimed, HeartbeatOutcome, NewResult, deps_done, lease_problem, sql_sources,
-    sql_state, sql_target, stmt,
+    Claimed, HeartbeatOutcome, NewResult, deps_done, lease_problem, sql_sources, sql_state,
+    sql_target, stmt,
 };
 use crate::entity::{job, result, result_metric};
 use crate::error::{Error, Result};
@@ -158,13 +158,13 @@ async fn claim_for_backend(
             .join(", "),
     );
     let slot: HashMap<JobId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    for job in job::Entity::find()
+    let leased = job::Entity::find()
         .from_raw_sql(stmt(db, &sql, values))
         .all(db)
-        .await?
-    {
-        if let Some(&i) = slot.get(&job.id) {
-            out[i] = Some(with_inputs(db, job).await?);
+        .await?;
+    for claimed in with_inputs(db, leased).await? {
+        if let Some(&i) = slot.get(&claimed.job.id) {
+            out[i] = Some(claimed);
         }
     }
     Ok(out)
@@ -209,18 +209,18 @@ async fn claim_in_one_statement(
     ];
     values.extend(workers.iter().map(|w| Value::from((*w).clone())));
     let mut out: Vec<Option<Claimed>> = workers.iter().map(|_| None).collect();
-    for job in job::Entity::find()
+    let leased = job::Entity::find()
         .from_raw_sql(stmt(db, &sql, values))
         .all(db)
-        .await?
-    {
+        .await?;
+    for claimed in with_inputs(db, leased).await? {
         // The first of this worker's calls still without a job (a worker may claim twice at once).
         let slot = workers
             .iter()
             .zip(&out)
-            .position(|(w, o)| o.is_none() && Some(*w) == job.worker_id.as_ref());
+            .position(|(w, o)| o.is_none() && Some(*w) == claimed.job.worker_id.as_ref());
         if let Some(i) = slot {
-            out[i] = Some(with_inputs(db, job).await?);
+            out[i] = Some(claimed);
         }
     }
     Ok(out)
@@ -242,27 +242,47 @@ fn backend_pattern(backend: &str) -> String {
     format!("%,{backend},%")
 }
 
-/// A leased job with the artifacts of the jobs it depends on (an evaluation job's
-/// checkpoint).
-async fn with_inputs(db: &impl ConnectionTrait, job: job::Model) -> Result<Claimed> {
-    let input_artifacts = if job.stage == grid::Stage::Eval.as_str() {
-        ArtifactsRow::find_by_statement(stmt(
-            db,
-            "SELECT r.artifacts AS artifacts FROM results r JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id = $1",
-            vec![job.id.into()],
-        ))
-        .all(db)
-        .await?
+/// Leased jobs with the artifacts of the jobs each depends on (an evaluation job's
+/// checkpoint), read for the whole batch in one query, each job's in dependency order.
+async fn with_inputs(db: &impl ConnectionTrait, jobs: Vec<job::Model>) -> Result<Vec<Claimed>> {
+    let evals: Vec<Value> = jobs
+        .iter()
+        .filter(|j| j.stage == grid::Stage::Eval.as_str())
+        .map(|j| j.id.into())
+        .collect();
+    let mut inputs: HashMap<JobId, Vec<String>> = HashMap::new();
+    if !evals.is_empty() {
+        let sql = format!(
+            "SELECT d.job_id AS job_id, r.artifacts AS artifacts FROM results r \
+             JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id IN ({}) \
+             ORDER BY d.job_id, d.dep_id",
+            (1..=evals.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for row in InputsRow::find_by_statement(stmt(db, &sql, evals))
+            .all(db)
+            .await?
+        {
+            let artifacts =
+                serde_json::from_value::<Vec<String>>(row.artifacts).unwrap_or_default();
+            inputs.entry(row.job_id).or_default().extend(artifacts);
+        }
+    }
+    Ok(jobs
         .into_iter()
-        .flat_map(|r| serde_json::from_value::<Vec<String>>(r.artifacts).unwrap_or_default())
-        .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(Claimed {
-        job,
-        input_artifacts,
-    })
+        .map(|job| Claimed {
+            input_artifacts: inputs.remove(&job.id).unwrap_or_default(),
+            job,
+        })
+        .collect())
+}
+
+#[derive(Debug, FromQueryResult)]
+struct InputsRow {
+    job_id: JobId,
+    artifacts: Json,
 }
 
 #[derive(Debug, FromQueryResult)]
