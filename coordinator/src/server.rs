@@ -332,11 +332,15 @@ impl Coordinator {
     }
 }
 
-/// The reaper: returns expired leases to the queue, forever.
+/// Reaper ticks between two runs of the unblocking safety net ([`Store::unblock_ready`]).
+const UNBLOCK_EVERY_TICKS: u64 = 10;
+
+/// The reaper: returns expired leases to the queue and, every [`UNBLOCK_EVERY_TICKS`]
+/// ticks, unblocks jobs whose dependencies have all succeeded, forever.
 async fn reap_loop(store: Store, metrics: Metrics, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for n in 1u64.. {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
@@ -344,6 +348,16 @@ async fn reap_loop(store: Store, metrics: Metrics, every: Duration, stop: Cancel
         match store.reap_expired().await {
             Ok(reaped) => metrics.expired(&reaped),
             Err(e) => tracing::warn!(error = %e, "reaping expired leases failed; will retry"),
+        }
+        if n % UNBLOCK_EVERY_TICKS == 0 {
+            match store.unblock_ready().await {
+                Ok(0) => {}
+                Ok(moved) => tracing::warn!(
+                    jobs = moved,
+                    "unblocked jobs whose dependencies had all succeeded but were still blocked"
+                ),
+                Err(e) => tracing::warn!(error = %e, "unblocking ready jobs failed; will retry"),
+            }
         }
     }
 }
