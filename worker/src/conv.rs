@@ -513,32 +513,39 @@ impl Geometry {
         range: std::ops::Range<usize>,
         parallelism: gemm::Parallelism,
     ) -> Vec<f32> {
-        let rows = self.rows();
-        let mut dw = vec![0.0f32; self.c_out * rows];
+        let (rows, c_out) = (self.rows(), self.c_out);
+        let mut dw = vec![0.0f32; c_out * rows];
         let mut cols = vec![0.0f32; rows * TILE_COLUMNS];
-        let mut g = vec![0.0f32; self.c_out * TILE_COLUMNS];
+        let mut g = vec![0.0f32; c_out * TILE_COLUMNS];
+        // Both operands position-major: the product sums over positions, and gemm packs an
+        // operand whose summed index is the contiguous one through a strided gather that
+        // cost more than the multiplication itself (a blocked transpose is cheaper).
+        let mut cols_t = vec![0.0f32; rows * TILE_COLUMNS];
+        let mut g_t = vec![0.0f32; c_out * TILE_COLUMNS];
         for start in range.clone().step_by(TILE_COLUMNS) {
             let n = TILE_COLUMNS.min(range.end - start);
             self.im2col(x, start, n, &mut cols[..rows * n]);
-            self.gather_grad(grad, start, n, &mut g[..self.c_out * n]);
-            // SAFETY: dw is c_out × rows (row stride rows), g is c_out × n (row stride n),
-            // cols is rows × n stored row-major, read as its n × rows transpose; all three
-            // buffers are at least that long and do not overlap.
+            transpose(&cols[..rows * n], rows, n, &mut cols_t[..rows * n]);
+            self.gather_grad(grad, start, n, &mut g[..c_out * n]);
+            transpose(&g[..c_out * n], c_out, n, &mut g_t[..c_out * n]);
+            // SAFETY: dw is c_out × rows (row stride rows); Gᵀ is n × c_out, read as G
+            // (row stride 1, column stride c_out); im2colᵀ is n × rows (row stride rows);
+            // all three buffers are at least that long and do not overlap.
             unsafe {
                 gemm::gemm(
-                    self.c_out,
+                    c_out,
                     rows,
                     n,
                     dw.as_mut_ptr(),
                     1,
                     rows as isize,
                     start != range.start,
-                    g.as_ptr(),
+                    g_t.as_ptr(),
+                    c_out as isize,
                     1,
-                    n as isize,
-                    cols.as_ptr(),
-                    n as isize,
+                    cols_t.as_ptr(),
                     1,
+                    rows as isize,
                     1.0,
                     1.0,
                     false,
@@ -593,6 +600,24 @@ impl Geometry {
             for o in 0..self.c_out {
                 let src = (sample * self.c_out + o) * positions + position;
                 g[o * n + offset..][..run].copy_from_slice(&grad[src..src + run]);
+            }
+        }
+    }
+}
+
+/// `dst[c · rows + r] = src[r · cols + c]`: the row-major `rows × cols` matrix `src`
+/// transposed, in square blocks that both sides keep in cache. Each source row is read
+/// contiguously: the tiles' rows are 4 KiB apart, and reading down a column of them would
+/// put every line of a block in one L1 set.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const BLOCK: usize = 16;
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            let c1 = (c0 + BLOCK).min(cols);
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for (c, v) in (c0..c1).zip(&src[r * cols + c0..r * cols + c1]) {
+                    dst[c * rows + r] = *v;
+                }
             }
         }
     }
