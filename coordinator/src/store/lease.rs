@@ -256,10 +256,7 @@ async fn with_inputs(db: &impl ConnectionTrait, jobs: Vec<job::Model>) -> Result
             "SELECT d.job_id AS job_id, r.artifacts AS artifacts FROM results r \
              JOIN job_deps d ON d.dep_id = r.job_id WHERE d.job_id IN ({}) \
              ORDER BY d.job_id, d.dep_id",
-            (1..=evals.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            placeholders(1, evals.len())
         );
         for row in InputsRow::find_by_statement(stmt(db, &sql, evals))
             .all(db)
