@@ -1182,16 +1182,8 @@ impl Store {
                 vec![sweep_id.into()],
             ))
             .await?;
-        txn.execute_raw(self.stmt(
-            &format!(
-                "UPDATE jobs SET state = {to} WHERE sweep_id = $1 AND {from} AND {deps_done}",
-                to = sql_target(Event::Unblock),
-                from = sql_sources(Event::Unblock),
-                deps_done = deps_done(),
-            ),
-            vec![sweep_id.into()],
-        ))
-        .await?;
+        txn.execute_raw(self.stmt(&unblock_sql("sweep_id = $1"), vec![sweep_id.into()]))
+            .await?;
         txn.commit().await?;
         Ok(res.rows_affected())
     }
@@ -1685,13 +1677,7 @@ impl Store {
     /// dependencies of one job each see the other dependency still leased, and neither
     /// unblocks it. (The study's grids give a job one dependency, so it does not arise there.)
     pub async fn unblock_ready(&self) -> Result<u64> {
-        let sql = format!(
-            "UPDATE jobs SET state = {to} WHERE {from} AND {deps_done}",
-            to = sql_target(Event::Unblock),
-            from = sql_sources(Event::Unblock),
-            deps_done = deps_done(),
-        );
-        let statement = self.stmt(&sql, vec![]);
+        let statement = self.stmt(&unblock_sql(""), vec![]);
         self.write(move |txn| {
             Box::pin(async move { Ok(txn.execute_raw(statement).await?.rows_affected()) })
         })
@@ -1841,6 +1827,22 @@ fn sql_target(event: Event) -> String {
     sql_state(event.target())
 }
 
+/// SQL: moves the blocked jobs whose dependencies have all succeeded to pending, among
+/// those that `also` selects (an SQL condition on `jobs`; empty: all of them).
+fn unblock_sql(also: &str) -> String {
+    let also = if also.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {also}")
+    };
+    format!(
+        "UPDATE jobs SET state = {to} WHERE {from}{also} AND {deps_done}",
+        to = sql_target(Event::Unblock),
+        from = sql_sources(Event::Unblock),
+        deps_done = deps_done(),
+    )
+}
+
 /// SQL condition: every dependency of the row `jobs` has succeeded (what
 /// [`Event::Unblock`] waits for).
 fn deps_done() -> String {
@@ -1939,6 +1941,18 @@ mod tests {
         }
     }
 
+    /// A registered worker of the flex backend.
+    async fn flex_worker(store: &Store, name: &str) -> WorkerId {
+        store
+            .register_worker(NewWorker {
+                name: name.into(),
+                backend: "flex".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
     /// A SQLite store in `dir` holding one sweep of `jobs`.
     pub(super) async fn sqlite_store_with(dir: &std::path::Path, jobs: &[JobSpec]) -> Store {
         let store = Store::open(
@@ -2028,14 +2042,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let w = store
-            .register_worker(NewWorker {
-                name: "w".into(),
-                backend: "flex".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let w = flex_worker(&store, "w").await;
         // One claim and one completion after the other, each a commit of its own that
         // appends at least one page to the log: with no restart the log would hold at
         // least 2,000 pages at the end (9,502 when this test ran with the restart turned
@@ -2076,16 +2083,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store =
             sqlite_store_with(dir.path(), &[job("a", &[]), job("b", &[]), job("c", &[])]).await;
-        let worker = |name: &str| NewWorker {
-            name: name.into(),
-            backend: "flex".into(),
-            ..Default::default()
-        };
-        let mut ids = Vec::new();
-        for name in ["w1", "w2", "w3"] {
-            ids.push(store.register_worker(worker(name)).await.unwrap());
-        }
-        let [w1, w2, w3] = <[WorkerId; 3]>::try_from(ids).unwrap();
+        let (w1, w2, w3) = (
+            flex_worker(&store, "w1").await,
+            flex_worker(&store, "w2").await,
+            flex_worker(&store, "w3").await,
+        );
         let a = store.claim(&w1).await.unwrap().unwrap().job;
         let b = store.claim(&w2).await.unwrap().unwrap().job;
         // Recording b's result fails inside the database.
@@ -2149,14 +2151,7 @@ mod tests {
             job("d", &["a", "e"]),
         ];
         let store = sqlite_store_with(dir.path(), &jobs).await;
-        let w = store
-            .register_worker(NewWorker {
-                name: "w".into(),
-                backend: "flex".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let w = flex_worker(&store, "w").await;
         for _ in 0..2 {
             let j = store.claim(&w).await.unwrap().unwrap().job;
             assert!(["a", "b"].contains(&j.job_key.as_str()), "{}", j.job_key);

@@ -15,8 +15,8 @@
 //! its values.
 
 use super::{
-    Claimed, HeartbeatOutcome, NewResult, deps_done, lease_problem, sql_sources, sql_state,
-    sql_target, stmt,
+    Claimed, HeartbeatOutcome, NewResult, lease_problem, sql_sources, sql_state, sql_target, stmt,
+    unblock_sql,
 };
 use crate::entity::{job, result, result_metric};
 use crate::error::{Error, Result};
@@ -433,14 +433,10 @@ pub(super) async fn complete_many(
     }
     insert_metrics(db, done, &finished).await?;
     if !unblock.is_empty() {
-        let sql = format!(
-            "UPDATE jobs SET state = {to} WHERE {from} \
-             AND id IN (SELECT job_id FROM job_deps WHERE dep_id IN ({ids})) AND {deps_done}",
-            to = sql_target(Event::Unblock),
-            from = sql_sources(Event::Unblock),
-            ids = placeholders(1, unblock.len()),
-            deps_done = deps_done(),
-        );
+        let sql = unblock_sql(&format!(
+            "id IN (SELECT job_id FROM job_deps WHERE dep_id IN ({}))",
+            placeholders(1, unblock.len())
+        ));
         db.execute_raw(stmt(
             db,
             &sql,
